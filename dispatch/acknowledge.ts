@@ -1,0 +1,55 @@
+// A dispatcher acknowledges an alarm: recorded first (so a running receiver
+// re-sends it until the bus confirms), then published at once so the
+// driver's LED changes within a round trip.
+
+import { hostname } from 'node:os';
+import type { Logger } from 'pino';
+import { type AckMessage, encode } from '../protocol/messages.ts';
+import { MqttSession } from '../protocol/mqtt-session.ts';
+import { downlinkTopic } from '../protocol/topics.ts';
+import type { DispatchConfig } from './config.ts';
+import type { DispatchStore, StoredAlarm } from './store.ts';
+
+export interface AckResult {
+  alarm: StoredAlarm;
+  /** false when it had already been acknowledged (by whom stays as first recorded). */
+  recorded: boolean;
+  /** The broker took the ack (PUBACK); if not, a running receiver re-sends it. */
+  published: boolean;
+  publishError?: string;
+}
+
+export async function acknowledge(
+  store: DispatchStore,
+  config: DispatchConfig,
+  idOrPrefix: string,
+  by: string,
+  log: Logger,
+  timeoutMs = 5000,
+): Promise<AckResult> {
+  const found = store.find(idOrPrefix);
+  const recorded = store.acknowledge(found.id, by, new Date().toISOString());
+  const alarm = store.get(found.id)!;
+  const msg: AckMessage = { v: 1, alarmId: alarm.id, by: alarm.ackBy!, at: alarm.ackAt! };
+  // A short-lived session of its own: a clean one, so it never takes over a receiver's.
+  const session = new MqttSession(
+    { ...config.mqtt, sessionExpiryS: 0 },
+    { username: 'dispatch', clientId: `dispatch-ack-${hostname()}-${process.pid}` },
+    log,
+  );
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`broker ${config.mqtt.url} not reachable in ${timeoutMs} ms`)), timeoutMs);
+      session.once('connected', () => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+    await session.publishAsync(downlinkTopic(alarm, 'ack'), encode(msg));
+    return { alarm, recorded, published: true };
+  } catch (err) {
+    return { alarm, recorded, published: false, publishError: (err as Error).message };
+  } finally {
+    await session.stop();
+  }
+}

@@ -1,0 +1,42 @@
+// Dispatch's configuration file (JSON), documented in the README.
+
+import { z } from 'zod';
+import { MqttConnectionSchema } from '../protocol/mqtt-session.ts';
+import { loadConfigFile } from '../protocol/config-file.ts';
+
+export const DispatchConfigSchema = z
+  .object({
+    mqtt: MqttConnectionSchema,
+    /**
+     * MQTT 5 shared-subscription group: receivers in one group split the
+     * fleet's uplink between them ($share/{group}/...). null subscribes
+     * plainly (brokers without shared subscriptions, such as the demo's aedes).
+     */
+    sharedGroup: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).nullable().default('dispatch'),
+    storage: z
+      .object({
+        /** Dispatch's SQLite file (created if missing). */
+        path: z.string().min(1),
+      })
+      .strict(),
+    ack: z
+      .object({
+        /** Re-send an acknowledgement the bus has not confirmed after this long. */
+        resendS: z.number().min(0.5).max(3_600).default(10),
+      })
+      .strict()
+      .prefault({}),
+    log: z
+      .object({
+        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type DispatchConfig = z.output<typeof DispatchConfigSchema>;
+
+export function loadDispatchConfig(file: string): DispatchConfig {
+  return loadConfigFile(file, DispatchConfigSchema);
+}

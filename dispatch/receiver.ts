@@ -1,0 +1,200 @@
+// The receiving end: subscribes to every vehicle's uplink (as a member of an
+// MQTT 5 shared-subscription group, so several receivers split the load),
+// commits each alarm, incident and position to SQLite, and only then sends
+// the bus its receipt. Duplicates (a bus re-sending after a lost receipt or a
+// crash) are stored once and receipted again. Acknowledgements are re-sent
+// until the bus confirms it has them.
+
+import { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
+import type { Logger } from 'pino';
+import {
+  type AckMessage,
+  AlarmMessageSchema,
+  type AlarmMessage,
+  BusReceiptMessageSchema,
+  PositionMessageSchema,
+  StatusMessageSchema,
+  decode,
+  encode,
+} from '../protocol/messages.ts';
+import { MqttSession } from '../protocol/mqtt-session.ts';
+import { type VehicleRef, dispatchUplinkFilter, downlinkTopic, parseTopic, sharedFilter } from '../protocol/topics.ts';
+import { createLogger, monoMs } from '../protocol/log.ts';
+import type { DispatchConfig } from './config.ts';
+import { DispatchStore, type StoredAlarm } from './store.ts';
+
+export interface ReceiverEvents {
+  /** A new alarm or incident, committed. */
+  alarm: [alarm: AlarmMessage, atMonoMs: number];
+  receiptSent: [ids: string[], atMonoMs: number];
+  ackSeen: [alarmIds: string[]];
+  rejected: [topic: string, reason: string];
+}
+
+export class Receiver extends EventEmitter<ReceiverEvents> {
+  readonly log: Logger;
+  readonly store: DispatchStore;
+  private session: MqttSession | null = null;
+  private resendTimer: NodeJS.Timeout | null = null;
+  /** Receipts per vehicle, gathered within one tick so a burst costs one message. */
+  private pendingReceipts = new Map<string, { ref: VehicleRef; ids: string[] }>();
+  private receiptFlushScheduled = false;
+
+  constructor(
+    private readonly config: DispatchConfig,
+    log?: Logger,
+  ) {
+    super();
+    this.log = log ?? createLogger('dispatch', config.log.level);
+    this.store = new DispatchStore(config.storage.path);
+  }
+
+  start(): void {
+    const session = new MqttSession(this.config.mqtt, { username: 'dispatch', clientId: `dispatch-${hostname()}` }, this.log);
+    this.session = session;
+    session.on('connected', (sessionPresent) => {
+      this.log.info({ event: 'mqtt.connected', url: this.config.mqtt.url, sessionPresent, sharedGroup: this.config.sharedGroup }, 'dispatch connected');
+      const group = this.config.sharedGroup;
+      const filters: Record<string, { qos: 1 }> = {
+        [sharedFilter(group, dispatchUplinkFilter('alarm'))]: { qos: 1 },
+        [sharedFilter(group, dispatchUplinkFilter('incident'))]: { qos: 1 },
+        [sharedFilter(group, dispatchUplinkFilter('position'))]: { qos: 1 },
+        [sharedFilter(group, dispatchUplinkFilter('receipt'))]: { qos: 1 },
+        // Not shared: retained status is not delivered to shared subscriptions (MQTT 5 §4.8.2).
+        [dispatchUplinkFilter('status')]: { qos: 1 },
+      };
+      session.client.subscribe(filters, (err, granted) => {
+        const refused = granted?.filter((g) => g.qos >= 0x80) ?? [];
+        if (err || refused.length) {
+          this.log.error({ event: 'mqtt.subscribe-refused', err: err?.message, refused }, 'broker refused the uplink subscriptions; check the broker ACL for user "dispatch"');
+        }
+      });
+      this.resendAcks();
+    });
+    session.on('disconnected', () => this.log.warn({ event: 'mqtt.disconnected' }, 'dispatch disconnected from broker'));
+    session.on('message', (topic, payload) => this.onMessage(topic, payload));
+    this.resendTimer = setInterval(() => this.resendAcks(), this.config.ack.resendS * 1000);
+    this.resendTimer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.resendTimer) clearInterval(this.resendTimer);
+    await this.session?.stop();
+    this.store.close();
+  }
+
+  /** Publish an acknowledgement (already recorded in the store) to its bus. */
+  sendAck(alarm: StoredAlarm): void {
+    if (!this.session?.connected || !alarm.ackBy || !alarm.ackAt) return;
+    const msg: AckMessage = { v: 1, alarmId: alarm.id, by: alarm.ackBy, at: alarm.ackAt };
+    this.session.client.publish(downlinkTopic(alarm, 'ack'), encode(msg), { qos: 1 });
+  }
+
+  private resendAcks(ref?: VehicleRef): void {
+    if (!this.session?.connected) return;
+    for (const a of this.store.unseenAcks(ref)) {
+      this.log.info({ event: 'ack.resend', alarmId: a.id, fleet: a.fleet, vehicle: a.vehicle }, 're-sending acknowledgement');
+      this.sendAck(a);
+    }
+  }
+
+  private reject(topic: string, reason: string): void {
+    this.log.warn({ event: 'uplink.rejected', topic, reason }, 'rejected message');
+    this.emit('rejected', topic, reason);
+  }
+
+  private onMessage(topic: string, payload: Buffer): void {
+    try {
+      this.handle(topic, payload);
+    } catch (err) {
+      // A database error must not take the receiver down: no receipt goes out,
+      // so the bus keeps the message and sends it again.
+      this.log.error({ event: 'uplink.store-failed', topic, err: (err as Error).message }, 'could not store message; the bus will re-send');
+    }
+  }
+
+  private handle(topic: string, payload: Buffer): void {
+    const t = parseTopic(topic);
+    if (!t || t.direction !== 'up') {
+      this.reject(topic, 'not a busguard v1 uplink topic');
+      return;
+    }
+    const { ref } = t;
+    const sameVehicle = (m: { fleet: string; vehicle: string }) => m.fleet === ref.fleet && m.vehicle === ref.vehicle;
+    switch (t.kind) {
+      case 'alarm':
+      case 'incident': {
+        const m = decode(AlarmMessageSchema, payload);
+        if (!m.ok) return this.reject(topic, m.error);
+        if (!sameVehicle(m.value)) return this.reject(topic, `payload names ${m.value.fleet}/${m.value.vehicle}, topic is ${ref.fleet}/${ref.vehicle}`);
+        const expectedKind = t.kind === 'alarm' ? 'emergency' : 'incident';
+        if (m.value.kind !== expectedKind) return this.reject(topic, `kind "${m.value.kind}" on the ${t.kind} topic`);
+        const fresh = this.store.addAlarm(m.value);
+        const at = monoMs();
+        if (fresh) {
+          this.log.info(
+            { event: `${m.value.kind}.received`, alarmId: m.value.id, fleet: ref.fleet, vehicle: ref.vehicle, route: m.value.route, fix: m.value.fix, stepMonoMs: at },
+            m.value.kind === 'emergency' ? 'EMERGENCY alarm received' : 'incident received',
+          );
+          this.emit('alarm', m.value, at);
+        } else {
+          this.log.info({ event: 'alarm.duplicate', alarmId: m.value.id, fleet: ref.fleet, vehicle: ref.vehicle }, 'duplicate alarm, receipted again');
+          const stored = this.store.get(m.value.id);
+          if (stored?.ackAt && !stored.ackSeenAt) this.sendAck(stored);
+        }
+        this.queueReceipt(ref, m.value.id);
+        return;
+      }
+      case 'position': {
+        const m = decode(PositionMessageSchema, payload);
+        if (!m.ok) return this.reject(topic, m.error);
+        if (!sameVehicle(m.value)) return this.reject(topic, `payload names ${m.value.fleet}/${m.value.vehicle}, topic is ${ref.fleet}/${ref.vehicle}`);
+        this.store.addPosition(m.value);
+        this.log.debug({ event: 'position.received', id: m.value.id, alarmId: m.value.alarmId, fleet: ref.fleet, vehicle: ref.vehicle }, 'position');
+        this.queueReceipt(ref, m.value.id);
+        return;
+      }
+      case 'receipt': {
+        const m = decode(BusReceiptMessageSchema, payload);
+        if (!m.ok) return this.reject(topic, m.error);
+        this.store.markAckSeen(m.value.acks);
+        this.log.info({ event: 'ack.seen', alarmIds: m.value.acks, fleet: ref.fleet, vehicle: ref.vehicle }, 'bus confirmed acknowledgement');
+        this.emit('ackSeen', m.value.acks);
+        return;
+      }
+      case 'status': {
+        if (payload.length === 0) return; // a cleared retained message
+        const m = decode(StatusMessageSchema, payload);
+        if (!m.ok) return this.reject(topic, m.error);
+        this.store.setStatus(ref, m.value);
+        this.log.info({ event: 'vehicle.status', fleet: ref.fleet, vehicle: ref.vehicle, state: m.value.state }, `vehicle ${m.value.state}`);
+        if (m.value.state === 'online') this.resendAcks(ref);
+        return;
+      }
+    }
+  }
+
+  private queueReceipt(ref: VehicleRef, id: string): void {
+    const key = `${ref.fleet}/${ref.vehicle}`;
+    const entry = this.pendingReceipts.get(key) ?? { ref, ids: [] };
+    entry.ids.push(id);
+    this.pendingReceipts.set(key, entry);
+    if (this.receiptFlushScheduled) return;
+    this.receiptFlushScheduled = true;
+    setImmediate(() => {
+      this.receiptFlushScheduled = false;
+      const batches = [...this.pendingReceipts.values()];
+      this.pendingReceipts.clear();
+      for (const { ref: r, ids } of batches) {
+        for (let i = 0; i < ids.length; i += 1000) {
+          const chunk = ids.slice(i, i + 1000);
+          this.session?.client.publish(downlinkTopic(r, 'receipt'), encode({ v: 1, ids: chunk }), { qos: 1 });
+          const at = monoMs();
+          this.log.debug({ event: 'receipt.sent', ids: chunk, fleet: r.fleet, vehicle: r.vehicle, stepMonoMs: at }, 'receipt sent');
+          this.emit('receiptSent', chunk, at);
+        }
+      }
+    });
+  }
+}

@@ -1,0 +1,288 @@
+// The on-bus agent: panel → press pattern → alarm committed to the outbox →
+// LED "stored" → uplink → receipt → LED "delivered" → dispatcher's ack → LED
+// "acknowledged". Positions go out at the routine rate, and faster while an
+// emergency is open.
+
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { openPanel } from '../hal/panel/drivers.ts';
+import type { LedState, Panel } from '../hal/panel/types.ts';
+import { NmeaReader } from '../hal/gps/reader.ts';
+import { type Db, migrate, openDatabase } from '../protocol/sqlite.ts';
+import { OUTBOX_SCHEMA, Outbox } from '../gateway/outbox.ts';
+import { Uplink } from '../gateway/uplink.ts';
+import type { AckMessage, AlarmKind, AlarmMessage, PositionMessage } from '../protocol/messages.ts';
+import { encode } from '../protocol/messages.ts';
+import { type VehicleRef, uplinkTopic } from '../protocol/topics.ts';
+import { createLogger, monoMs } from '../protocol/log.ts';
+import { AlarmJournal, JOURNAL_SCHEMA } from './alarm-journal.ts';
+import type { AgentConfig } from './config.ts';
+import { describeFix } from './position.ts';
+import { PressPattern } from './press-pattern.ts';
+
+export const AGENT_VERSION = 'busguard-agent/0.1.0';
+
+export type JourneyStep = 'confirmed' | 'stored' | 'delivered' | 'acknowledged';
+
+export interface JourneyEvent {
+  alarmId: string;
+  kind: AlarmKind;
+  step: JourneyStep;
+  /** CLOCK_MONOTONIC ms, comparable across processes (protocol/log.ts). */
+  monoMs: number;
+  alarm?: AlarmMessage;
+  ack?: AckMessage;
+}
+
+export interface AgentEvents {
+  journey: [JourneyEvent];
+  led: [LedState];
+  /** A press while an alarm of that kind is open: no second alarm. */
+  duplicatePress: [kind: AlarmKind, openAlarmId: string];
+}
+
+export class Agent extends EventEmitter<AgentEvents> {
+  readonly log: Logger;
+  private readonly ref: VehicleRef;
+  private readonly db: Db;
+  private readonly outbox: Outbox;
+  private readonly journal: AlarmJournal;
+  private readonly uplink: Uplink;
+  private readonly pattern: PressPattern;
+  private gps: NmeaReader | null = null;
+  private panel: Panel | null = null;
+  private positionTimer: NodeJS.Timeout | null = null;
+  private ledTimer: NodeJS.Timeout | null = null;
+  private positionFast = false;
+
+  private constructor(
+    private readonly config: AgentConfig,
+    log?: Logger,
+  ) {
+    super();
+    this.ref = { fleet: config.vehicle.fleet, vehicle: config.vehicle.id };
+    this.log = log ?? createLogger('agent', config.log.level, { fleet: this.ref.fleet, vehicle: this.ref.vehicle });
+    this.db = openDatabase(join(config.storage.dir, 'outbox.db'));
+    migrate(this.db, [OUTBOX_SCHEMA + JOURNAL_SCHEMA]);
+    this.outbox = new Outbox(this.db);
+    this.journal = new AlarmJournal(this.db);
+    this.uplink = new Uplink({
+      ref: this.ref,
+      mqtt: config.mqtt,
+      outbox: this.outbox,
+      resendMs: config.alarm.resendS * 1000,
+      agent: AGENT_VERSION,
+      log: this.log,
+    });
+    this.pattern = new PressPattern(config.alarm);
+  }
+
+  static async start(config: AgentConfig, log?: Logger): Promise<Agent> {
+    const agent = new Agent(config, log);
+    try {
+      await agent.open();
+    } catch (err) {
+      await agent.stop();
+      throw err;
+    }
+    return agent;
+  }
+
+  private async open(): Promise<void> {
+    const { config, log } = this;
+    if (config.gps) {
+      this.gps = new NmeaReader({ path: config.gps.port, baudRate: config.gps.baudRate, log });
+      this.gps.once('fix', (f) => log.info({ event: 'gps.first-fix', valid: f.valid, lat: f.lat, lon: f.lon }, 'first GPS fix'));
+      this.gps.start();
+    } else {
+      log.warn({ event: 'gps.none' }, 'no GPS configured: alarms will say they have no fix');
+    }
+    const panel = await openPanel(config.panel, log);
+    this.panel = panel;
+    panel.onButton((e) => this.pattern.handle(e));
+    this.pattern.on('emergency', (heldMs, atMs) => this.raise('emergency', heldMs, atMs));
+    this.pattern.on('incident', (heldMs, atMs) => this.raise('incident', heldMs, atMs));
+    this.pattern.on('short', (input, heldMs) =>
+      log.info({ event: 'press.ignored', input, heldMs, holdMs: config.alarm.holdMs }, 'press too short to raise an alarm'),
+    );
+    this.uplink.on('confirmed', (ids) => this.onConfirmed(ids));
+    this.uplink.on('ack', (ack) => this.onAck(ack));
+    this.uplink.start();
+    const open = this.journal.open();
+    log.info(
+      { event: 'agent.started', panel: panel.driver, gps: config.gps?.port ?? null, pending: this.outbox.size(), openAlarms: open.map((a) => a.id) },
+      'agent started',
+    );
+    this.refreshLed();
+    this.schedulePosition();
+  }
+
+  /** Press pattern confirmed: make the alarm durable, then tell the driver, then send. */
+  raise(kind: AlarmKind, heldMs: number, confirmedAtMs = performance.now()): string | null {
+    const confirmedMono = monoMs() - (performance.now() - confirmedAtMs);
+    const open = this.journal.open(kind)[0];
+    if (open) {
+      this.log.info({ event: 'alarm.already-open', kind, alarmId: open.id }, 'button pressed again while an alarm is open: no second alarm');
+      this.emit('duplicatePress', kind, open.id);
+      return null;
+    }
+    const alarm: AlarmMessage = {
+      v: 1,
+      id: randomUUID(),
+      kind,
+      fleet: this.ref.fleet,
+      vehicle: this.ref.vehicle,
+      route: this.config.vehicle.route,
+      raisedAt: new Date().toISOString(),
+      heldMs: Math.round(heldMs),
+      fix: describeFix(this.gps, this.config.position.staleAfterS),
+    };
+    this.journey({ alarmId: alarm.id, kind, step: 'confirmed', monoMs: confirmedMono, alarm });
+    const lane = kind === 'emergency' ? 'alarm' : 'incident';
+    try {
+      this.db.transaction(() => {
+        this.journal.insert({ id: alarm.id, kind, raisedAt: alarm.raisedAt });
+        this.outbox.append({ id: alarm.id, lane, topic: uplinkTopic(this.ref, lane), payload: encode(alarm) });
+      })();
+    } catch (err) {
+      this.log.fatal({ event: 'alarm.store-failed', alarmId: alarm.id, kind, err: (err as Error).message }, 'could not store the alarm');
+      this.panel?.setLed('fault');
+      return null;
+    }
+    this.journey({ alarmId: alarm.id, kind, step: 'stored', monoMs: monoMs(), alarm });
+    this.refreshLed();
+    this.uplink.kick();
+    if (kind === 'emergency') this.schedulePosition();
+    return alarm.id;
+  }
+
+  /** The reader has assembled at least one fix. */
+  hasFix(): boolean {
+    return this.gps?.latest() != null;
+  }
+
+  get connected(): boolean {
+    return this.uplink.connected;
+  }
+
+  ledState(): LedState {
+    return this.panel?.ledState() ?? 'idle';
+  }
+
+  async stop(): Promise<void> {
+    this.pattern.dispose();
+    if (this.positionTimer) clearTimeout(this.positionTimer);
+    if (this.ledTimer) clearTimeout(this.ledTimer);
+    await this.uplink.stop().catch(() => {});
+    await this.panel?.close().catch(() => {});
+    await this.gps?.close().catch(() => {});
+    if (this.db.open) this.db.close();
+    this.log.info({ event: 'agent.stopped' }, 'agent stopped');
+  }
+
+  private onConfirmed(ids: string[]): void {
+    const delivered = this.journal.markDelivered(ids, new Date().toISOString());
+    for (const id of delivered) {
+      const entry = this.journal.get(id)!;
+      this.journey({ alarmId: id, kind: entry.kind, step: 'delivered', monoMs: monoMs() });
+    }
+    if (delivered.length) this.refreshLed();
+  }
+
+  private onAck(ack: AckMessage): void {
+    const entry = this.journal.get(ack.alarmId);
+    if (!entry) {
+      this.log.warn({ event: 'ack.unknown', alarmId: ack.alarmId }, 'acknowledgement for an alarm this bus never raised');
+      return;
+    }
+    if (this.journal.markAcknowledged(ack.alarmId, ack.by, new Date().toISOString())) {
+      // An ack implies dispatch holds the alarm, even if its receipt was lost.
+      this.outbox.confirm([ack.alarmId]);
+      this.journey({ alarmId: ack.alarmId, kind: entry.kind, step: 'acknowledged', monoMs: monoMs(), ack });
+      this.refreshLed();
+      this.schedulePosition();
+    }
+    this.uplink.sendBusReceipt([ack.alarmId]);
+  }
+
+  private journey(e: JourneyEvent): void {
+    this.log.info(
+      {
+        event: `alarm.${e.step}`,
+        alarmId: e.alarmId,
+        kind: e.kind,
+        stepMonoMs: e.monoMs,
+        ...(e.step === 'stored' ? { fix: e.alarm?.fix ?? null } : {}),
+        ...(e.ack ? { by: e.ack.by } : {}),
+      },
+      `alarm ${e.step}`,
+    );
+    this.emit('journey', e);
+  }
+
+  /** The LED shows the open emergency first, then a fresh acknowledgement, then an open incident. */
+  private refreshLed(): void {
+    if (!this.panel) return;
+    if (this.ledTimer) clearTimeout(this.ledTimer);
+    this.ledTimer = null;
+    let state: LedState = 'idle';
+    const emergency = this.journal.open('emergency')[0];
+    const incident = this.journal.open('incident')[0];
+    const acked = this.journal.lastAcknowledged();
+    const showMs = this.config.alarm.acknowledgedShowS * 1000;
+    const ackedLeftMs = acked?.acknowledgedAt ? Date.parse(acked.acknowledgedAt) + showMs - Date.now() : 0;
+    if (emergency) state = emergency.state === 'stored' ? 'stored' : 'delivered';
+    else if (ackedLeftMs > 0) state = 'acknowledged';
+    else if (incident) state = incident.state === 'stored' ? 'stored' : 'delivered';
+    if (state === 'acknowledged') {
+      this.ledTimer = setTimeout(() => this.refreshLed(), ackedLeftMs + 10);
+      this.ledTimer.unref();
+    }
+    if (this.panel.ledState() !== state) {
+      this.panel.setLed(state);
+      this.log.info({ event: 'led', state }, `LED ${state}`);
+      this.emit('led', state);
+    }
+  }
+
+  private schedulePosition(): void {
+    const fast = this.journal.open('emergency').length > 0;
+    if (this.positionTimer && fast === this.positionFast) return;
+    if (this.positionTimer) clearTimeout(this.positionTimer);
+    this.positionTimer = null;
+    this.positionFast = fast;
+    const intervalS = fast ? this.config.position.alarmIntervalS : this.config.position.intervalS;
+    if (intervalS <= 0) return;
+    this.positionTimer = setTimeout(() => {
+      this.positionTimer = null;
+      this.reportPosition();
+      this.schedulePosition();
+    }, intervalS * 1000);
+    this.positionTimer.unref();
+  }
+
+  private reportPosition(): void {
+    const fix = describeFix(this.gps, this.config.position.staleAfterS);
+    if (!fix) return;
+    const alarmId = this.journal.open('emergency')[0]?.id ?? null;
+    const msg: PositionMessage = {
+      v: 1,
+      id: randomUUID(),
+      fleet: this.ref.fleet,
+      vehicle: this.ref.vehicle,
+      at: new Date().toISOString(),
+      alarmId,
+      fix,
+    };
+    try {
+      this.outbox.append({ id: msg.id, lane: 'position', topic: uplinkTopic(this.ref, 'position'), payload: encode(msg) });
+    } catch (err) {
+      this.log.error({ event: 'position.store-failed', err: (err as Error).message }, 'could not store a position');
+      return;
+    }
+    this.log.debug({ event: 'position.stored', id: msg.id, alarmId, lat: fix.lat, lon: fix.lon }, 'position stored');
+    this.uplink.kick();
+  }
+}

@@ -1,0 +1,103 @@
+// The bus's own record of its alarms and where each one is on its journey:
+// stored → delivered (dispatch's receipt) → acknowledged (a dispatcher).
+// It lives in the outbox's SQLite file so an alarm and its outbox row are
+// committed in one transaction, and the LED comes back right after a restart.
+
+import type { Db } from '../protocol/sqlite.ts';
+import type { AlarmKind } from '../protocol/messages.ts';
+
+export type JourneyState = 'stored' | 'delivered' | 'acknowledged';
+
+export interface JournalEntry {
+  id: string;
+  kind: AlarmKind;
+  raisedAt: string;
+  state: JourneyState;
+  deliveredAt: string | null;
+  acknowledgedAt: string | null;
+  acknowledgedBy: string | null;
+}
+
+export const JOURNAL_SCHEMA = `
+CREATE TABLE IF NOT EXISTS alarms (
+  id TEXT PRIMARY KEY,
+  kind TEXT NOT NULL,
+  raised_at TEXT NOT NULL,
+  state TEXT NOT NULL,
+  delivered_at TEXT,
+  acknowledged_at TEXT,
+  acknowledged_by TEXT
+);
+CREATE INDEX IF NOT EXISTS alarms_open ON alarms (state) WHERE state != 'acknowledged';
+`;
+
+interface Row {
+  id: string;
+  kind: AlarmKind;
+  raised_at: string;
+  state: JourneyState;
+  delivered_at: string | null;
+  acknowledged_at: string | null;
+  acknowledged_by: string | null;
+}
+
+const toEntry = (r: Row): JournalEntry => ({
+  id: r.id,
+  kind: r.kind,
+  raisedAt: r.raised_at,
+  state: r.state,
+  deliveredAt: r.delivered_at,
+  acknowledgedAt: r.acknowledged_at,
+  acknowledgedBy: r.acknowledged_by,
+});
+
+export class AlarmJournal {
+  constructor(private readonly db: Db) {}
+
+  insert(e: { id: string; kind: AlarmKind; raisedAt: string }): void {
+    this.db
+      .prepare("INSERT INTO alarms (id, kind, raised_at, state) VALUES (?, ?, ?, 'stored')")
+      .run(e.id, e.kind, e.raisedAt);
+  }
+
+  /** Alarms not yet acknowledged, newest first. */
+  open(kind?: AlarmKind): JournalEntry[] {
+    const rows = kind
+      ? this.db.prepare<[string], Row>("SELECT * FROM alarms WHERE state != 'acknowledged' AND kind = ? ORDER BY raised_at DESC").all(kind)
+      : this.db.prepare<[], Row>("SELECT * FROM alarms WHERE state != 'acknowledged' ORDER BY raised_at DESC").all();
+    return rows.map(toEntry);
+  }
+
+  get(id: string): JournalEntry | null {
+    const r = this.db.prepare<[string], Row>('SELECT * FROM alarms WHERE id = ?').get(id);
+    return r ? toEntry(r) : null;
+  }
+
+  /** The most recent acknowledged alarm (for the LED after a restart). */
+  lastAcknowledged(): JournalEntry | null {
+    const r = this.db
+      .prepare<[], Row>("SELECT * FROM alarms WHERE state = 'acknowledged' ORDER BY acknowledged_at DESC LIMIT 1")
+      .get();
+    return r ? toEntry(r) : null;
+  }
+
+  /** Mark delivered the given ids that are alarms still 'stored'; returns those changed. */
+  markDelivered(ids: readonly string[], at: string): string[] {
+    const stmt = this.db.prepare("UPDATE alarms SET state = 'delivered', delivered_at = ? WHERE id = ? AND state = 'stored'");
+    const changed: string[] = [];
+    this.db.transaction(() => {
+      for (const id of ids) if (stmt.run(at, id).changes > 0) changed.push(id);
+    })();
+    return changed;
+  }
+
+  /** Returns false when the alarm is unknown or already acknowledged (a re-sent ack). */
+  markAcknowledged(id: string, by: string, at: string): boolean {
+    const r = this.db
+      .prepare(
+        "UPDATE alarms SET state = 'acknowledged', delivered_at = COALESCE(delivered_at, ?), acknowledged_at = ?, acknowledged_by = ? WHERE id = ? AND state != 'acknowledged'",
+      )
+      .run(at, at, by, id);
+    return r.changes > 0;
+  }
+}

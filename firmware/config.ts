@@ -1,0 +1,78 @@
+// The agent's configuration file (JSON). Every key is documented in the
+// README's "Configuration" section; a wrong one is refused with the key, the
+// value and what is expected (protocol/config-file.ts).
+
+import { z } from 'zod';
+import { PanelConfigSchema } from '../hal/panel/config.ts';
+import { MqttConnectionSchema } from '../protocol/mqtt-session.ts';
+import { ID_PATTERN } from '../protocol/topics.ts';
+import { loadConfigFile } from '../protocol/config-file.ts';
+
+const id = z.string().regex(ID_PATTERN, 'letters, digits, "_" or "-", 1 to 64 characters');
+
+export const AgentConfigSchema = z
+  .object({
+    vehicle: z
+      .object({
+        fleet: id,
+        id,
+        /** The line the bus runs; sent with every alarm. */
+        route: z.string().max(64).nullable().default(null),
+      })
+      .strict(),
+    mqtt: MqttConnectionSchema,
+    storage: z
+      .object({
+        /** Folder for outbox.db (created if missing). */
+        dir: z.string().min(1),
+      })
+      .strict(),
+    panel: PanelConfigSchema,
+    alarm: z
+      .object({
+        /** How long the panic button must be held to raise an emergency; a bump raises nothing. */
+        holdMs: z.number().int().min(50).max(10_000).default(500),
+        /** The second pattern, raising a non-emergency incident. */
+        incidentPattern: z.enum(['double', 'second-input']).default('double'),
+        /** Double press: both presses shorter than holdMs, the second starting within this of the first release. */
+        doublePressWindowMs: z.number().int().min(100).max(3_000).default(600),
+        /** Re-send anything not confirmed by dispatch after this long while connected. */
+        resendS: z.number().min(0.5).max(3_600).default(5),
+        /** How long the LED keeps showing "acknowledged" before going dark again. */
+        acknowledgedShowS: z.number().min(1).max(86_400).default(120),
+      })
+      .strict()
+      .prefault({}),
+    position: z
+      .object({
+        /** Position report interval while no emergency is open. 0 disables routine reports. */
+        intervalS: z.number().min(0).max(86_400).default(30),
+        /** Faster interval while an emergency is open, until a dispatcher acknowledges it. */
+        alarmIntervalS: z.number().min(1).max(600).default(5),
+        /** A fix older than this is flagged stale in alarms and positions. */
+        staleAfterS: z.number().min(1).max(86_400).default(10),
+      })
+      .strict()
+      .prefault({}),
+    gps: z
+      .object({
+        port: z.string().min(1),
+        baudRate: z.union([z.literal(4800), z.literal(9600), z.literal(38400), z.literal(115200)]).default(9600),
+      })
+      .strict()
+      .nullable()
+      .default(null),
+    log: z
+      .object({
+        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type AgentConfig = z.output<typeof AgentConfigSchema>;
+
+export function loadAgentConfig(file: string): AgentConfig {
+  return loadConfigFile(file, AgentConfigSchema);
+}

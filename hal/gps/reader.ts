@@ -1,0 +1,365 @@
+// NMEA reader over a serial port: lines → sentences → fixes, and a port that
+// reopens by itself. Everything here is asynchronous and catches its own
+// errors, so a receiver that is unplugged, babbles binary or goes silent can
+// never throw into the event loop the alarm path shares.
+
+import { EventEmitter } from 'node:events';
+import { read as fsReadCb } from 'node:fs';
+import { promisify } from 'node:util';
+import { ReadlineParser, SerialPort } from 'serialport';
+import type { Logger } from 'pino';
+import type { GpsFix } from './types.ts';
+import { FixAssembler } from './fix-assembler.ts';
+import { parseSentence } from './nmea.ts';
+
+export interface NmeaReaderOptions {
+  /** Serial device, e.g. /dev/ttyS1 or /dev/serial/by-id/... */
+  path: string;
+  baudRate: number;
+  log?: Logger;
+  /** Report 'no-data' after this long without a valid sentence while open. Default 5000. */
+  noDataTimeoutMs?: number;
+  /** First reopen delay after the port failed or closed. Default 500. */
+  reopenMinMs?: number;
+  /** Reopen delay ceiling. Default 10000. */
+  reopenMaxMs?: number;
+  /** Longer lines are skipped and counted. Default 200 (NMEA 0183 allows 82; u-blox PUBX and high-precision GGA run longer). */
+  maxLineLength?: number;
+}
+
+export interface NmeaReaderStats {
+  /** Lines that parsed as NMEA sentences (any type). */
+  sentencesOk: number;
+  /** Lines with a missing or wrong *hh checksum. */
+  checksumErrors: number;
+  /** Lines that were not NMEA (no '$', binary bytes) or had malformed RMC/GGA fields. */
+  otherErrors: number;
+  /** Lines longer than maxLineLength, and runs of bytes that never reached a newline. */
+  overlongLines: number;
+  /** Fixes emitted (valid or not). */
+  fixes: number;
+  /** Successful port opens, the first one included. */
+  opens: number;
+}
+
+export type NmeaReaderState = 'open' | 'closed' | 'no-data';
+
+export interface NmeaReaderStatus {
+  state: NmeaReaderState;
+  /** One sentence a technician can act on. */
+  detail: string;
+}
+
+export type NmeaReaderEvents = {
+  fix: [GpsFix];
+  status: [NmeaReaderStatus];
+};
+
+export class NmeaReader extends EventEmitter<NmeaReaderEvents> {
+  readonly path: string;
+  readonly baudRate: number;
+  private readonly log: Logger | undefined;
+  private readonly noDataTimeoutMs: number;
+  private readonly reopenMinMs: number;
+  private readonly reopenMaxMs: number;
+  private readonly maxLineLength: number;
+
+  private readonly assembler = new FixAssembler();
+  private readonly counts: NmeaReaderStats = {
+    sentencesOk: 0,
+    checksumErrors: 0,
+    otherErrors: 0,
+    overlongLines: 0,
+    fixes: 0,
+    opens: 0,
+  };
+  private port: SerialPort | null = null;
+  private pendingOpen: Promise<void> | null = null;
+  private reopenTimer: NodeJS.Timeout | null = null;
+  private noDataTimer: NodeJS.Timeout | null = null;
+  private failedAttempts = 0;
+  private state: NmeaReaderState | null = null;
+  private started = false;
+  private stopped = false;
+  /** Set after a newline-less run was cut: the bytes up to the next '\n' are its tail, not a line. */
+  private skipTail = false;
+  private lastFix: GpsFix | null = null;
+  private lastValidFix: GpsFix | null = null;
+
+  constructor(opts: NmeaReaderOptions) {
+    super();
+    if (!opts.path) throw new Error(`NmeaReader: empty serial port path; set the GPS serial port in the config (e.g. /dev/ttyS1)`);
+    if (!Number.isInteger(opts.baudRate) || opts.baudRate <= 0) {
+      throw new Error(`NmeaReader ${opts.path}: baud rate ${String(opts.baudRate)} is not a positive integer; NMEA receivers use 4800, 9600 or 115200`);
+    }
+    this.path = opts.path;
+    this.baudRate = opts.baudRate;
+    this.log = opts.log;
+    this.noDataTimeoutMs = opts.noDataTimeoutMs ?? 5000;
+    this.reopenMinMs = opts.reopenMinMs ?? 500;
+    this.reopenMaxMs = Math.max(opts.reopenMaxMs ?? 10_000, this.reopenMinMs);
+    this.maxLineLength = opts.maxLineLength ?? 200;
+  }
+
+  /** Open the port (and keep reopening it) until close(). Calling it twice does nothing. */
+  start(): void {
+    if (this.started || this.stopped) return;
+    this.started = true;
+    this.openPort();
+  }
+
+  /**
+   * The most recent valid fix; before the first valid fix, the most recent
+   * invalid one with a position (flagged valid=false). An invalid fix never
+   * hides an older valid one: in a tunnel the last real position and its age
+   * say more than a receiver's stale guess.
+   */
+  latest(): GpsFix | null {
+    return this.lastValidFix ?? this.lastFix;
+  }
+
+  stats(): NmeaReaderStats {
+    return { ...this.counts };
+  }
+
+  /** Stop reopening, close the port, and wait until it is closed. */
+  async close(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.clearTimers();
+    await this.pendingOpen;
+    const port = this.port;
+    this.port = null;
+    if (port?.isOpen) {
+      await new Promise<void>((resolve) => port.close(() => resolve()));
+    }
+    this.log?.info({ event: 'gps.port.closed', path: this.path, reason: 'close() called' });
+    this.setState('closed', `GPS port ${this.path}: closed by the agent`);
+  }
+
+  private openPort(): void {
+    if (this.stopped) return;
+    let port: SerialPort;
+    try {
+      port = new SerialPort({ path: this.path, baudRate: this.baudRate, autoOpen: false, binding: HANGUP_AWARE_BINDING } as SerialPortOptions);
+    } catch (err) {
+      this.portFailed(`cannot create port (${errText(err)})`);
+      return;
+    }
+    // Latin-1 keeps one char per byte, so binary garbage stays countable and
+    // the length limit means bytes, not UTF-8 sequences.
+    const parser = new ReadlineParser({ delimiter: '\n', encoding: 'latin1' });
+    this.port = port;
+    this.skipTail = false;
+
+    // Handlers check `port === this.port`: an old port may still emit (a
+    // destroyed stream emits 'close' twice) after it has been replaced.
+    port.on('error', (err) => {
+      if (port !== this.port) return;
+      this.log?.warn({ event: 'gps.port.error', path: this.path, err: errText(err) });
+      if (!port.isOpen && !port.opening) this.portLost(port, `port error (${errText(err)})`);
+    });
+    port.on('close', (err: Error | null) => {
+      if (port !== this.port || this.stopped) return;
+      this.portLost(port, err ? `port closed (${errText(err)})` : 'port closed');
+    });
+    port.pipe(parser);
+    // ReadlineParser buffers without limit until it sees '\n'; a receiver at
+    // the wrong baud rate may never send one. Cut such a run and skip its tail.
+    port.on('data', () => {
+      if (parser.buffer.length > this.maxLineLength) {
+        parser.buffer = Buffer.alloc(0);
+        if (!this.skipTail) this.counts.overlongLines++; // one run, however long, counts once
+        this.skipTail = true;
+      }
+    });
+    parser.on('data', (line: string) => {
+      if (port === this.port) this.onLine(line);
+    });
+
+    this.pendingOpen = new Promise<void>((resolve) => {
+      port.open((err) => {
+        this.pendingOpen = null;
+        resolve();
+        if (port !== this.port) return;
+        if (err) {
+          this.port = null;
+          this.portFailed(`cannot open (${errText(err)})`);
+        } else if (!this.stopped) {
+          this.portOpened();
+        } // else close() is waiting on pendingOpen and closes this port itself
+      });
+    });
+  }
+
+  private portOpened(): void {
+    this.counts.opens++;
+    this.log?.info({ event: 'gps.port.open', path: this.path, baudRate: this.baudRate, opens: this.counts.opens });
+    this.setState('open', `GPS port ${this.path}: open at ${this.baudRate} baud`);
+    this.noDataTimer = setTimeout(() => this.onNoData(), this.noDataTimeoutMs);
+  }
+
+  private portLost(port: SerialPort, why: string): void {
+    if (port !== this.port) return;
+    this.port = null;
+    this.clearTimers();
+    // A cycle cut by the disconnect is still a real fix; the next port starts clean.
+    const fix = this.assembler.flush();
+    if (fix) this.onFix(fix);
+    this.portFailed(why);
+  }
+
+  private portFailed(why: string): void {
+    if (this.stopped) return;
+    const delayMs = this.nextDelayMs();
+    this.failedAttempts++;
+    const detail =
+      `GPS port ${this.path}: ${why}; retrying in ${(delayMs / 1000).toFixed(1)} s; ` +
+      `check that the receiver is plugged in and the path in the config`;
+    const entry = { event: 'gps.port.retry', path: this.path, why, attempt: this.failedAttempts, delayMs: Math.round(delayMs) };
+    if (this.state === 'closed') this.log?.debug(entry);
+    else this.log?.warn(entry);
+    this.setState('closed', detail);
+    this.reopenTimer = setTimeout(() => {
+      this.reopenTimer = null;
+      this.openPort();
+    }, delayMs);
+  }
+
+  /** Exponential backoff; jitter keeps us out of lockstep with a receiver that reboots on a fixed period. */
+  private nextDelayMs(): number {
+    const base = Math.min(this.reopenMaxMs, this.reopenMinMs * 2 ** Math.min(this.failedAttempts, 30));
+    const jittered = base * (0.8 + 0.4 * Math.random());
+    return Math.min(this.reopenMaxMs, Math.max(this.reopenMinMs, jittered));
+  }
+
+  private onLine(raw: string): void {
+    if (this.skipTail) {
+      this.skipTail = false;
+      return;
+    }
+    if (raw.length > this.maxLineLength) {
+      this.counts.overlongLines++;
+      return;
+    }
+    // Some receivers pad with blank lines or send a lone CR between bursts.
+    if (raw === '' || raw === '\r') return;
+    const r = parseSentence(raw);
+    if ('error' in r) {
+      if (r.kind === 'checksum') this.counts.checksumErrors++;
+      else this.counts.otherErrors++;
+      this.log?.debug({ event: 'gps.nmea.rejected', path: this.path, kind: r.kind, error: r.error });
+      return;
+    }
+    this.counts.sentencesOk++;
+    this.sawSentence();
+    for (const fix of this.assembler.push(r)) this.onFix(fix);
+  }
+
+  private sawSentence(): void {
+    // Only a receiver that talks sense proves the port works: a port that
+    // opens and fails again at once keeps backing off.
+    this.failedAttempts = 0;
+    this.noDataTimer?.refresh();
+    if (this.state === 'no-data') {
+      this.log?.info({ event: 'gps.data.resumed', path: this.path });
+      this.setState('open', `GPS port ${this.path}: NMEA sentences again`);
+    }
+  }
+
+  private onNoData(): void {
+    if (this.stopped || !this.port) return;
+    const fix = this.assembler.flush();
+    if (fix) this.onFix(fix);
+    const detail =
+      `GPS port ${this.path}: no NMEA sentence in ${this.noDataTimeoutMs / 1000} s; ` +
+      `check baud rate (got ${this.baudRate}), the receiver's power and its TX wire`;
+    this.log?.warn({ event: 'gps.data.none', path: this.path, baudRate: this.baudRate, timeoutMs: this.noDataTimeoutMs, stats: this.stats() });
+    this.setState('no-data', detail);
+  }
+
+  private onFix(fix: GpsFix): void {
+    this.counts.fixes++;
+    this.lastFix = fix;
+    if (fix.valid) this.lastValidFix = fix;
+    this.safeEmit('fix', fix);
+  }
+
+  private setState(state: NmeaReaderState, detail: string): void {
+    if (state === this.state) return;
+    this.state = state;
+    this.safeEmit('status', { state, detail });
+  }
+
+  // A throwing listener is a bug elsewhere; it must not end up in the serial
+  // stream's event handler and crash the process.
+  private safeEmit<K extends keyof NmeaReaderEvents>(event: K, ...args: NmeaReaderEvents[K]): void {
+    try {
+      (this.emit as (e: K, ...a: NmeaReaderEvents[K]) => boolean)(event, ...args);
+    } catch (err) {
+      this.log?.error({ event: 'gps.listener.threw', path: this.path, listenerOf: event, err: errText(err) });
+    }
+  }
+
+  private clearTimers(): void {
+    if (this.reopenTimer) clearTimeout(this.reopenTimer);
+    if (this.noDataTimer) clearTimeout(this.noDataTimer);
+    this.reopenTimer = null;
+    this.noDataTimer = null;
+  }
+}
+
+// serialport's Linux binding (bindings-cpp 13, unix-read.js) retries a read
+// that returns 0 bytes. A tty returns 0 only after a hang-up (USB receiver
+// unplugged, pty master closed) when opened with VMIN=1 as serialport does, so
+// the retry spins on the libuv thread pool without end, at 100% CPU and with a
+// growing promise chain, and the port never reports the disconnect
+// (serialport/bindings-cpp#162; the fix proposed in #164 is not in the 13.0.0
+// installed here). Seen here when socat died while a read was in flight. This binding delegates to serialport's own and
+// replaces only the port's read: same EAGAIN/poller wait, but 0 bytes is a
+// disconnect.
+type SerialPortOptions = ConstructorParameters<typeof SerialPort>[0];
+
+interface UnixPortBinding {
+  fd: number | null;
+  readonly isOpen: boolean;
+  poller?: { once(event: 'readable', cb: (err: Error | null) => void): unknown };
+  read(buffer: Buffer, offset: number, length: number): Promise<{ buffer: Buffer; bytesRead: number }>;
+}
+
+const fsRead = promisify(fsReadCb);
+const BASE_BINDING = SerialPort.binding as unknown as { list(): Promise<unknown[]>; open(options: unknown): Promise<UnixPortBinding> };
+
+const HANGUP_AWARE_BINDING = {
+  list: () => BASE_BINDING.list(),
+  async open(options: unknown): Promise<UnixPortBinding> {
+    const port = await BASE_BINDING.open(options);
+    const poller = port.poller;
+    // Windows has neither fd nor poller: keep its own read.
+    if (typeof port.fd !== 'number' || !poller) return port;
+    port.read = async (buffer, offset, length) => {
+      for (;;) {
+        const fd = port.fd;
+        // `canceled` tells the stream this is a close, not a disconnect.
+        if (fd === null) throw Object.assign(new Error('Port is not open'), { canceled: true });
+        let bytesRead: number;
+        try {
+          ({ bytesRead } = await fsRead(fd, buffer, offset, length, null));
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code !== 'EAGAIN' && code !== 'EWOULDBLOCK' && code !== 'EINTR') throw err;
+          if (!port.isOpen) throw Object.assign(new Error('Port is not open'), { canceled: true });
+          await new Promise<void>((resolve, reject) => poller.once('readable', (e) => (e ? reject(e) : resolve())));
+          continue;
+        }
+        if (bytesRead === 0) throw new Error('end of file: the tty hung up (receiver unplugged or pty closed)');
+        return { buffer, bytesRead };
+      }
+    };
+    return port;
+  },
+};
+
+function errText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

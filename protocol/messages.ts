@@ -1,0 +1,131 @@
+// Message schemas shared by the bus and dispatch. Every payload is JSON with
+// `v: 1`; anything that does not parse is rejected whole with a reason, never
+// half-applied. A later version adds fields (receivers ignore unknown ones);
+// a breaking change gets a new topic version (busguard/v2/...).
+
+import { z } from 'zod';
+import { ID_PATTERN } from './topics.ts';
+
+const isoTime = z.iso.datetime({ offset: true });
+const uuid = z.uuid();
+const id = z.string().regex(ID_PATTERN, 'letters, digits, "_" or "-", 1 to 64 characters');
+
+export const FixSchema = z.object({
+  /** Receiver says the fix is good (RMC 'A', GGA quality > 0). */
+  valid: z.boolean(),
+  lat: z.number().min(-90).max(90),
+  lon: z.number().min(-180).max(180),
+  altM: z.number().nullable(),
+  speedMps: z.number().min(0).nullable(),
+  trackDeg: z.number().min(0).lt(360).nullable(),
+  /** UTC time of the fix as the receiver gave it; null when the receiver gave no date. */
+  time: isoTime.nullable(),
+  /** Seconds between the fix and the moment this message was made. */
+  ageS: z.number().min(0),
+  /** The fix is older than the agent's staleness limit. */
+  stale: z.boolean(),
+  sats: z.number().int().min(0).nullable(),
+  hdop: z.number().min(0).nullable(),
+});
+export type Fix = z.infer<typeof FixSchema>;
+
+export const ALARM_KINDS = ['emergency', 'incident'] as const;
+export type AlarmKind = (typeof ALARM_KINDS)[number];
+
+/** An emergency alarm (topic up/alarm) or a non-emergency incident (topic up/incident). */
+export const AlarmMessageSchema = z.object({
+  v: z.literal(1),
+  id: uuid,
+  kind: z.enum(ALARM_KINDS),
+  fleet: id,
+  vehicle: id,
+  /** The line the bus is running, from the agent's config. */
+  route: z.string().max(64).nullable(),
+  /** When the press pattern was confirmed, by the head unit's clock (UTC). */
+  raisedAt: isoTime,
+  /** How long the button was held (emergency) or 0 for a double press. */
+  heldMs: z.number().int().min(0),
+  /** The latest fix; null when the agent has never had one (the alarm is raised anyway). */
+  fix: FixSchema.nullable(),
+});
+export type AlarmMessage = z.infer<typeof AlarmMessageSchema>;
+
+/** A position report (topic up/position); `alarmId` set while an emergency is open. */
+export const PositionMessageSchema = z.object({
+  v: z.literal(1),
+  id: uuid,
+  fleet: id,
+  vehicle: id,
+  at: isoTime,
+  alarmId: uuid.nullable(),
+  fix: FixSchema,
+});
+export type PositionMessage = z.infer<typeof PositionMessageSchema>;
+
+/**
+ * Dispatch → bus (down/receipt): these message ids are committed at dispatch.
+ * Only this, never the broker's PUBACK, lets the bus drop them from its outbox.
+ */
+export const ReceiptMessageSchema = z.object({
+  v: z.literal(1),
+  ids: z.array(uuid).min(1).max(1000),
+});
+export type ReceiptMessage = z.infer<typeof ReceiptMessageSchema>;
+
+/** Dispatch → bus (down/ack): a dispatcher has acknowledged the alarm. */
+export const AckMessageSchema = z.object({
+  v: z.literal(1),
+  alarmId: uuid,
+  by: z.string().min(1).max(64),
+  at: isoTime,
+});
+export type AckMessage = z.infer<typeof AckMessageSchema>;
+
+/** Bus → dispatch (up/receipt): the bus has applied these acks (by alarm id). */
+export const BusReceiptMessageSchema = z.object({
+  v: z.literal(1),
+  acks: z.array(uuid).min(1).max(1000),
+});
+export type BusReceiptMessage = z.infer<typeof BusReceiptMessageSchema>;
+
+/** Retained (up/status); the last will publishes state "offline". */
+export const StatusMessageSchema = z.object({
+  v: z.literal(1),
+  state: z.enum(['online', 'offline']),
+  /** For "online": when it came online. For the will: when the session began. */
+  at: isoTime,
+  agent: z.string().max(64),
+});
+export type StatusMessage = z.infer<typeof StatusMessageSchema>;
+
+export type Decoded<T> = { ok: true; value: T } | { ok: false; error: string };
+
+/** Parse a payload into a typed message, or say exactly why not. */
+export function decode<T>(schema: z.ZodType<T>, payload: Buffer | string): Decoded<T> {
+  const text = typeof payload === 'string' ? payload : payload.toString('utf8');
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    return { ok: false, error: `not JSON (${(err as Error).message}): ${preview(text)}` };
+  }
+  const parsed = schema.safeParse(json);
+  if (parsed.success) return { ok: true, value: parsed.data };
+  return { ok: false, error: formatIssues(parsed.error.issues) };
+}
+
+export function encode(message: object): Buffer {
+  return Buffer.from(JSON.stringify(message));
+}
+
+export function formatIssues(issues: readonly z.core.$ZodIssue[]): string {
+  return issues
+    .slice(0, 5)
+    .map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
+    .join('; ');
+}
+
+function preview(text: string): string {
+  const oneLine = text.replace(/[^\x20-\x7e]/g, '?');
+  return oneLine.length > 80 ? `${oneLine.slice(0, 80)}…` : oneLine;
+}

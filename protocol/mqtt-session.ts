@@ -1,0 +1,147 @@
+// The MQTT connection settings both ends share, and how they become mqtt.js
+// options, and the reconnecting session both ends run. Reconnection is ours
+// (backoff with jitter, see backoff.ts), so mqtt.js's fixed-period reconnect
+// is switched off.
+
+import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
+import mqtt, { type IClientOptions, type IClientPublishOptions, type MqttClient } from 'mqtt';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { Backoff } from './backoff.ts';
+
+export const MqttConnectionSchema = z
+  .object({
+    /** Broker URL: mqtt://host:port (mqtts:// once TLS is configured). */
+    url: z.string().regex(/^(mqtt|mqtts|tcp|tls|ws|wss):\/\/[^/]+/, 'a URL like mqtt://host:1883'),
+    /** Defaults: "{fleet}/{vehicle}" for a bus, "dispatch" for dispatch. */
+    username: z.string().min(1).optional(),
+    password: z.string().optional(),
+    /** Read the password from this file instead (first line). */
+    passwordFile: z.string().optional(),
+    /** 5 (default). 4 only for brokers without MQTT 5, such as the demo's aedes. */
+    protocolVersion: z.union([z.literal(4), z.literal(5)]).default(5),
+    /** Defaults: "bg-{fleet}-{vehicle}" for a bus, "dispatch-{hostname}" for dispatch. Must stay stable: the broker keeps the session under it. */
+    clientId: z.string().min(1).max(128).optional(),
+    keepaliveS: z.number().int().min(5).max(1_200).default(30),
+    /** How long the broker keeps the session (and queued commands) while disconnected. */
+    sessionExpiryS: z.number().int().min(0).max(4_294_967_295).default(7 * 24 * 3600),
+    reconnectMinMs: z.number().int().min(50).max(60_000).default(500),
+    reconnectMaxMs: z.number().int().min(100).max(600_000).default(30_000),
+    connectTimeoutMs: z.number().int().min(500).max(120_000).default(10_000),
+  })
+  .strict()
+  .refine((m) => m.reconnectMaxMs >= m.reconnectMinMs, {
+    message: 'reconnectMaxMs must be ≥ reconnectMinMs',
+    path: ['reconnectMaxMs'],
+  });
+
+export type MqttConnection = z.output<typeof MqttConnectionSchema>;
+
+export function readPassword(m: MqttConnection): string | undefined {
+  if (m.password !== undefined) return m.password;
+  if (m.passwordFile === undefined) return undefined;
+  try {
+    return readFileSync(m.passwordFile, 'utf8').split('\n')[0];
+  } catch (err) {
+    throw new Error(`mqtt.passwordFile ${m.passwordFile}: cannot read (${(err as NodeJS.ErrnoException).code})`);
+  }
+}
+
+export function clientOptions(
+  m: MqttConnection,
+  defaults: { username: string; clientId: string },
+  will?: IClientOptions['will'],
+): IClientOptions {
+  const v5 = m.protocolVersion === 5;
+  return {
+    protocolVersion: m.protocolVersion,
+    clientId: m.clientId ?? defaults.clientId,
+    username: m.username ?? defaults.username,
+    password: readPassword(m),
+    keepalive: m.keepaliveS,
+    clean: false,
+    reconnectPeriod: 0,
+    connectTimeout: m.connectTimeoutMs,
+    resubscribe: true,
+    ...(v5 ? { properties: { sessionExpiryInterval: m.sessionExpiryS } } : {}),
+    ...(will ? { will } : {}),
+  };
+}
+
+export interface MqttSessionEvents {
+  connected: [sessionPresent: boolean];
+  disconnected: [];
+  message: [topic: string, payload: Buffer];
+}
+
+/**
+ * One long-lived MQTT connection that comes back by itself: reconnect with
+ * exponential backoff and full jitter after every close, never giving up.
+ */
+export class MqttSession extends EventEmitter<MqttSessionEvents> {
+  readonly client: MqttClient;
+  private readonly backoff: Backoff;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private stopping = false;
+  private isConnected = false;
+
+  constructor(
+    private readonly conn: MqttConnection,
+    defaults: { username: string; clientId: string },
+    private readonly log: Logger,
+    will?: IClientOptions['will'],
+  ) {
+    super();
+    this.backoff = new Backoff(conn.reconnectMinMs, conn.reconnectMaxMs);
+    this.client = mqtt.connect(conn.url, clientOptions(conn, defaults, will));
+    this.client.on('connect', (connack) => {
+      this.isConnected = true;
+      this.backoff.reset();
+      this.emit('connected', connack.sessionPresent);
+    });
+    this.client.on('close', () => this.onClose());
+    this.client.on('error', (err) => {
+      this.log.warn({ event: 'mqtt.error', err: err.message, url: conn.url }, 'MQTT error');
+    });
+    this.client.on('message', (topic, payload) => this.emit('message', topic, payload));
+  }
+
+  get connected(): boolean {
+    return this.isConnected;
+  }
+
+  /** Publish and resolve when the broker answered (PUBACK), or reject with its reason. */
+  publishAsync(topic: string, payload: Buffer, opts: IClientPublishOptions = { qos: 1 }): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.client.publish(topic, payload, opts, (err) => (err ? reject(err) : resolve()));
+    });
+  }
+
+  async stop(lastWords?: { topic: string; payload: Buffer; retain: boolean }): Promise<void> {
+    this.stopping = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    if (lastWords && this.isConnected) {
+      await Promise.race([
+        this.publishAsync(lastWords.topic, lastWords.payload, { qos: 1, retain: lastWords.retain }).catch(() => {}),
+        new Promise((r) => setTimeout(r, 1000).unref()),
+      ]);
+    }
+    await new Promise<void>((resolve) => this.client.end(false, {}, () => resolve()));
+  }
+
+  private onClose(): void {
+    if (this.isConnected) {
+      this.isConnected = false;
+      this.emit('disconnected');
+    }
+    if (this.stopping || this.reconnectTimer) return;
+    const delay = this.backoff.next();
+    this.log.debug({ event: 'mqtt.reconnect-scheduled', delayMs: delay }, 'reconnecting later');
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      if (!this.stopping) this.client.reconnect();
+    }, delay);
+    this.reconnectTimer.unref();
+  }
+}

@@ -1,0 +1,39 @@
+// Opening the bus's SQLite file. WAL with synchronous=FULL: a commit is on
+// disk (fsync'd WAL) before append() returns, so the LED may say "stored".
+// NORMAL would be ~10× faster here but can lose the last commits on power
+// loss (FIELD-NOTES), and the engine being switched off IS a power loss.
+
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+
+export type Db = Database.Database;
+
+export function openDatabase(file: string): Db {
+  mkdirSync(dirname(file), { recursive: true });
+  let db: Db;
+  try {
+    db = new Database(file);
+  } catch (err) {
+    throw new Error(`SQLite ${file}: cannot open (${(err as Error).message}); check the storage.dir folder exists and is writable`);
+  }
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = FULL');
+  // Another process (the dispatch CLI, a second receiver) may hold the lock briefly.
+  db.pragma('busy_timeout = 5000');
+  return db;
+}
+
+/** Apply numbered schema steps once each, tracked with PRAGMA user_version. */
+export function migrate(db: Db, steps: readonly string[]): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > steps.length) {
+    throw new Error(`SQLite ${db.name}: schema version ${current} is newer than this software knows (${steps.length}); refusing to touch it`);
+  }
+  for (let v = current; v < steps.length; v++) {
+    db.transaction(() => {
+      db.exec(steps[v]!);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+}

@@ -1,0 +1,150 @@
+// alarm-latency: N alarms through the real agent and dispatch processes and a
+// real Mosquitto on loopback. Times are counted from the moment the hold is
+// confirmed (the agent's `alarm.confirmed` line), on CLOCK_MONOTONIC shared
+// by all processes (protocol/log.ts):
+//   stored   – committed and fsync'd on the bus (LED "stored")
+//   dispatch – committed at dispatch
+//   receipt  – dispatch's receipt back on the bus (LED "delivered")
+// The floor is measured in the same run, on the same broker and disk, bare:
+// one fsync'd SQLite commit, one mqtt.js QoS 1 publish to a subscriber, one
+// fsync'd commit on the subscriber's side.
+
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import mqtt from 'mqtt';
+import pino from 'pino';
+import { acknowledge } from '../../dispatch/acknowledge.ts';
+import { DispatchConfigSchema } from '../../dispatch/config.ts';
+import { DispatchStore } from '../../dispatch/store.ts';
+import { simPress } from '../../hal/panel/sim-client.ts';
+import { SimGpsReceiver } from '../../hal/gps/route-sim.ts';
+import { openPtyPair } from '../../hal/serial/pty-pair.ts';
+import { parseConfig } from '../../protocol/config-file.ts';
+import { monoMs } from '../../protocol/log.ts';
+import { Mosquitto, USERS } from '../lib/mosquitto.ts';
+import { busguard } from '../lib/logged-process.ts';
+import { percentile, round } from './stats.ts';
+
+const N = Number(process.env.BENCH_ALARMS ?? 200);
+const FLOOR_N = Number(process.env.BENCH_FLOOR ?? 500);
+
+export async function run(): Promise<Record<string, unknown>> {
+  const say = (s: string) => process.stderr.write(`${s}\n`);
+  const dir = mkdtempSync(join(tmpdir(), 'bench-latency-'));
+  const broker = await Mosquitto.start(dir);
+  const pty = await openPtyPair(dir);
+  const gps = new SimGpsReceiver({ path: pty.a, baudRate: 9600, rateHz: 1 });
+  await gps.start();
+  const socket = join(dir, 'panel.sock');
+  const agentConfig = join(dir, 'agent.json');
+  const dispatchConfigFile = join(dir, 'dispatch.json');
+  const dispatchRaw = {
+    mqtt: { url: broker.url, password: USERS.dispatch },
+    storage: { path: join(dir, 'dispatch.db') },
+  };
+  writeFileSync(dispatchConfigFile, JSON.stringify(dispatchRaw));
+  writeFileSync(
+    agentConfig,
+    JSON.stringify({
+      vehicle: { fleet: 'city', id: 'bus-1', route: '603' },
+      mqtt: { url: broker.url, password: USERS['city/bus-1'] },
+      storage: { dir: join(dir, 'bus') },
+      panel: { driver: 'sim', socket },
+      gps: { port: pty.b, baudRate: 9600 },
+      alarm: { holdMs: 100 },
+    }),
+  );
+  const dispatch = busguard(['dispatch', '--config', dispatchConfigFile]);
+  const agent = busguard(['agent', '--config', agentConfig]);
+  try {
+    await dispatch.waitForEvent('mqtt.connected');
+    await agent.waitForEvent('mqtt.connected');
+
+    const dispatchConfig = parseConfig(dispatchConfigFile, dispatchRaw, DispatchConfigSchema);
+    const store = new DispatchStore(dispatchConfig.storage.path);
+    const quiet = pino({ level: 'silent' });
+    const stored: number[] = [];
+    const atDispatch: number[] = [];
+    const receipt: number[] = [];
+    say(`alarm-latency: ${N} alarms through agent + dispatch + Mosquitto ${broker.url}`);
+    for (let i = 0; i < N; i++) {
+      const from = agent.lines.length;
+      await simPress(socket, { holdMs: 150 });
+      const confirmed = await agent.waitFor((l) => l.event === 'alarm.confirmed' && agent.lines.indexOf(l) >= from);
+      const id = confirmed.alarmId as string;
+      const s = await agent.waitForEvent('alarm.stored', (l) => l.alarmId === id);
+      const d = await dispatch.waitForEvent('emergency.received', (l) => l.alarmId === id);
+      const r = await agent.waitForEvent('alarm.delivered', (l) => l.alarmId === id);
+      const t0 = confirmed.stepMonoMs as number;
+      stored.push((s.stepMonoMs as number) - t0);
+      atDispatch.push((d.stepMonoMs as number) - t0);
+      receipt.push((r.stepMonoMs as number) - t0);
+      const ack = await acknowledge(store, dispatchConfig, id, 'bench', quiet);
+      if (!ack.published) throw new Error(`ack not published: ${ack.publishError}`);
+      await agent.waitForEvent('alarm.acknowledged', (l) => l.alarmId === id);
+      if ((i + 1) % 50 === 0) say(`  ${i + 1}/${N}`);
+    }
+    store.close();
+
+    say(`floor: ${FLOOR_N} × (fsync'd commit → QoS 1 publish → subscriber's fsync'd commit), bare`);
+    const floor = await measureFloor(dir, broker.url, FLOOR_N);
+    const result = {
+      bench: 'alarm-latency',
+      alarms: N,
+      stored_p99_ms: round(percentile(stored, 99)),
+      dispatch_p50_ms: round(percentile(atDispatch, 50)),
+      dispatch_p99_ms: round(percentile(atDispatch, 99)),
+      receipt_p99_ms: round(percentile(receipt, 99)),
+      floor_p99_ms: round(percentile(floor, 99)),
+    };
+    say(`target: dispatch_p99_ms ≤ 20 and ≤ 3 × floor_p99_ms (${round(3 * result.floor_p99_ms)}): ${result.dispatch_p99_ms <= 20 && result.dispatch_p99_ms <= 3 * result.floor_p99_ms ? 'met' : 'NOT met'}`);
+    return result;
+  } finally {
+    await agent.kill('SIGTERM');
+    await dispatch.kill('SIGTERM');
+    await gps.stop();
+    await pty.stop();
+    await broker.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function measureFloor(dir: string, url: string, n: number): Promise<number[]> {
+  const open = (name: string) => {
+    const db = new Database(join(dir, name));
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.exec('CREATE TABLE m (id INTEGER PRIMARY KEY, body BLOB NOT NULL)');
+    return db;
+  };
+  const pubDb = open('floor-pub.db');
+  const subDb = open('floor-sub.db');
+  const pubInsert = pubDb.prepare('INSERT INTO m (id, body) VALUES (?, ?)');
+  const subInsert = subDb.prepare('INSERT INTO m (id, body) VALUES (?, ?)');
+  // A kind the dispatch receiver does not subscribe to, so it sees none of this.
+  const topic = 'busguard/v1/city/bus-2/up/floor';
+  const sub = await mqtt.connectAsync(url, { protocolVersion: 5, username: 'dispatch', password: USERS.dispatch, clientId: 'floor-sub' });
+  const pub = await mqtt.connectAsync(url, { protocolVersion: 5, username: 'city/bus-2', password: USERS['city/bus-2'], clientId: 'floor-pub' });
+  await sub.subscribeAsync(topic, { qos: 1 });
+  const body = Buffer.alloc(600, 'x'); // about an alarm's size
+  const samples: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const done = new Promise<number>((resolve) =>
+      sub.once('message', (_t, payload) => {
+        subInsert.run(i, payload);
+        resolve(monoMs());
+      }),
+    );
+    const t0 = monoMs();
+    pubInsert.run(i, body);
+    pub.publish(topic, body, { qos: 1 });
+    samples.push((await done) - t0);
+  }
+  await pub.endAsync();
+  await sub.endAsync();
+  pubDb.close();
+  subDb.close();
+  return samples;
+}

@@ -1,0 +1,21 @@
+// The benchmarks, by name. Each prints progress to stderr and its figures as
+// one JSON object on the last line of stdout.
+
+const BENCHES: Record<string, () => Promise<Record<string, unknown>>> = {
+  'alarm-latency': async () => (await import('./alarm-latency.ts')).run(),
+  'sqlite-outbox': async () => (await import('./sqlite-outbox.ts')).run(),
+};
+
+const name = process.argv[2];
+if (!name || !BENCHES[name]) {
+  process.stderr.write(`usage: npm run bench -- NAME\nbenchmarks: ${Object.keys(BENCHES).join(', ')}\n`);
+  process.exit(2);
+}
+try {
+  const result = await BENCHES[name]!();
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+  process.exit(0);
+} catch (err) {
+  process.stderr.write(`bench ${name}: ${(err as Error).stack ?? err}\n`);
+  process.exit(1);
+}

@@ -1,0 +1,122 @@
+// `busguard`: one command for the bus, dispatch, the simulated hardware and
+// the demo. Every failure ends in one clear line on stderr and a non-zero exit.
+
+import { Command, InvalidArgumentError } from 'commander';
+import { ConfigError } from '../protocol/config-file.ts';
+
+const program = new Command()
+  .name('busguard')
+  .description('Panic alarm and evidence system for city buses')
+  .showHelpAfterError()
+  .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+function positiveInt(name: string, max: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n <= 0 || n > max) throw new InvalidArgumentError(`${name} must be a whole number from 1 to ${max} (got "${value}")`);
+    return n;
+  };
+}
+
+program
+  .command('agent')
+  .description('run the on-bus agent')
+  .requiredOption('-c, --config <file>', 'agent config file (JSON)')
+  .action(async (opts: { config: string }) => {
+    const { runAgent } = await import('../firmware/main.ts');
+    await runAgent(opts.config);
+  });
+
+const dispatch = program.command('dispatch').description('the receiving side: run the receiver, list and acknowledge alarms');
+dispatch
+  .command('serve', { isDefault: true })
+  .description('run the receiver (the default: `busguard dispatch --config FILE`)')
+  .requiredOption('-c, --config <file>', 'dispatch config file (JSON)')
+  .action(async (opts: { config: string }) => {
+    const { runReceiver } = await import('../dispatch/main.ts');
+    await runReceiver(opts.config);
+  });
+dispatch
+  .command('alarms')
+  .description('list open emergency alarms (not yet acknowledged), oldest first')
+  .requiredOption('-c, --config <file>', 'dispatch config file (JSON)')
+  .option('--all', 'include acknowledged alarms')
+  .option('--json', 'one JSON object per line')
+  .action(async (opts: { config: string; all?: boolean; json?: boolean }) => {
+    const { listQueue } = await import('../dispatch/main.ts');
+    listQueue(opts.config, 'emergency', opts);
+  });
+dispatch
+  .command('incidents')
+  .description('list open non-emergency incidents (a separate queue), oldest first')
+  .requiredOption('-c, --config <file>', 'dispatch config file (JSON)')
+  .option('--all', 'include acknowledged incidents')
+  .option('--json', 'one JSON object per line')
+  .action(async (opts: { config: string; all?: boolean; json?: boolean }) => {
+    const { listQueue } = await import('../dispatch/main.ts');
+    listQueue(opts.config, 'incident', opts);
+  });
+dispatch
+  .command('ack')
+  .description('acknowledge an alarm or incident; the bus\'s LED shows it')
+  .argument('<id>', 'alarm id, or a unique prefix of it (at least 4 characters)')
+  .requiredOption('-c, --config <file>', 'dispatch config file (JSON)')
+  .option('--by <name>', 'who acknowledges (shown to the fleet)', process.env.USER ?? 'dispatcher')
+  .action(async (id: string, opts: { config: string; by: string }) => {
+    const { ackCommand } = await import('../dispatch/main.ts');
+    await ackCommand(opts.config, id, opts.by);
+  });
+
+const sim = program.command('sim').description('drive the simulated hardware of a running agent');
+sim
+  .command('press')
+  .description('play driver: press the sim panic button')
+  .option('--hold <ms>', 'how long to hold it', positiveInt('--hold', 60_000), 800)
+  .option('--pattern <pattern>', '"hold" (default) or "double" (two short presses: a non-emergency incident)', 'hold')
+  .option('--input <input>', '"panic" (default) or "incident" (the second input, when wired)', 'panic')
+  .option('-s, --socket <path>', 'the agent\'s sim control socket (panel.socket in its config)')
+  .option('-c, --config <file>', 'read the socket path from this agent config')
+  .action(async (opts: { hold: number; pattern: string; input: string; socket?: string; config?: string }) => {
+    const { simPressCommand } = await import('./sim-commands.ts');
+    await simPressCommand(opts);
+  });
+sim
+  .command('led')
+  .description('read the sim status LED of a running agent')
+  .option('-s, --socket <path>', 'the agent\'s sim control socket')
+  .option('-c, --config <file>', 'read the socket path from this agent config')
+  .action(async (opts: { socket?: string; config?: string }) => {
+    const { simLedCommand } = await import('./sim-commands.ts');
+    await simLedCommand(opts);
+  });
+sim
+  .command('gps')
+  .description('a simulated GPS receiver: NMEA along a bus route, written to a serial port')
+  .requiredOption('-p, --port <path>', 'serial port to write to (e.g. one end of a socat pair)')
+  .option('--baud <rate>', 'baud rate', positiveInt('--baud', 921_600), 9600)
+  .option('--rate <hz>', 'fixes per second', (v) => Number(v), 1)
+  .option('--no-fix', 'send sentences without a valid fix (receiver still searching)')
+  .action(async (opts: { port: string; baud: number; rate: number; fix: boolean }) => {
+    const { simGpsCommand } = await import('./sim-commands.ts');
+    await simGpsCommand(opts);
+  });
+
+program
+  .command('demo')
+  .description('a simulated bus, an in-process broker and dispatch: one alarm end to end')
+  .option('--hold <ms>', 'how long the demo holds the button', positiveInt('--hold', 10_000), 800)
+  .action(async (opts: { hold: number }) => {
+    const { runDemo } = await import('./demo.ts');
+    process.exitCode = await runDemo(opts);
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`busguard: ${err.message}\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`busguard: ${(err as Error).message}\n`);
+  process.exit(1);
+}

@@ -1,0 +1,173 @@
+// `busguard demo`: one alarm end to end on one machine, with nothing set up
+// beyond the README: an in-process MQTT broker (aedes, enforcing the same
+// ACL as the shipped Mosquitto one), a simulated bus (sim panel; a GPS
+// simulator writing NMEA along a route into a socat serial pair, read by the
+// real NMEA reader), and dispatch. Exits 0 only when the alarm was
+// acknowledged end to end and the driver's LED shows it.
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Aedes } from 'aedes';
+import pino from 'pino';
+import { Agent, type JourneyEvent } from '../firmware/agent.ts';
+import { AgentConfigSchema } from '../firmware/config.ts';
+import { acknowledge } from '../dispatch/acknowledge.ts';
+import { DispatchConfigSchema } from '../dispatch/config.ts';
+import { Receiver } from '../dispatch/receiver.ts';
+import { SimGpsReceiver } from '../hal/gps/route-sim.ts';
+import { openPtyPair } from '../hal/serial/pty-pair.ts';
+import { simLed, simPress } from '../hal/panel/sim-client.ts';
+import { aclAllows } from '../protocol/acl.ts';
+import { parseConfig } from '../protocol/config-file.ts';
+import { monoMs } from '../protocol/log.ts';
+import type { Fix } from '../protocol/messages.ts';
+
+const USERS: Record<string, string> = { dispatch: 'demo-dispatch', 'city/bus-17': 'demo-bus-17' };
+
+interface Cleanup {
+  (): Promise<void> | void;
+}
+
+export async function runDemo(opts: { hold: number }): Promise<number> {
+  const out = (s: string) => process.stdout.write(`${s}\n`);
+  const dir = mkdtempSync(join(tmpdir(), 'busguard-demo-'));
+  const cleanups: Cleanup[] = [() => rmSync(dir, { recursive: true, force: true })];
+  const log = pino({ level: process.env.BUSGUARD_DEMO_LOG ?? 'warn' }, pino.destination(2));
+  try {
+    // 1. The broker.
+    const broker = await Aedes.createBroker({
+      authenticate: (client, username, password, done) => {
+        const ok = username !== undefined && USERS[username] !== undefined && password?.toString() === USERS[username];
+        if (ok) (client as unknown as { busguardUser: string }).busguardUser = username!;
+        done(null, ok);
+      },
+      authorizePublish: (client, packet, cb) => {
+        const user = (client as unknown as { busguardUser?: string } | null)?.busguardUser;
+        cb(aclAllows(user, 'write', packet.topic) ? null : new Error(`not authorized: ${user} → ${packet.topic}`));
+      },
+      authorizeSubscribe: (client, sub, cb) => {
+        const user = (client as unknown as { busguardUser?: string }).busguardUser;
+        cb(null, aclAllows(user, 'read', sub.topic) ? sub : null);
+      },
+    });
+    const server: Server = createServer(broker.handle);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as { port: number }).port;
+    cleanups.push(() => new Promise<void>((r) => broker.close(() => server.close(() => r()))));
+    const url = `mqtt://127.0.0.1:${port}`;
+
+    // 2. The GPS receiver on a serial pair.
+    const pty = await openPtyPair(dir);
+    cleanups.push(() => pty.stop());
+    const gps = new SimGpsReceiver({ path: pty.a, baudRate: 9600, rateHz: 1 });
+    await gps.start();
+    cleanups.push(() => gps.stop());
+
+    // 3. Dispatch.
+    const dispatchConfig = parseConfig('(demo dispatch)', {
+      mqtt: { url, password: USERS.dispatch, protocolVersion: 4, reconnectMinMs: 100, reconnectMaxMs: 1000 },
+      sharedGroup: null, // aedes has no MQTT 5 shared subscriptions
+      storage: { path: join(dir, 'dispatch.db') },
+      ack: { resendS: 2 },
+    }, DispatchConfigSchema);
+    const receiver = new Receiver(dispatchConfig, log.child({ name: 'dispatch' }));
+    receiver.start();
+    cleanups.push(() => receiver.stop());
+
+    // 4. The bus.
+    const agentConfig = parseConfig('(demo agent)', {
+      vehicle: { fleet: 'city', id: 'bus-17', route: '603' },
+      mqtt: { url, password: USERS['city/bus-17'], protocolVersion: 4, reconnectMinMs: 100, reconnectMaxMs: 1000 },
+      storage: { dir: join(dir, 'bus') },
+      panel: { driver: 'sim', socket: join(dir, 'panel.sock') },
+      gps: { port: pty.b, baudRate: 9600 },
+      alarm: { resendS: 2 },
+    }, AgentConfigSchema);
+    const agent = await Agent.start(agentConfig, log.child({ name: 'agent' }));
+    cleanups.push(() => agent.stop());
+
+    out(`busguard demo: bus city/bus-17 (route 603), broker aedes on ${url}, GPS simulator on ${pty.a} → ${pty.b}`);
+    const journey = new Map<string, number>();
+    let alarmFix: Fix | null = null;
+    const stepSeen = new Promise<void>((resolve) => {
+      agent.on('journey', (e: JourneyEvent) => {
+        journey.set(e.step, e.monoMs);
+        if (e.alarm?.fix !== undefined) alarmFix = e.alarm.fix;
+        if (e.step === 'acknowledged') resolve();
+      });
+    });
+    const atDispatch = new Promise<string>((resolve) => receiver.on('alarm', (a, at) => {
+      journey.set('dispatch', at);
+      resolve(a.id);
+    }));
+    receiver.on('receiptSent', (_ids, at) => {
+      if (!journey.has('receiptSent')) journey.set('receiptSent', at);
+    });
+
+    await waitUntil(() => agent.hasFix(), 8000, 'a GPS fix from the simulator');
+    const connected = await waitUntil(() => agent.connected, 8000, 'the bus to connect to the broker');
+    void connected;
+
+    out(`driver holds the panic button for ${opts.hold} ms…`);
+    const pressedAt = monoMs();
+    await simPress(agentConfig.panel.driver === 'sim' ? agentConfig.panel.socket : '', { holdMs: opts.hold });
+    const alarmId = await withTimeout(atDispatch, 10_000, 'the alarm at dispatch');
+    await waitUntil(() => journey.has('delivered'), 10_000, 'the receipt on the bus');
+
+    const dispatcher = 'demo-dispatcher';
+    const ackStore = receiver.store;
+    const ackResult = await acknowledge(ackStore, dispatchConfig, alarmId, dispatcher, log.child({ name: 'ack' }));
+    const ackSentAt = monoMs();
+    if (!ackResult.published) throw new Error(`acknowledgement not published: ${ackResult.publishError}`);
+    await withTimeout(stepSeen, 10_000, 'the acknowledgement on the bus');
+    const led = await simLed(agentConfig.panel.driver === 'sim' ? agentConfig.panel.socket : '');
+
+    const t0 = journey.get('confirmed')!;
+    const rel = (m: number | undefined) => (m === undefined ? '   (missing)' : `${(m - t0).toFixed(1).padStart(9)} ms`);
+    out('');
+    out(`alarm ${alarmId}`);
+    out(`  ${(pressedAt - t0).toFixed(1).padStart(9)} ms  pressed (button down)`);
+    out(`  ${rel(t0)}  hold confirmed (${agentConfig.alarm.holdMs} ms): emergency raised`);
+    out(`  ${rel(journey.get('stored'))}  stored on the bus (SQLite commit, fsync)        LED: stored`);
+    out(`  ${rel(journey.get('dispatch'))}  at dispatch (committed to its SQLite)`);
+    out(`  ${rel(journey.get('receiptSent'))}  receipt sent by dispatch`);
+    out(`  ${rel(journey.get('delivered'))}  receipt on the bus                              LED: delivered`);
+    out(`  ${rel(ackSentAt)}  acknowledged by ${dispatcher}`);
+    out(`  ${rel(journey.get('acknowledged'))}  acknowledgement on the bus                      LED: ${led}`);
+    const fix = alarmFix as Fix | null;
+    out(
+      fix
+        ? `  fix: ${fix.lat.toFixed(6)}, ${fix.lon.toFixed(6)} ${fix.valid ? 'valid' : 'NOT valid'}, ${fix.ageS} s old, ${fix.speedMps?.toFixed(1) ?? '?'} m/s, track ${fix.trackDeg?.toFixed(0) ?? '?'}°, time ${fix.time ?? 'unknown'}`
+        : '  fix: none (the alarm says so)',
+    );
+    out(`  dispatch queue now: ${receiver.store.openQueue('emergency').length} open emergency alarm(s)`);
+    if (led !== 'acknowledged') throw new Error(`LED shows "${led}", expected "acknowledged"`);
+    out('demo: OK, the alarm went end to end and was acknowledged');
+    return 0;
+  } catch (err) {
+    process.stderr.write(`demo: FAILED: ${(err as Error).message}\n`);
+    return 1;
+  } finally {
+    for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => {});
+  }
+}
+
+async function waitUntil(cond: () => boolean, timeoutMs: number, what: string): Promise<true> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`no ${what} within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return true;
+}
+
+async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<never>((_, reject) => (t = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms)))]);
+  } finally {
+    clearTimeout(t);
+  }
+}

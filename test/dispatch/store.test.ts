@@ -1,0 +1,74 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DispatchStore } from '../../dispatch/store.ts';
+import type { AlarmMessage } from '../../protocol/messages.ts';
+
+const alarm = (over: Partial<AlarmMessage> = {}): AlarmMessage => ({
+  v: 1,
+  id: randomUUID(),
+  kind: 'emergency',
+  fleet: 'city',
+  vehicle: 'bus-1',
+  route: '603',
+  raisedAt: new Date().toISOString(),
+  heldMs: 500,
+  fix: null,
+  ...over,
+});
+
+describe('dispatch store (real SQLite file)', () => {
+  let dir: string;
+  let store: DispatchStore;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'dstore-'));
+    store = new DispatchStore(join(dir, 'd.db'));
+  });
+  afterEach(() => {
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('stores an alarm once however often the bus re-sends it', () => {
+    const a = alarm();
+    expect(store.addAlarm(a)).toBe(true);
+    expect(store.addAlarm(a)).toBe(false);
+    expect(store.addAlarm({ ...a, heldMs: 999 })).toBe(false);
+    expect(store.all('emergency')).toHaveLength(1);
+    expect(store.get(a.id)?.heldMs).toBe(500);
+  });
+
+  it('keeps incidents in their own queue', () => {
+    const e = alarm();
+    const i = alarm({ kind: 'incident' });
+    store.addAlarm(e);
+    store.addAlarm(i);
+    expect(store.openQueue('emergency').map((a) => a.id)).toEqual([e.id]);
+    expect(store.openQueue('incident').map((a) => a.id)).toEqual([i.id]);
+  });
+
+  it('finds an alarm by a unique prefix and explains a bad or ambiguous one', () => {
+    const a = alarm({ id: 'aaaa1111-0000-4000-8000-000000000001' });
+    const b = alarm({ id: 'aaaa2222-0000-4000-8000-000000000002' });
+    store.addAlarm(a);
+    store.addAlarm(b);
+    expect(store.find('aaaa1').id).toBe(a.id);
+    expect(() => store.find('aaaa')).toThrow(/ambiguous: matches/);
+    expect(() => store.find('bbbb')).toThrow(/no such alarm/);
+    expect(() => store.find('a%')).toThrow(/at least its first 4 characters/);
+  });
+
+  it('records the first acknowledgement only, and tracks whether the bus has seen it', () => {
+    const a = alarm();
+    store.addAlarm(a);
+    expect(store.acknowledge(a.id, 'officer-1', '2026-11-22T10:00:00.000Z')).toBe(true);
+    expect(store.acknowledge(a.id, 'officer-2', '2026-11-22T10:01:00.000Z')).toBe(false);
+    expect(store.get(a.id)?.ackBy).toBe('officer-1');
+    expect(store.openQueue('emergency')).toHaveLength(0);
+    expect(store.unseenAcks().map((x) => x.id)).toEqual([a.id]);
+    expect(store.markAckSeen([a.id])).toBe(1);
+    expect(store.unseenAcks()).toHaveLength(0);
+  });
+});

@@ -1,0 +1,1 @@
+export { openPtyPair, type PtyPair } from '../../hal/serial/pty-pair.ts';

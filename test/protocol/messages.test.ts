@@ -1,0 +1,50 @@
+import { randomUUID } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { AlarmMessageSchema, ReceiptMessageSchema, decode, encode } from '../../protocol/messages.ts';
+
+const alarm = {
+  v: 1,
+  id: randomUUID(),
+  kind: 'emergency',
+  fleet: 'city',
+  vehicle: 'bus-1',
+  route: '603',
+  raisedAt: '2026-11-22T10:00:00.000Z',
+  heldMs: 500,
+  fix: {
+    valid: true, lat: 34.26, lon: 108.94, altM: 400.1, speedMps: 8, trackDeg: 90,
+    time: '2026-11-22T09:59:59.000Z', ageS: 0.4, stale: false, sats: 9, hdop: 0.9,
+  },
+};
+
+describe('message decoding', () => {
+  it('accepts a well-formed alarm, with or without a fix', () => {
+    const ok = decode(AlarmMessageSchema, encode(alarm));
+    expect(ok.ok && ok.value.id).toBe(alarm.id);
+    const noFix = decode(AlarmMessageSchema, encode({ ...alarm, fix: null }));
+    expect(noFix.ok && noFix.value.fix).toBeNull();
+  });
+
+  it('rejects with a reason: not JSON, binary, wrong version, bad field', () => {
+    const cases: [Buffer | string, RegExp][] = [
+      ['{"v":1,', /not JSON/],
+      [Buffer.from([0xff, 0x00, 0x13, 0x37]), /not JSON/],
+      [encode({ ...alarm, v: 2 }), /^v:/],
+      [encode({ ...alarm, id: 'x' }), /^id:/],
+      [encode({ ...alarm, fix: { ...alarm.fix, lat: 91 } }), /fix\.lat/],
+      [encode({ ...alarm, kind: 'panic' }), /^kind:/],
+      [encode({ ...alarm, vehicle: 'bus/2' }), /^vehicle:/],
+      ['null', /\(root\)/],
+    ];
+    for (const [payload, reason] of cases) {
+      const r = decode(AlarmMessageSchema, payload);
+      expect(r.ok, String(payload)).toBe(false);
+      if (!r.ok) expect(r.error).toMatch(reason);
+    }
+  });
+
+  it('bounds a receipt to 1..1000 ids', () => {
+    expect(decode(ReceiptMessageSchema, encode({ v: 1, ids: [] })).ok).toBe(false);
+    expect(decode(ReceiptMessageSchema, encode({ v: 1, ids: [randomUUID()] })).ok).toBe(true);
+  });
+});
