@@ -133,7 +133,8 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
   private onClose(): void {
     if (this.isConnected) {
       this.isConnected = false;
-      this.emit('disconnected');
+      // Our own stop() is not a lost link: nobody needs warning about it.
+      if (!this.stopping) this.emit('disconnected');
     }
     if (this.stopping || this.reconnectTimer) return;
     const delay = this.backoff.next();
@@ -142,6 +143,7 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
       this.reconnectTimer = null;
       if (!this.stopping) this.client.reconnect();
     }, delay);
-    this.reconnectTimer.unref();
+    // Not unref'd: a receiver whose broker is gone has nothing else keeping
+    // its process alive, and must still be there when the broker returns.
   }
 }

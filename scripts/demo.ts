@@ -118,8 +118,8 @@ export async function runDemo(opts: { hold: number }): Promise<number> {
 
     const dispatcher = 'demo-dispatcher';
     const ackStore = receiver.store;
-    const ackResult = await acknowledge(ackStore, dispatchConfig, alarmId, dispatcher, log.child({ name: 'ack' }));
     const ackSentAt = monoMs();
+    const ackResult = await acknowledge(ackStore, dispatchConfig, alarmId, dispatcher, log.child({ name: 'ack' }));
     if (!ackResult.published) throw new Error(`acknowledgement not published: ${ackResult.publishError}`);
     await withTimeout(stepSeen, 10_000, 'the acknowledgement on the bus');
     const led = await simLed(agentConfig.panel.driver === 'sim' ? agentConfig.panel.socket : '');

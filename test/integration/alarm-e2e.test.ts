@@ -66,9 +66,9 @@ describe('one-key alarm, end to end', () => {
     expect(open.stdout).toContain('no open emergency alarms');
 
     // Acknowledged: the fast position reports stop.
+    // Over three alarm intervals (1 s each) at most one already in flight arrives.
     const positions = bus.dispatchPositions(alarmId).length;
-    const mark = bus.agent.mark();
-    await bus.agent.waitFor(() => bus.agent.lines.length > mark + 3, 10_000, 'a few more log lines');
+    await new Promise((r) => setTimeout(r, 3_000));
     expect(bus.dispatchPositions(alarmId).length).toBeLessThanOrEqual(positions + 1);
   });
 
