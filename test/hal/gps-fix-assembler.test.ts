@@ -4,7 +4,7 @@ import { FixAssembler } from '../../hal/gps/fix-assembler.ts';
 import { type ParsedSentence, hex2, nmeaChecksum, parseSentence } from '../../hal/gps/nmea.ts';
 import type { GpsFix } from '../../hal/gps/types.ts';
 
-const CORPUS = new URL('../../../shared/gps-corpus/', import.meta.url);
+import { CORPUS } from '../helpers/corpus.ts';
 
 function s(body: string): ParsedSentence {
   const r = parseSentence(`$${body}*${hex2(nmeaChecksum(body))}`);

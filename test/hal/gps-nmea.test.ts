@@ -13,7 +13,7 @@ import {
 } from '../../hal/gps/nmea.ts';
 
 // gpsd's regression captures, real receivers' bytes (see its README).
-const CORPUS = new URL('../../../shared/gps-corpus/', import.meta.url);
+import { CORPUS } from '../helpers/corpus.ts';
 
 function corpusLines(log: string): string[] {
   return readFileSync(new URL(log, CORPUS), 'latin1').split('\n');
