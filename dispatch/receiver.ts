@@ -150,8 +150,11 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
         const m = decode(PositionMessageSchema, payload);
         if (!m.ok) return this.reject(topic, m.error);
         if (!sameVehicle(m.value)) return this.reject(topic, `payload names ${m.value.fleet}/${m.value.vehicle}, topic is ${ref.fleet}/${ref.vehicle}`);
-        this.store.addPosition(m.value);
-        this.log.debug({ event: 'position.received', id: m.value.id, alarmId: m.value.alarmId, fleet: ref.fleet, vehicle: ref.vehicle }, 'position');
+        const added = this.store.addPosition(m.value);
+        this.log.debug(
+          { event: 'position.received', id: m.value.id, alarmId: m.value.alarmId, points: m.value.points.length, added, fleet: ref.fleet, vehicle: ref.vehicle },
+          'track points',
+        );
         this.queueReceipt(ref, m.value.id);
         return;
       }

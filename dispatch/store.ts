@@ -4,7 +4,7 @@
 // alarm may arrive many times and must take effect once.
 
 import { type Db, migrate, openDatabase } from '../protocol/sqlite.ts';
-import type { AlarmKind, AlarmMessage, Fix, PositionMessage, StatusMessage } from '../protocol/messages.ts';
+import type { AlarmKind, AlarmMessage, Fix, PositionMessage, StatusMessage, TimeSource, TrackPoint } from '../protocol/messages.ts';
 import type { VehicleRef } from '../protocol/topics.ts';
 
 export interface StoredAlarm {
@@ -14,6 +14,8 @@ export interface StoredAlarm {
   vehicle: string;
   route: string | null;
   raisedAt: string;
+  /** Whether raisedAt was corrected to GPS time on the bus ('gps') or not ('system'). */
+  timeSource: TimeSource;
   heldMs: number;
   fix: Fix | null;
   receivedAt: string;
@@ -31,6 +33,7 @@ CREATE TABLE alarms (
   vehicle TEXT NOT NULL,
   route TEXT,
   raised_at TEXT NOT NULL,
+  time_source TEXT NOT NULL,
   held_ms INTEGER NOT NULL,
   fix TEXT,
   received_at TEXT NOT NULL,
@@ -40,10 +43,12 @@ CREATE TABLE alarms (
 );
 CREATE INDEX alarms_queue ON alarms (kind, ack_at, received_at);
 CREATE TABLE positions (
-  id TEXT PRIMARY KEY,
+  id TEXT PRIMARY KEY,          -- message id "/" index of the point in it
+  message_id TEXT NOT NULL,
   fleet TEXT NOT NULL,
   vehicle TEXT NOT NULL,
   at TEXT NOT NULL,
+  time_source TEXT NOT NULL,
   alarm_id TEXT,
   fix TEXT NOT NULL,
   received_at TEXT NOT NULL
@@ -67,6 +72,7 @@ interface AlarmRow {
   vehicle: string;
   route: string | null;
   raised_at: string;
+  time_source: TimeSource;
   held_ms: number;
   fix: string | null;
   received_at: string;
@@ -82,6 +88,7 @@ const toAlarm = (r: AlarmRow): StoredAlarm => ({
   vehicle: r.vehicle,
   route: r.route,
   raisedAt: r.raised_at,
+  timeSource: r.time_source,
   heldMs: r.held_ms,
   fix: r.fix ? (JSON.parse(r.fix) as Fix) : null,
   receivedAt: r.received_at,
@@ -102,18 +109,25 @@ export class DispatchStore {
   addAlarm(a: AlarmMessage, receivedAt = new Date().toISOString()): boolean {
     const r = this.db
       .prepare(
-        `INSERT OR IGNORE INTO alarms (id, kind, fleet, vehicle, route, raised_at, held_ms, fix, received_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT OR IGNORE INTO alarms (id, kind, fleet, vehicle, route, raised_at, time_source, held_ms, fix, received_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
-      .run(a.id, a.kind, a.fleet, a.vehicle, a.route, a.raisedAt, a.heldMs, a.fix ? JSON.stringify(a.fix) : null, receivedAt);
+      .run(a.id, a.kind, a.fleet, a.vehicle, a.route, a.raisedAt, a.timeSource, a.heldMs, a.fix ? JSON.stringify(a.fix) : null, receivedAt);
     return r.changes > 0;
   }
 
-  addPosition(p: PositionMessage, receivedAt = new Date().toISOString()): boolean {
-    const r = this.db
-      .prepare('INSERT OR IGNORE INTO positions (id, fleet, vehicle, at, alarm_id, fix, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
-      .run(p.id, p.fleet, p.vehicle, p.at, p.alarmId, JSON.stringify(p.fix), receivedAt);
-    return r.changes > 0;
+  /** Store every point of a track message in one transaction; returns how many were new. */
+  addPosition(p: PositionMessage, receivedAt = new Date().toISOString()): number {
+    const insert = this.db.prepare(
+      'INSERT OR IGNORE INTO positions (id, message_id, fleet, vehicle, at, time_source, alarm_id, fix, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    );
+    return this.db.transaction(() => {
+      let added = 0;
+      p.points.forEach((pt, i) => {
+        added += insert.run(`${p.id}/${i}`, p.id, p.fleet, p.vehicle, pt.at, pt.timeSource, p.alarmId, JSON.stringify(pt.fix), receivedAt).changes;
+      });
+      return added;
+    })();
   }
 
   setStatus(ref: VehicleRef, s: StatusMessage): void {
@@ -181,15 +195,16 @@ export class DispatchStore {
     return rows.map(toAlarm);
   }
 
-  positions(ref: VehicleRef, alarmId?: string): PositionMessage[] {
+  /** A vehicle's track points, oldest first; only those sent while alarmId was open when given. */
+  positions(ref: VehicleRef, alarmId?: string): (TrackPoint & { alarmId: string | null })[] {
     const rows = this.db
-      .prepare<[string, string], { id: string; at: string; alarm_id: string | null; fix: string }>(
-        'SELECT id, at, alarm_id, fix FROM positions WHERE fleet = ? AND vehicle = ? ORDER BY at',
+      .prepare<[string, string], { at: string; time_source: TimeSource; alarm_id: string | null; fix: string }>(
+        'SELECT at, time_source, alarm_id, fix FROM positions WHERE fleet = ? AND vehicle = ? ORDER BY at',
       )
       .all(ref.fleet, ref.vehicle);
     return rows
       .filter((r) => alarmId === undefined || r.alarm_id === alarmId)
-      .map((r) => ({ v: 1, id: r.id, fleet: ref.fleet, vehicle: ref.vehicle, at: r.at, alarmId: r.alarm_id, fix: JSON.parse(r.fix) as Fix }));
+      .map((r) => ({ at: r.at, timeSource: r.time_source, alarmId: r.alarm_id, fix: JSON.parse(r.fix) as Fix }));
   }
 
   close(): void {

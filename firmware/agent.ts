@@ -13,13 +13,17 @@ import { NmeaReader } from '../hal/gps/reader.ts';
 import { type Db, migrate, openDatabase } from '../protocol/sqlite.ts';
 import { OUTBOX_SCHEMA, Outbox } from '../gateway/outbox.ts';
 import { Uplink } from '../gateway/uplink.ts';
-import type { AckMessage, AlarmKind, AlarmMessage, PositionMessage } from '../protocol/messages.ts';
+import type { AckMessage, AlarmKind, AlarmMessage, PositionMessage, TrackPoint } from '../protocol/messages.ts';
+import type { GpsFix } from '../hal/gps/types.ts';
 import { encode } from '../protocol/messages.ts';
 import { type VehicleRef, uplinkTopic } from '../protocol/topics.ts';
 import { createLogger, monoMs } from '../protocol/log.ts';
 import { AlarmJournal, JOURNAL_SCHEMA } from './alarm-journal.ts';
 import type { AgentConfig } from './config.ts';
-import { describeFix } from './position.ts';
+import { GpsClock } from './clock.ts';
+import { describeFix, toFix } from './position.ts';
+import { TRACK_SCHEMA, TrackStore } from './track-store.ts';
+import { TrackThinner } from './track.ts';
 import { PressPattern } from './press-pattern.ts';
 
 export const AGENT_VERSION = 'busguard-agent/0.1.0';
@@ -56,6 +60,9 @@ export class Agent extends EventEmitter<AgentEvents> {
   private positionTimer: NodeJS.Timeout | null = null;
   private ledTimer: NodeJS.Timeout | null = null;
   private positionFast = false;
+  private readonly clock: GpsClock;
+  private readonly track: TrackStore;
+  private readonly thinner: TrackThinner;
 
   private constructor(
     private readonly config: AgentConfig,
@@ -65,7 +72,10 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.ref = { fleet: config.vehicle.fleet, vehicle: config.vehicle.id };
     this.log = log ?? createLogger('agent', config.log.level, { fleet: this.ref.fleet, vehicle: this.ref.vehicle });
     this.db = openDatabase(join(config.storage.dir, 'outbox.db'));
-    migrate(this.db, [OUTBOX_SCHEMA + JOURNAL_SCHEMA]);
+    migrate(this.db, [OUTBOX_SCHEMA + JOURNAL_SCHEMA, TRACK_SCHEMA]);
+    this.clock = new GpsClock(this.log);
+    this.track = new TrackStore(this.db);
+    this.thinner = new TrackThinner(config.position);
     this.outbox = new Outbox(this.db);
     this.journal = new AlarmJournal(this.db);
     this.uplink = new Uplink({
@@ -95,6 +105,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (config.gps) {
       this.gps = new NmeaReader({ path: config.gps.port, baudRate: config.gps.baudRate, log });
       this.gps.once('fix', (f) => log.info({ event: 'gps.first-fix', valid: f.valid, lat: f.lat, lon: f.lon }, 'first GPS fix'));
+      this.gps.on('fix', (f) => this.onFix(f));
+      this.gps.on('status', (st) => log.info({ event: `gps.${st.state}`, detail: st.detail }, st.detail));
       this.gps.start();
     } else {
       log.warn({ event: 'gps.none' }, 'no GPS configured: alarms will say they have no fix');
@@ -128,6 +140,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.emit('duplicatePress', kind, open.id);
       return null;
     }
+    const stamp = this.clock.now();
     const alarm: AlarmMessage = {
       v: 1,
       id: randomUUID(),
@@ -135,7 +148,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       fleet: this.ref.fleet,
       vehicle: this.ref.vehicle,
       route: this.config.vehicle.route,
-      raisedAt: new Date().toISOString(),
+      raisedAt: stamp.iso,
+      timeSource: stamp.timeSource,
       heldMs: Math.round(heldMs),
       fix: describeFix(this.gps, this.config.position.staleAfterS),
     };
@@ -247,6 +261,23 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
   }
 
+  /** Every fix from the receiver: learn the clock offset, keep it as a track point if the thinning rules say so. */
+  private onFix(f: GpsFix): void {
+    this.clock.observe(f);
+    const emergencyOpen = this.positionFast;
+    // Without routine reporting, points are kept only while an emergency is open.
+    if (!emergencyOpen && this.config.position.intervalS <= 0) return;
+    const heartbeatS = emergencyOpen ? this.config.position.alarmIntervalS : this.config.position.maxGapS;
+    const reason = this.thinner.offer(f, heartbeatS);
+    if (!reason) return;
+    const stamp = this.clock.now();
+    try {
+      this.track.add({ at: stamp.iso, timeSource: stamp.timeSource, fix: toFix(f, this.config.position.staleAfterS) });
+    } catch (err) {
+      this.log.error({ event: 'track.store-failed', err: (err as Error).message }, 'could not store a track point');
+    }
+  }
+
   private schedulePosition(): void {
     const fast = this.journal.open('emergency').length > 0;
     if (this.positionTimer && fast === this.positionFast) return;
@@ -257,32 +288,43 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (intervalS <= 0) return;
     this.positionTimer = setTimeout(() => {
       this.positionTimer = null;
-      this.reportPosition();
+      this.sendTrack();
       this.schedulePosition();
     }, intervalS * 1000);
     this.positionTimer.unref();
   }
 
-  private reportPosition(): void {
-    const fix = describeFix(this.gps, this.config.position.staleAfterS);
-    if (!fix) return;
+  /**
+   * Move the waiting track points into outbox messages (batchMax points
+   * each). While an emergency is open and the thinner kept nothing new (the
+   * receiver went quiet), the last fix is sent again with its age, so
+   * dispatch keeps hearing where the bus last was.
+   */
+  private sendTrack(): void {
     const alarmId = this.journal.open('emergency')[0]?.id ?? null;
-    const msg: PositionMessage = {
-      v: 1,
-      id: randomUUID(),
-      fleet: this.ref.fleet,
-      vehicle: this.ref.vehicle,
-      at: new Date().toISOString(),
-      alarmId,
-      fix,
-    };
+    if (alarmId && this.track.size() === 0) {
+      const fix = describeFix(this.gps, this.config.position.staleAfterS);
+      if (fix) {
+        const stamp = this.clock.now();
+        this.track.add({ at: stamp.iso, timeSource: stamp.timeSource, fix });
+      }
+    }
     try {
-      this.outbox.append({ id: msg.id, lane: 'position', topic: uplinkTopic(this.ref, 'position'), payload: encode(msg) });
+      for (;;) {
+        let msg: PositionMessage | null = null;
+        const moved = this.track.drain(this.config.position.batchMax, (points: TrackPoint[]) => {
+          msg = { v: 1, id: randomUUID(), fleet: this.ref.fleet, vehicle: this.ref.vehicle, alarmId, points };
+          this.outbox.append({ id: msg.id, lane: 'position', topic: uplinkTopic(this.ref, 'position'), payload: encode(msg) });
+        });
+        if (!moved || !msg) break;
+        const sent: PositionMessage = msg;
+        this.log.debug({ event: 'position.stored', id: sent.id, alarmId, points: moved, last: sent.points.at(-1)?.fix }, 'track batch stored');
+        if (moved < this.config.position.batchMax) break;
+      }
     } catch (err) {
-      this.log.error({ event: 'position.store-failed', err: (err as Error).message }, 'could not store a position');
+      this.log.error({ event: 'position.store-failed', err: (err as Error).message }, 'could not store a track batch');
       return;
     }
-    this.log.debug({ event: 'position.stored', id: msg.id, alarmId, lat: fix.lat, lon: fix.lon }, 'position stored');
     this.uplink.kick();
   }
 }

@@ -3,6 +3,7 @@
 // value and what is expected (protocol/config-file.ts).
 
 import { z } from 'zod';
+import { TRACK_BATCH_MAX } from '../protocol/messages.ts';
 import { PanelConfigSchema } from '../hal/panel/config.ts';
 import { MqttConnectionSchema } from '../protocol/mqtt-session.ts';
 import { ID_PATTERN } from '../protocol/topics.ts';
@@ -45,12 +46,22 @@ export const AgentConfigSchema = z
       .prefault({}),
     position: z
       .object({
-        /** Position report interval while no emergency is open. 0 disables routine reports. */
+        /** Send the thinned track every this many seconds while no emergency is open. 0 = no routine track. */
         intervalS: z.number().min(0).max(86_400).default(30),
-        /** Faster interval while an emergency is open, until a dispatcher acknowledges it. */
+        /** Faster interval (track points and sending) while an emergency is open, until a dispatcher acknowledges it. */
         alarmIntervalS: z.number().min(1).max(600).default(5),
         /** A fix older than this is flagged stale in alarms and positions. */
         staleAfterS: z.number().min(1).max(86_400).default(10),
+        /** Thinning: never two track points closer in time than this. */
+        minIntervalS: z.number().min(0).max(3_600).default(2),
+        /** Thinning: a new point once the bus has moved this far (metres) since the last. */
+        minDistanceM: z.number().min(0).max(100_000).default(50),
+        /** Thinning: a new point once the bus has turned this much (degrees) since the last, while moving. */
+        headingChangeDeg: z.number().min(1).max(180).default(30),
+        /** Thinning: a point at least this often, even standing still. */
+        maxGapS: z.number().min(1).max(86_400).default(60),
+        /** At most this many points per track message. */
+        batchMax: z.number().int().min(1).max(TRACK_BATCH_MAX).default(60),
       })
       .strict()
       .prefault({}),

@@ -11,7 +11,11 @@ export interface FixSource {
 
 export function describeFix(source: FixSource | null, staleAfterS: number, nowMs = performance.now()): Fix | null {
   const f = source?.latest() ?? null;
-  if (!f) return null;
+  return f ? toFix(f, staleAfterS, nowMs) : null;
+}
+
+/** A receiver's fix as the protocol carries it, with its age at nowMs. */
+export function toFix(f: GpsFix, staleAfterS: number, nowMs = performance.now()): Fix {
   const ageS = Math.max(0, Math.round((nowMs - f.receivedAtMs) / 100) / 10);
   return {
     valid: f.valid,

@@ -29,6 +29,14 @@ export const FixSchema = z.object({
 });
 export type Fix = z.infer<typeof FixSchema>;
 
+/**
+ * Where a record's UTC time comes from: 'gps' = the head unit's clock
+ * corrected by its measured offset to GPS time (firmware/clock.ts);
+ * 'system' = the head unit's clock alone, before the first timed fix.
+ */
+export const TIME_SOURCES = ['gps', 'system'] as const;
+export type TimeSource = (typeof TIME_SOURCES)[number];
+
 export const ALARM_KINDS = ['emergency', 'incident'] as const;
 export type AlarmKind = (typeof ALARM_KINDS)[number];
 
@@ -41,8 +49,9 @@ export const AlarmMessageSchema = z.object({
   vehicle: id,
   /** The line the bus is running, from the agent's config. */
   route: z.string().max(64).nullable(),
-  /** When the press pattern was confirmed, by the head unit's clock (UTC). */
+  /** When the press pattern was confirmed (UTC; see timeSource). */
   raisedAt: isoTime,
+  timeSource: z.enum(TIME_SOURCES),
   /** How long the button was held (emergency) or 0 for a double press. */
   heldMs: z.number().int().min(0),
   /** The latest fix; null when the agent has never had one (the alarm is raised anyway). */
@@ -50,15 +59,27 @@ export const AlarmMessageSchema = z.object({
 });
 export type AlarmMessage = z.infer<typeof AlarmMessageSchema>;
 
-/** A position report (topic up/position); `alarmId` set while an emergency is open. */
+/** One point of the bus's track: a thinned fix, stamped when it arrived. */
+export const TrackPointSchema = z.object({
+  at: isoTime,
+  timeSource: z.enum(TIME_SOURCES),
+  fix: FixSchema,
+});
+export type TrackPoint = z.infer<typeof TrackPointSchema>;
+
+export const TRACK_BATCH_MAX = 500;
+
+/**
+ * Several track points in one message (topic up/position), oldest first;
+ * `alarmId` set while an emergency is open (sent at the alarm rate then).
+ */
 export const PositionMessageSchema = z.object({
   v: z.literal(1),
   id: uuid,
   fleet: id,
   vehicle: id,
-  at: isoTime,
   alarmId: uuid.nullable(),
-  fix: FixSchema,
+  points: z.array(TrackPointSchema).min(1).max(TRACK_BATCH_MAX),
 });
 export type PositionMessage = z.infer<typeof PositionMessageSchema>;
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DispatchStore } from '../../dispatch/store.ts';
-import type { AlarmMessage } from '../../protocol/messages.ts';
+import type { AlarmMessage, Fix, PositionMessage } from '../../protocol/messages.ts';
 
 const alarm = (over: Partial<AlarmMessage> = {}): AlarmMessage => ({
   v: 1,
@@ -14,6 +14,7 @@ const alarm = (over: Partial<AlarmMessage> = {}): AlarmMessage => ({
   vehicle: 'bus-1',
   route: '603',
   raisedAt: new Date().toISOString(),
+  timeSource: 'gps',
   heldMs: 500,
   fix: null,
   ...over,
@@ -70,5 +71,29 @@ describe('dispatch store (real SQLite file)', () => {
     expect(store.unseenAcks().map((x) => x.id)).toEqual([a.id]);
     expect(store.markAckSeen([a.id])).toBe(1);
     expect(store.unseenAcks()).toHaveLength(0);
+  });
+
+  it('stores every point of a track batch once, however often the batch is re-sent', () => {
+    const fix = (lat: number): Fix => ({ valid: true, lat, lon: 108.94, altM: null, speedMps: 5, trackDeg: 90, time: null, ageS: 0, stale: false, sats: null, hdop: null });
+    const batch: PositionMessage = {
+      v: 1,
+      id: randomUUID(),
+      fleet: 'city',
+      vehicle: 'bus-1',
+      alarmId: null,
+      points: [
+        { at: '2026-11-22T10:00:00.000Z', timeSource: 'gps', fix: fix(34.1) },
+        { at: '2026-11-22T10:00:05.000Z', timeSource: 'gps', fix: fix(34.2) },
+      ],
+    };
+    expect(store.addPosition(batch)).toBe(2);
+    expect(store.addPosition(batch)).toBe(0);
+    expect(store.positions({ fleet: 'city', vehicle: 'bus-1' }).map((p) => p.fix.lat)).toEqual([34.1, 34.2]);
+  });
+
+  it('keeps whether an alarm time was corrected to GPS time', () => {
+    const a = alarm({ timeSource: 'system' });
+    store.addAlarm(a);
+    expect(store.get(a.id)?.timeSource).toBe('system');
   });
 });

@@ -90,10 +90,16 @@ export class BusFixture {
     }
   }
 
-  dispatchPositions(alarmId: string): { id: string; at: string }[] {
+  /** Track points at dispatch (all, or those sent while alarmId was open), with the message each came in. */
+  dispatchPositions(alarmId?: string): { id: string; messageId: string; at: string; timeSource: string; fix: { lat: number; lon: number } }[] {
     const db = new Database(join(this.dir, 'dispatch.db'), { readonly: true, fileMustExist: true });
     try {
-      return db.prepare('SELECT id, at FROM positions WHERE alarm_id = ? ORDER BY at').all(alarmId) as { id: string; at: string }[];
+      const rows = (
+        alarmId === undefined
+          ? db.prepare('SELECT id, message_id AS messageId, at, time_source AS timeSource, fix FROM positions ORDER BY at').all()
+          : db.prepare('SELECT id, message_id AS messageId, at, time_source AS timeSource, fix FROM positions WHERE alarm_id = ? ORDER BY at').all(alarmId)
+      ) as { id: string; messageId: string; at: string; timeSource: string; fix: string }[];
+      return rows.map((r) => ({ ...r, fix: JSON.parse(r.fix) as { lat: number; lon: number } }));
     } finally {
       db.close();
     }

@@ -10,6 +10,7 @@ const alarm = {
   vehicle: 'bus-1',
   route: '603',
   raisedAt: '2026-11-22T10:00:00.000Z',
+  timeSource: 'gps',
   heldMs: 500,
   fix: {
     valid: true, lat: 34.26, lon: 108.94, altM: 400.1, speedMps: 8, trackDeg: 90,
