@@ -103,7 +103,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private async open(): Promise<void> {
     const { config, log } = this;
     if (config.gps) {
-      this.gps = new NmeaReader({ path: config.gps.port, baudRate: config.gps.baudRate, log });
+      this.gps = new NmeaReader({ path: config.gps.port, baudRate: config.gps.baudRate, autoBaud: config.gps.autoBaud, log });
       this.gps.once('fix', (f) => log.info({ event: 'gps.first-fix', valid: f.valid, lat: f.lat, lon: f.lon }, 'first GPS fix'));
       this.gps.on('fix', (f) => this.onFix(f));
       this.gps.on('status', (st) => log.info({ event: `gps.${st.state}`, detail: st.detail }, st.detail));

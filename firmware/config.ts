@@ -68,7 +68,10 @@ export const AgentConfigSchema = z
     gps: z
       .object({
         port: z.string().min(1),
+        /** The rate tried first. */
         baudRate: z.union([z.literal(4800), z.literal(9600), z.literal(38400), z.literal(115200)]).default(9600),
+        /** Try the other NMEA rates when no valid sentence arrives at the current one, and log which rate was found. */
+        autoBaud: z.boolean().default(true),
       })
       .strict()
       .nullable()

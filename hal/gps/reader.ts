@@ -25,7 +25,19 @@ export interface NmeaReaderOptions {
   reopenMaxMs?: number;
   /** Longer lines are skipped and counted. Default 200 (NMEA 0183 allows 82; u-blox PUBX and high-precision GGA run longer). */
   maxLineLength?: number;
+  /**
+   * Try the other NMEA baud rates when no valid sentence arrives at the
+   * current one. Default true. The configured rate is tried first.
+   */
+  autoBaud?: boolean;
+  /** How long one baud rate gets to produce valid sentences before the next is tried. Default 2500 ms. */
+  baudProbeMs?: number;
 }
+
+/** The rates NMEA receivers ship with: 4800 (NMEA 0183 standard), 9600 (most modules), 38400 and 115200 (u-blox, Quectel at higher rates). */
+export const NMEA_BAUD_RATES = [4800, 9600, 38400, 115200] as const;
+/** Checksummed sentences in a row that prove a baud rate right: one can be luck on line noise, two are not. */
+const BAUD_LOCK_SENTENCES = 2;
 
 export interface NmeaReaderStats {
   /** Lines that parsed as NMEA sentences (any type). */
@@ -42,7 +54,7 @@ export interface NmeaReaderStats {
   opens: number;
 }
 
-export type NmeaReaderState = 'open' | 'closed' | 'no-data';
+export type NmeaReaderState = 'open' | 'closed' | 'no-data' | 'probing';
 
 export interface NmeaReaderStatus {
   state: NmeaReaderState;
@@ -57,12 +69,22 @@ export type NmeaReaderEvents = {
 
 export class NmeaReader extends EventEmitter<NmeaReaderEvents> {
   readonly path: string;
+  /** The configured baud rate, tried first. */
   readonly baudRate: number;
   private readonly log: Logger | undefined;
   private readonly noDataTimeoutMs: number;
   private readonly reopenMinMs: number;
   private readonly reopenMaxMs: number;
   private readonly maxLineLength: number;
+  private readonly autoBaud: boolean;
+  private readonly baudProbeMs: number;
+  /** Rates in the order they are tried: the configured one first. */
+  private readonly baudOrder: number[];
+  private baudIndex = 0;
+  /** Valid sentences in a row at the current rate; the rate is locked at BAUD_LOCK_SENTENCES. */
+  private validInARow = 0;
+  private lockedBaud: number | null = null;
+  private probeTimer: NodeJS.Timeout | null = null;
 
   private readonly assembler = new FixAssembler();
   private readonly counts: NmeaReaderStats = {
@@ -99,6 +121,19 @@ export class NmeaReader extends EventEmitter<NmeaReaderEvents> {
     this.reopenMinMs = opts.reopenMinMs ?? 500;
     this.reopenMaxMs = Math.max(opts.reopenMaxMs ?? 10_000, this.reopenMinMs);
     this.maxLineLength = opts.maxLineLength ?? 200;
+    this.autoBaud = opts.autoBaud ?? true;
+    this.baudProbeMs = opts.baudProbeMs ?? 2500;
+    this.baudOrder = [opts.baudRate, ...NMEA_BAUD_RATES.filter((b) => b !== opts.baudRate)];
+  }
+
+  /** The rate the port is set to now. */
+  get currentBaud(): number {
+    return this.baudOrder[this.baudIndex] ?? this.baudRate;
+  }
+
+  /** The rate at which valid sentences were found, or null while none has been (yet). */
+  get detectedBaud(): number | null {
+    return this.lockedBaud;
   }
 
   /** Open the port (and keep reopening it) until close(). Calling it twice does nothing. */
@@ -141,7 +176,7 @@ export class NmeaReader extends EventEmitter<NmeaReaderEvents> {
     if (this.stopped) return;
     let port: SerialPort;
     try {
-      port = new SerialPort({ path: this.path, baudRate: this.baudRate, autoOpen: false, binding: HANGUP_AWARE_BINDING } as SerialPortOptions);
+      port = new SerialPort({ path: this.path, baudRate: this.currentBaud, autoOpen: false, binding: HANGUP_AWARE_BINDING } as SerialPortOptions);
     } catch (err) {
       this.portFailed(`cannot create port (${errText(err)})`);
       return;
@@ -194,9 +229,46 @@ export class NmeaReader extends EventEmitter<NmeaReaderEvents> {
 
   private portOpened(): void {
     this.counts.opens++;
-    this.log?.info({ event: 'gps.port.open', path: this.path, baudRate: this.baudRate, opens: this.counts.opens });
-    this.setState('open', `GPS port ${this.path}: open at ${this.baudRate} baud`);
+    this.log?.info({ event: 'gps.port.open', path: this.path, baudRate: this.currentBaud, opens: this.counts.opens });
+    this.setState('open', `GPS port ${this.path}: open at ${this.currentBaud} baud`);
+    this.validInARow = 0;
     this.noDataTimer = setTimeout(() => this.onNoData(), this.noDataTimeoutMs);
+    if (this.autoBaud && this.lockedBaud === null) this.armProbe();
+  }
+
+  private armProbe(): void {
+    if (this.probeTimer) clearTimeout(this.probeTimer);
+    this.probeTimer = setTimeout(() => this.nextBaud(), this.baudProbeMs);
+  }
+
+  /** No proof at this rate within baudProbeMs: switch the open port to the next candidate. */
+  private nextBaud(): void {
+    this.probeTimer = null;
+    const port = this.port;
+    if (this.stopped || !port?.isOpen || this.lockedBaud !== null) return;
+    const from = this.currentBaud;
+    this.baudIndex = (this.baudIndex + 1) % this.baudOrder.length;
+    const to = this.currentBaud;
+    this.validInARow = 0;
+    this.skipTail = true; // whatever is buffered was read at the old rate
+    this.log?.info({ event: 'gps.baud.trying', path: this.path, from, to, stats: this.stats() }, `no valid NMEA at ${from} baud, trying ${to}`);
+    this.setState('probing', `GPS port ${this.path}: no valid NMEA at ${from} baud; trying ${to} (of ${this.baudOrder.join(', ')})`);
+    port.update({ baudRate: to }, (err) => {
+      if (err && port === this.port) this.log?.warn({ event: 'gps.baud.update-failed', path: this.path, baudRate: to, err: errText(err) });
+    });
+    this.armProbe();
+  }
+
+  private lockBaud(): void {
+    const baud = this.currentBaud;
+    if (this.probeTimer) clearTimeout(this.probeTimer);
+    this.probeTimer = null;
+    if (this.lockedBaud === baud) return;
+    this.lockedBaud = baud;
+    const entry = { event: 'gps.baud.detected', path: this.path, baudRate: baud, configured: this.baudRate };
+    if (baud === this.baudRate) this.log?.info(entry, `GPS receiver talks at ${baud} baud`);
+    else this.log?.warn(entry, `GPS receiver talks at ${baud} baud, not the configured ${this.baudRate}: set gps.baudRate to ${baud}`);
+    this.setState('open', `GPS port ${this.path}: valid NMEA at ${baud} baud${baud === this.baudRate ? '' : ` (configured ${this.baudRate})`}`);
   }
 
   private portLost(port: SerialPort, why: string): void {
@@ -246,12 +318,14 @@ export class NmeaReader extends EventEmitter<NmeaReaderEvents> {
     if (raw === '' || raw === '\r') return;
     const r = parseSentence(raw);
     if ('error' in r) {
+      this.validInARow = 0;
       if (r.kind === 'checksum') this.counts.checksumErrors++;
       else this.counts.otherErrors++;
       this.log?.debug({ event: 'gps.nmea.rejected', path: this.path, kind: r.kind, error: r.error });
       return;
     }
     this.counts.sentencesOk++;
+    if (++this.validInARow >= BAUD_LOCK_SENTENCES && this.lockedBaud !== this.currentBaud) this.lockBaud();
     this.sawSentence();
     for (const fix of this.assembler.push(r)) this.onFix(fix);
   }
@@ -273,9 +347,16 @@ export class NmeaReader extends EventEmitter<NmeaReaderEvents> {
     if (fix) this.onFix(fix);
     const detail =
       `GPS port ${this.path}: no NMEA sentence in ${this.noDataTimeoutMs / 1000} s; ` +
-      `check baud rate (got ${this.baudRate}), the receiver's power and its TX wire`;
-    this.log?.warn({ event: 'gps.data.none', path: this.path, baudRate: this.baudRate, timeoutMs: this.noDataTimeoutMs, stats: this.stats() });
+      (this.autoBaud
+        ? `tried ${this.baudOrder.join(', ')} baud; check the receiver's power and its TX wire`
+        : `check baud rate (set to ${this.currentBaud}), the receiver's power and its TX wire`);
+    this.log?.warn({ event: 'gps.data.none', path: this.path, baudRate: this.currentBaud, timeoutMs: this.noDataTimeoutMs, stats: this.stats() });
     this.setState('no-data', detail);
+    // The receiver may have been reconfigured to another rate: look again.
+    if (this.autoBaud) {
+      this.lockedBaud = null;
+      this.armProbe();
+    }
   }
 
   private onFix(fix: GpsFix): void {
@@ -304,8 +385,10 @@ export class NmeaReader extends EventEmitter<NmeaReaderEvents> {
   private clearTimers(): void {
     if (this.reopenTimer) clearTimeout(this.reopenTimer);
     if (this.noDataTimer) clearTimeout(this.noDataTimer);
+    if (this.probeTimer) clearTimeout(this.probeTimer);
     this.reopenTimer = null;
     this.noDataTimer = null;
+    this.probeTimer = null;
   }
 }
 

@@ -192,9 +192,9 @@ describe('NmeaReader on a socat pty pair', () => {
   });
 
   it("reports 'no-data' with what to check when the receiver is silent, and 'open' when it talks again", async () => {
-    const r = await openReader({ noDataTimeoutMs: 300 });
+    const r = await openReader({ noDataTimeoutMs: 300, autoBaud: false });
     const silent = await next(r, 'status', isState('no-data'), "status 'no-data'");
-    expect(silent.detail).toBe(`GPS port ${pty!.b}: no NMEA sentence in 0.3 s; check baud rate (got 9600), the receiver's power and its TX wire`);
+    expect(silent.detail).toBe(`GPS port ${pty!.b}: no NMEA sentence in 0.3 s; check baud rate (set to 9600), the receiver's power and its TX wire`);
 
     const talking = next(r, 'status', isState('open'), "status 'open' after data resumed");
     sim = new SimGpsReceiver({ path: pty!.a, baudRate: BAUD, rateHz: 5 });
