@@ -10,15 +10,19 @@ import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import {
   type AckMessage,
-  AlarmMessageSchema,
   type AlarmMessage,
+  AlarmWireSchema,
   BusReceiptMessageSchema,
-  PositionMessageSchema,
+  DiagWireSchema,
+  type Envelope,
+  PositionWireSchema,
+  type ReceiptMessage,
   StatusMessageSchema,
   decode,
   encode,
 } from '../protocol/messages.ts';
 import { MqttSession } from '../protocol/mqtt-session.ts';
+import type { Lane } from '../protocol/lanes.ts';
 import { type VehicleRef, dispatchUplinkFilter, downlinkTopic, parseTopic, sharedFilter } from '../protocol/topics.ts';
 import { createLogger, monoMs } from '../protocol/log.ts';
 import type { DispatchConfig } from './config.ts';
@@ -27,7 +31,7 @@ import { DispatchStore, type StoredAlarm } from './store.ts';
 export interface ReceiverEvents {
   /** A new alarm or incident, committed. */
   alarm: [alarm: AlarmMessage, atMonoMs: number];
-  receiptSent: [ids: string[], atMonoMs: number];
+  receiptSent: [receipt: ReceiptMessage, atMonoMs: number];
   ackSeen: [alarmIds: string[]];
   rejected: [topic: string, reason: string];
 }
@@ -38,7 +42,7 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
   private session: MqttSession | null = null;
   private resendTimer: NodeJS.Timeout | null = null;
   /** Receipts per vehicle, gathered within one tick so a burst costs one message. */
-  private pendingReceipts = new Map<string, { ref: VehicleRef; ids: string[] }>();
+  private pendingReceipts = new Map<string, { ref: VehicleRef; epoch: string; lanes: Map<Lane, number>; ids: string[] }>();
   private receiptFlushScheduled = false;
 
   constructor(
@@ -60,6 +64,7 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
         [sharedFilter(group, dispatchUplinkFilter('alarm'))]: { qos: 1 },
         [sharedFilter(group, dispatchUplinkFilter('incident'))]: { qos: 1 },
         [sharedFilter(group, dispatchUplinkFilter('position'))]: { qos: 1 },
+        [sharedFilter(group, dispatchUplinkFilter('diag'))]: { qos: 1 },
         [sharedFilter(group, dispatchUplinkFilter('receipt'))]: { qos: 1 },
         // Not shared: retained status is not delivered to shared subscriptions (MQTT 5 §4.8.2).
         [dispatchUplinkFilter('status')]: { qos: 1 },
@@ -125,39 +130,67 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     switch (t.kind) {
       case 'alarm':
       case 'incident': {
-        const m = decode(AlarmMessageSchema, payload);
+        const m = decode(AlarmWireSchema, payload);
         if (!m.ok) return this.reject(topic, m.error);
         if (!sameVehicle(m.value)) return this.reject(topic, `payload names ${m.value.fleet}/${m.value.vehicle}, topic is ${ref.fleet}/${ref.vehicle}`);
         const expectedKind = t.kind === 'alarm' ? 'emergency' : 'incident';
         if (m.value.kind !== expectedKind) return this.reject(topic, `kind "${m.value.kind}" on the ${t.kind} topic`);
-        const fresh = this.store.addAlarm(m.value);
+        if (m.value.lane !== t.kind) return this.reject(topic, `lane "${m.value.lane}" on the ${t.kind} topic`);
+        let fresh = false;
+        const { upTo } = this.store.accept(ref, m.value, () => {
+          fresh = this.store.addAlarm(m.value);
+        });
         const at = monoMs();
         if (fresh) {
           this.log.info(
-            { event: `${m.value.kind}.received`, alarmId: m.value.id, fleet: ref.fleet, vehicle: ref.vehicle, route: m.value.route, fix: m.value.fix, stepMonoMs: at },
+            { event: `${m.value.kind}.received`, alarmId: m.value.id, fleet: ref.fleet, vehicle: ref.vehicle, route: m.value.route, fix: m.value.fix, seq: m.value.seq, stepMonoMs: at },
             m.value.kind === 'emergency' ? 'EMERGENCY alarm received' : 'incident received',
           );
           this.emit('alarm', m.value, at);
         } else {
-          this.log.info({ event: 'alarm.duplicate', alarmId: m.value.id, fleet: ref.fleet, vehicle: ref.vehicle }, 'duplicate alarm, receipted again');
+          this.log.info({ event: 'alarm.duplicate', alarmId: m.value.id, fleet: ref.fleet, vehicle: ref.vehicle, seq: m.value.seq }, 'duplicate alarm, receipted again');
           const stored = this.store.get(m.value.id);
           if (stored?.ackAt && !stored.ackSeenAt) this.sendAck(stored);
         }
-        this.queueReceipt(ref, m.value.id);
+        this.queueReceipt(ref, m.value, upTo, m.value.id);
         return;
       }
       case 'position': {
-        const m = decode(PositionMessageSchema, payload);
+        const m = decode(PositionWireSchema, payload);
         if (!m.ok) return this.reject(topic, m.error);
         if (!sameVehicle(m.value)) return this.reject(topic, `payload names ${m.value.fleet}/${m.value.vehicle}, topic is ${ref.fleet}/${ref.vehicle}`);
-        const added = this.store.addPosition(m.value);
+        if (m.value.lane !== 'track' && m.value.lane !== 'followup') return this.reject(topic, `lane "${m.value.lane}" on the position topic`);
+        let added = 0;
+        const { fresh, upTo } = this.store.accept(ref, m.value, () => {
+          added = this.store.addPosition(m.value);
+        });
         this.log.debug(
-          { event: 'position.received', id: m.value.id, alarmId: m.value.alarmId, points: m.value.points.length, added, fleet: ref.fleet, vehicle: ref.vehicle },
+          { event: 'position.received', id: m.value.id, lane: m.value.lane, seq: m.value.seq, alarmId: m.value.alarmId, points: m.value.points.length, added, fresh, fleet: ref.fleet, vehicle: ref.vehicle },
           'track points',
         );
-        this.queueReceipt(ref, m.value.id);
+        this.queueReceipt(ref, m.value, upTo, m.value.id);
         return;
       }
+      case 'diag': {
+        const m = decode(DiagWireSchema, payload);
+        if (!m.ok) return this.reject(topic, m.error);
+        if (!sameVehicle(m.value)) return this.reject(topic, `payload names ${m.value.fleet}/${m.value.vehicle}, topic is ${ref.fleet}/${ref.vehicle}`);
+        if (m.value.lane !== 'diag') return this.reject(topic, `lane "${m.value.lane}" on the diag topic`);
+        const { fresh, upTo } = this.store.accept(ref, m.value, () => {
+          this.store.addDiag(m.value);
+        });
+        if (fresh) {
+          this.log.warn(
+            { event: 'bus.diag', fleet: ref.fleet, vehicle: ref.vehicle, diag: m.value.event, lane: m.value.affectedLane, count: m.value.count, reason: m.value.reason },
+            `bus ${ref.fleet}/${ref.vehicle}: ${m.value.event} ${m.value.reason}`,
+          );
+        }
+        this.queueReceipt(ref, m.value, upTo, m.value.id);
+        return;
+      }
+      case 'snapshot':
+      case 'clip':
+        return this.reject(topic, `evidence (${t.kind}) is not handled by this dispatch version`);
       case 'receipt': {
         const m = decode(BusReceiptMessageSchema, payload);
         if (!m.ok) return this.reject(topic, m.error);
@@ -178,24 +211,31 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     }
   }
 
-  private queueReceipt(ref: VehicleRef, id: string): void {
-    const key = `${ref.fleet}/${ref.vehicle}`;
-    const entry = this.pendingReceipts.get(key) ?? { ref, ids: [] };
-    entry.ids.push(id);
-    this.pendingReceipts.set(key, entry);
+  /** Receipts per vehicle and epoch, gathered within one tick so a burst costs one message. */
+  private queueReceipt(ref: VehicleRef, env: Envelope, upTo: number, id: string): void {
+    const key = `${ref.fleet}/${ref.vehicle}/${env.epoch}`;
+    let entry = this.pendingReceipts.get(key);
+    if (!entry) {
+      entry = { ref, epoch: env.epoch, lanes: new Map(), ids: [] };
+      this.pendingReceipts.set(key, entry);
+    }
+    if (env.seq === 0) entry.ids.push(id);
+    else entry.lanes.set(env.lane, Math.max(upTo, entry.lanes.get(env.lane) ?? 0));
     if (this.receiptFlushScheduled) return;
     this.receiptFlushScheduled = true;
     setImmediate(() => {
       this.receiptFlushScheduled = false;
       const batches = [...this.pendingReceipts.values()];
       this.pendingReceipts.clear();
-      for (const { ref: r, ids } of batches) {
-        for (let i = 0; i < ids.length; i += 1000) {
-          const chunk = ids.slice(i, i + 1000);
-          this.session?.client.publish(downlinkTopic(r, 'receipt'), encode({ v: 1, ids: chunk }), { qos: 1 });
+      for (const b of batches) {
+        const lanes = Object.fromEntries(b.lanes) as ReceiptMessage['lanes'];
+        for (let i = 0; i === 0 || i < b.ids.length; i += 1000) {
+          const ids = b.ids.slice(i, i + 1000);
+          const receipt: ReceiptMessage = { v: 1, epoch: b.epoch, lanes: i === 0 ? lanes : {}, ...(ids.length ? { ids } : {}) };
+          this.session?.client.publish(downlinkTopic(b.ref, 'receipt'), encode(receipt), { qos: 1 });
           const at = monoMs();
-          this.log.debug({ event: 'receipt.sent', ids: chunk, fleet: r.fleet, vehicle: r.vehicle, stepMonoMs: at }, 'receipt sent');
-          this.emit('receiptSent', chunk, at);
+          this.log.debug({ event: 'receipt.sent', ...receipt, fleet: b.ref.fleet, vehicle: b.ref.vehicle, stepMonoMs: at }, 'receipt sent');
+          this.emit('receiptSent', receipt, at);
         }
       }
     });

@@ -4,7 +4,9 @@
 // alarm may arrive many times and must take effect once.
 
 import { type Db, migrate, openDatabase } from '../protocol/sqlite.ts';
-import type { AlarmKind, AlarmMessage, Fix, PositionMessage, StatusMessage, TimeSource, TrackPoint } from '../protocol/messages.ts';
+import type Database from 'better-sqlite3';
+import type { AlarmKind, AlarmMessage, DiagMessage, Envelope, Fix, PositionMessage, StatusMessage, TimeSource, TrackPoint } from '../protocol/messages.ts';
+import type { Lane } from '../protocol/lanes.ts';
 import type { VehicleRef } from '../protocol/topics.ts';
 
 export interface StoredAlarm {
@@ -24,6 +26,40 @@ export interface StoredAlarm {
   /** When the bus confirmed it had the acknowledgement (its LED shows it). */
   ackSeenAt: string | null;
 }
+
+/** Per vehicle, outbox epoch and lane: everything up to `upto` is held; seqs above it seen so far. */
+const LANE_SCHEMA = `
+CREATE TABLE lane_progress (
+  fleet TEXT NOT NULL,
+  vehicle TEXT NOT NULL,
+  epoch TEXT NOT NULL,
+  lane TEXT NOT NULL,
+  upto INTEGER NOT NULL,
+  PRIMARY KEY (fleet, vehicle, epoch, lane)
+);
+CREATE TABLE lane_seen (
+  fleet TEXT NOT NULL,
+  vehicle TEXT NOT NULL,
+  epoch TEXT NOT NULL,
+  lane TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  PRIMARY KEY (fleet, vehicle, epoch, lane, seq)
+);
+CREATE TABLE diags (
+  id TEXT PRIMARY KEY,
+  fleet TEXT NOT NULL,
+  vehicle TEXT NOT NULL,
+  at TEXT NOT NULL,
+  event TEXT NOT NULL,
+  lane TEXT,
+  count INTEGER,
+  bytes INTEGER,
+  seq_from INTEGER,
+  seq_to INTEGER,
+  reason TEXT NOT NULL,
+  received_at TEXT NOT NULL
+);
+`;
 
 const SCHEMA = `
 CREATE TABLE alarms (
@@ -102,8 +138,93 @@ export class DispatchStore {
 
   constructor(path: string) {
     this.db = openDatabase(path);
-    migrate(this.db, [SCHEMA]);
+    migrate(this.db, [SCHEMA + LANE_SCHEMA]);
   }
+
+  /**
+   * Take one lane message exactly once: in one transaction, decide whether
+   * (vehicle, epoch, lane, seq) is new, run `apply` (which stores its effect)
+   * only if it is, and advance the lane's "everything up to" mark, which is
+   * what the receipt tells the bus. A message with seq 0 (the bus could not
+   * store it) is applied each time; `apply` must be idempotent for it.
+   */
+  accept(ref: VehicleRef, env: Envelope, apply: () => void): { fresh: boolean; upTo: number } {
+    return this.db.transaction(() => {
+      const key = [ref.fleet, ref.vehicle, env.epoch, env.lane] as const;
+      const current = this.q.progress.get(...key)?.upto ?? 0;
+      if (env.seq === 0) {
+        apply();
+        return { fresh: true, upTo: current };
+      }
+      let fresh = false;
+      if (env.seq > current && this.q.seen.run(...key, env.seq).changes > 0) {
+        apply();
+        fresh = true;
+      }
+      // Everything below the bus's floor is settled on its side; then close up any run of seen seqs.
+      let upTo = Math.max(current, env.floor - 1);
+      while (this.q.isSeen.get(...key, upTo + 1)) upTo++;
+      if (upTo !== current) {
+        this.q.setProgress.run(...key, upTo);
+        this.q.forget.run(...key, upTo);
+      }
+      return { fresh, upTo };
+    })();
+  }
+
+  /** Store a diagnostics record from a bus (idempotent). */
+  addDiag(d: DiagMessage, receivedAt = new Date().toISOString()): boolean {
+    return (
+      this.db
+        .prepare(
+          'INSERT OR IGNORE INTO diags (id, fleet, vehicle, at, event, lane, count, bytes, seq_from, seq_to, reason, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        )
+        .run(d.id, d.fleet, d.vehicle, d.at, d.event, d.affectedLane ?? null, d.count ?? null, d.bytes ?? null, d.seqFrom ?? null, d.seqTo ?? null, d.reason, receivedAt).changes > 0
+    );
+  }
+
+  diags(ref?: VehicleRef): DiagMessage[] {
+    const rows = this.db.prepare<[], Record<string, unknown>>('SELECT * FROM diags ORDER BY received_at, at').all();
+    return rows
+      .filter((r) => !ref || (r.fleet === ref.fleet && r.vehicle === ref.vehicle))
+      .map((r) => ({
+        v: 1 as const,
+        id: r.id as string,
+        fleet: r.fleet as string,
+        vehicle: r.vehicle as string,
+        at: r.at as string,
+        event: r.event as string,
+        ...(r.lane != null ? { affectedLane: r.lane as Lane } : {}),
+        ...(r.count != null ? { count: r.count as number } : {}),
+        ...(r.bytes != null ? { bytes: r.bytes as number } : {}),
+        ...(r.seq_from != null ? { seqFrom: r.seq_from as number } : {}),
+        ...(r.seq_to != null ? { seqTo: r.seq_to as number } : {}),
+        reason: r.reason as string,
+      }));
+  }
+
+  private get q() {
+    const db = this.db;
+    const cache = (this.stmts ??= {
+      progress: db.prepare<[string, string, string, string], { upto: number }>('SELECT upto FROM lane_progress WHERE fleet = ? AND vehicle = ? AND epoch = ? AND lane = ?'),
+      setProgress: db.prepare(
+        'INSERT INTO lane_progress (fleet, vehicle, epoch, lane, upto) VALUES (?, ?, ?, ?, ?) ON CONFLICT (fleet, vehicle, epoch, lane) DO UPDATE SET upto = excluded.upto',
+      ),
+      seen: db.prepare('INSERT OR IGNORE INTO lane_seen (fleet, vehicle, epoch, lane, seq) VALUES (?, ?, ?, ?, ?)'),
+      isSeen: db.prepare<[string, string, string, string, number], { x: number }>(
+        'SELECT 1 AS x FROM lane_seen WHERE fleet = ? AND vehicle = ? AND epoch = ? AND lane = ? AND seq = ?',
+      ),
+      forget: db.prepare('DELETE FROM lane_seen WHERE fleet = ? AND vehicle = ? AND epoch = ? AND lane = ? AND seq <= ?'),
+    });
+    return cache;
+  }
+  private stmts: {
+    progress: Database.Statement<[string, string, string, string], { upto: number }>;
+    setProgress: Database.Statement;
+    seen: Database.Statement;
+    isSeen: Database.Statement<[string, string, string, string, number], { x: number }>;
+    forget: Database.Statement;
+  } | undefined;
 
   /** Returns true when the alarm is new; false for a re-sent duplicate. Committed (fsync) on return. */
   addAlarm(a: AlarmMessage, receivedAt = new Date().toISOString()): boolean {

@@ -11,9 +11,10 @@ import { openPanel } from '../hal/panel/drivers.ts';
 import type { LedState, Panel } from '../hal/panel/types.ts';
 import { NmeaReader } from '../hal/gps/reader.ts';
 import { type Db, migrate, openDatabase } from '../protocol/sqlite.ts';
-import { OUTBOX_SCHEMA, Outbox } from '../gateway/outbox.ts';
+import { type Eviction, OUTBOX_SCHEMA, Outbox, OutboxFullError } from '../gateway/outbox.ts';
+import type { Lane } from '../protocol/lanes.ts';
 import { Uplink } from '../gateway/uplink.ts';
-import type { AckMessage, AlarmKind, AlarmMessage, PositionMessage, TrackPoint } from '../protocol/messages.ts';
+import type { AckMessage, AlarmKind, AlarmMessage, DiagMessage, PositionMessage, TrackPoint } from '../protocol/messages.ts';
 import type { GpsFix } from '../hal/gps/types.ts';
 import { encode } from '../protocol/messages.ts';
 import { type VehicleRef, uplinkTopic } from '../protocol/topics.ts';
@@ -22,7 +23,6 @@ import { AlarmJournal, JOURNAL_SCHEMA } from './alarm-journal.ts';
 import type { AgentConfig } from './config.ts';
 import { GpsClock } from './clock.ts';
 import { describeFix, toFix } from './position.ts';
-import { TRACK_SCHEMA, TrackStore } from './track-store.ts';
 import { TrackThinner } from './track.ts';
 import { PressPattern } from './press-pattern.ts';
 
@@ -61,7 +61,16 @@ export class Agent extends EventEmitter<AgentEvents> {
   private ledTimer: NodeJS.Timeout | null = null;
   private positionFast = false;
   private readonly clock: GpsClock;
-  private readonly track: TrackStore;
+  /** Thinned points waiting for the next batch (position.intervalS, or the alarm rate). */
+  private pendingPoints: TrackPoint[] = [];
+  /**
+   * Alarms the disk could not hold (ENOSPC, I/O error): sent from memory and
+   * re-sent until dispatch receipts them, shown as "fault" on the LED until
+   * then. They survive as long as this process does.
+   */
+  private readonly volatileAlarms = new Map<string, { kind: AlarmKind; state: 'sending' | 'delivered' | 'acknowledged'; at: number }>();
+  private recordingEviction = false;
+  private expireTimer: NodeJS.Timeout | null = null;
   private readonly thinner: TrackThinner;
 
   private constructor(
@@ -72,11 +81,10 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.ref = { fleet: config.vehicle.fleet, vehicle: config.vehicle.id };
     this.log = log ?? createLogger('agent', config.log.level, { fleet: this.ref.fleet, vehicle: this.ref.vehicle });
     this.db = openDatabase(join(config.storage.dir, 'outbox.db'));
-    migrate(this.db, [OUTBOX_SCHEMA + JOURNAL_SCHEMA, TRACK_SCHEMA]);
+    migrate(this.db, [OUTBOX_SCHEMA + JOURNAL_SCHEMA]);
     this.clock = new GpsClock(this.log);
-    this.track = new TrackStore(this.db);
     this.thinner = new TrackThinner(config.position);
-    this.outbox = new Outbox(this.db);
+    this.outbox = new Outbox(this.db, config.outbox, (e) => this.onEvicted(e));
     this.journal = new AlarmJournal(this.db);
     this.uplink = new Uplink({
       ref: this.ref,
@@ -120,6 +128,15 @@ export class Agent extends EventEmitter<AgentEvents> {
       log.info({ event: 'press.ignored', input, heldMs, holdMs: config.alarm.holdMs }, 'press too short to raise an alarm'),
     );
     this.uplink.on('confirmed', (ids) => this.onConfirmed(ids));
+    this.outbox.expire();
+    this.expireTimer = setInterval(() => {
+      try {
+        this.outbox.expire();
+      } catch (err) {
+        this.log.error({ event: 'outbox.expire-failed', err: (err as Error).message }, 'could not expire old messages');
+      }
+    }, 10 * 60_000);
+    this.expireTimer.unref();
     this.uplink.on('ack', (ack) => this.onAck(ack));
     this.uplink.start();
     const open = this.journal.open();
@@ -155,15 +172,23 @@ export class Agent extends EventEmitter<AgentEvents> {
     };
     this.journey({ alarmId: alarm.id, kind, step: 'confirmed', monoMs: confirmedMono, alarm });
     const lane = kind === 'emergency' ? 'alarm' : 'incident';
+    const item = { id: alarm.id, lane, topic: uplinkTopic(this.ref, lane), payload: encode(alarm) } as const;
     try {
-      this.db.transaction(() => {
+      this.outbox.write(lane, () => {
         this.journal.insert({ id: alarm.id, kind, raisedAt: alarm.raisedAt });
-        this.outbox.append({ id: alarm.id, lane, topic: uplinkTopic(this.ref, lane), payload: encode(alarm) });
-      })();
+        this.outbox.append(item);
+      });
     } catch (err) {
-      this.log.fatal({ event: 'alarm.store-failed', alarmId: alarm.id, kind, err: (err as Error).message }, 'could not store the alarm');
-      this.panel?.setLed('fault');
-      return null;
+      // The disk is full or failing: the alarm still goes out, from memory.
+      this.log.fatal(
+        { event: 'alarm.store-failed', alarmId: alarm.id, kind, err: (err as Error).message },
+        'could not store the alarm on disk: sending it from memory until dispatch confirms it',
+      );
+      this.volatileAlarms.set(alarm.id, { kind, state: 'sending', at: Date.now() });
+      this.uplink.sendVolatile(item);
+      this.refreshLed();
+      if (kind === 'emergency') this.schedulePosition();
+      return alarm.id;
     }
     this.journey({ alarmId: alarm.id, kind, step: 'stored', monoMs: monoMs(), alarm });
     this.refreshLed();
@@ -189,6 +214,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.pattern.dispose();
     if (this.positionTimer) clearTimeout(this.positionTimer);
     if (this.ledTimer) clearTimeout(this.ledTimer);
+    if (this.expireTimer) clearInterval(this.expireTimer);
     await this.uplink.stop().catch(() => {});
     await this.panel?.close().catch(() => {});
     await this.gps?.close().catch(() => {});
@@ -197,6 +223,14 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   private onConfirmed(ids: string[]): void {
+    for (const id of ids) {
+      const v = this.volatileAlarms.get(id);
+      if (v?.state === 'sending') {
+        v.state = 'delivered';
+        this.journey({ alarmId: id, kind: v.kind, step: 'delivered', monoMs: monoMs() });
+        this.refreshLed();
+      }
+    }
     const delivered = this.journal.markDelivered(ids, new Date().toISOString());
     for (const id of delivered) {
       const entry = this.journal.get(id)!;
@@ -206,6 +240,19 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   private onAck(ack: AckMessage): void {
+    const v = this.volatileAlarms.get(ack.alarmId);
+    if (v) {
+      if (v.state !== 'acknowledged') {
+        v.state = 'acknowledged';
+        v.at = Date.now();
+        this.uplink.confirmVolatile([ack.alarmId]);
+        this.journey({ alarmId: ack.alarmId, kind: v.kind, step: 'acknowledged', monoMs: monoMs(), ack });
+        this.refreshLed();
+        this.schedulePosition();
+      }
+      this.uplink.sendBusReceipt([ack.alarmId]);
+      return;
+    }
     const entry = this.journal.get(ack.alarmId);
     if (!entry) {
       this.log.warn({ event: 'ack.unknown', alarmId: ack.alarmId }, 'acknowledgement for an alarm this bus never raised');
@@ -213,7 +260,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
     if (this.journal.markAcknowledged(ack.alarmId, ack.by, new Date().toISOString())) {
       // An ack implies dispatch holds the alarm, even if its receipt was lost.
-      this.outbox.confirm([ack.alarmId]);
+      this.outbox.confirmIds([ack.alarmId]);
       this.journey({ alarmId: ack.alarmId, kind: entry.kind, step: 'acknowledged', monoMs: monoMs(), ack });
       this.refreshLed();
       this.schedulePosition();
@@ -242,14 +289,15 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (this.ledTimer) clearTimeout(this.ledTimer);
     this.ledTimer = null;
     let state: LedState = 'idle';
-    const emergency = this.journal.open('emergency')[0];
-    const incident = this.journal.open('incident')[0];
+    const emergency = this.journal.open('emergency')[0] ?? this.openVolatile('emergency');
+    const incident = this.journal.open('incident')[0] ?? this.openVolatile('incident');
     const acked = this.journal.lastAcknowledged();
     const showMs = this.config.alarm.acknowledgedShowS * 1000;
     const ackedLeftMs = acked?.acknowledgedAt ? Date.parse(acked.acknowledgedAt) + showMs - Date.now() : 0;
-    if (emergency) state = emergency.state === 'stored' ? 'stored' : 'delivered';
+    const show = (a: { state: string }): LedState => (a.state === 'stored' ? 'stored' : a.state === 'sending' ? 'fault' : 'delivered');
+    if (emergency) state = show(emergency);
     else if (ackedLeftMs > 0) state = 'acknowledged';
-    else if (incident) state = incident.state === 'stored' ? 'stored' : 'delivered';
+    else if (incident) state = show(incident);
     if (state === 'acknowledged') {
       this.ledTimer = setTimeout(() => this.refreshLed(), ackedLeftMs + 10);
       this.ledTimer.unref();
@@ -271,15 +319,46 @@ export class Agent extends EventEmitter<AgentEvents> {
     const reason = this.thinner.offer(f, heartbeatS);
     if (!reason) return;
     const stamp = this.clock.now();
+    this.pendingPoints.push({ at: stamp.iso, timeSource: stamp.timeSource, fix: toFix(f, this.config.position.staleAfterS) });
+    // A link down for days must not grow memory without bound: batches go to the outbox, whose quota governs.
+    if (this.pendingPoints.length >= this.config.position.batchMax * 10) this.sendTrack();
+  }
+
+  /** An alarm of this kind held only in memory and not yet acknowledged. */
+  private openVolatile(kind: AlarmKind): { id: string; state: string } | undefined {
+    for (const [id, v] of this.volatileAlarms) if (v.kind === kind && v.state !== 'acknowledged') return { id, state: v.state };
+    return undefined;
+  }
+
+  private openEmergencyId(): string | null {
+    return this.journal.open('emergency')[0]?.id ?? this.openVolatile('emergency')?.id ?? null;
+  }
+
+  /** What a quota or expiry sweep dropped: logged, and recorded in the diag lane for dispatch. */
+  private onEvicted(e: Eviction): void {
+    this.log.warn({ event: 'outbox.evicted', ...e }, `outbox dropped ${e.count} ${e.lane} message(s) (${e.reason})`);
+    // Recording an eviction may itself evict old diag records: those are logged only.
+    if (this.recordingEviction) return;
+    this.recordingEviction = true;
     try {
-      this.track.add({ at: stamp.iso, timeSource: stamp.timeSource, fix: toFix(f, this.config.position.staleAfterS) });
+      this.appendDiag({ event: 'evicted', affectedLane: e.lane, count: e.count, bytes: e.bytes, seqFrom: e.seqFrom, seqTo: e.seqTo, reason: e.reason });
     } catch (err) {
-      this.log.error({ event: 'track.store-failed', err: (err as Error).message }, 'could not store a track point');
+      this.log.error({ event: 'diag.store-failed', err: (err as Error).message }, 'could not record the eviction');
+    } finally {
+      this.recordingEviction = false;
     }
   }
 
+  /** Append a diagnostics record (inside the caller's transaction when there is one). */
+  private appendDiag(d: Omit<DiagMessage, 'v' | 'id' | 'fleet' | 'vehicle' | 'at'>): void {
+    const msg: DiagMessage = { v: 1, id: randomUUID(), fleet: this.ref.fleet, vehicle: this.ref.vehicle, at: this.clock.now().iso, ...d };
+    const item = { id: msg.id, lane: 'diag' as Lane, topic: uplinkTopic(this.ref, 'diag'), payload: encode(msg) };
+    if (this.db.inTransaction) this.outbox.append(item);
+    else this.outbox.write('diag', () => this.outbox.append(item));
+  }
+
   private schedulePosition(): void {
-    const fast = this.journal.open('emergency').length > 0;
+    const fast = this.openEmergencyId() !== null;
     if (this.positionTimer && fast === this.positionFast) return;
     if (this.positionTimer) clearTimeout(this.positionTimer);
     this.positionTimer = null;
@@ -301,30 +380,38 @@ export class Agent extends EventEmitter<AgentEvents> {
    * dispatch keeps hearing where the bus last was.
    */
   private sendTrack(): void {
-    const alarmId = this.journal.open('emergency')[0]?.id ?? null;
-    if (alarmId && this.track.size() === 0) {
+    const alarmId = this.openEmergencyId();
+    if (alarmId && this.pendingPoints.length === 0) {
       const fix = describeFix(this.gps, this.config.position.staleAfterS);
       if (fix) {
         const stamp = this.clock.now();
-        this.track.add({ at: stamp.iso, timeSource: stamp.timeSource, fix });
+        this.pendingPoints.push({ at: stamp.iso, timeSource: stamp.timeSource, fix });
       }
+    }
+    if (this.pendingPoints.length === 0) return;
+    // Positions while an emergency is open are its follow-ups: their own lane, drained before the routine track.
+    const lane: Lane = alarmId ? 'followup' : 'track';
+    const points = this.pendingPoints;
+    this.pendingPoints = [];
+    const batches: PositionMessage[] = [];
+    for (let i = 0; i < points.length; i += this.config.position.batchMax) {
+      batches.push({ v: 1, id: randomUUID(), fleet: this.ref.fleet, vehicle: this.ref.vehicle, alarmId, points: points.slice(i, i + this.config.position.batchMax) });
     }
     try {
-      for (;;) {
-        let msg: PositionMessage | null = null;
-        const moved = this.track.drain(this.config.position.batchMax, (points: TrackPoint[]) => {
-          msg = { v: 1, id: randomUUID(), fleet: this.ref.fleet, vehicle: this.ref.vehicle, alarmId, points };
-          this.outbox.append({ id: msg.id, lane: 'position', topic: uplinkTopic(this.ref, 'position'), payload: encode(msg) });
-        });
-        if (!moved || !msg) break;
-        const sent: PositionMessage = msg;
-        this.log.debug({ event: 'position.stored', id: sent.id, alarmId, points: moved, last: sent.points.at(-1)?.fix }, 'track batch stored');
-        if (moved < this.config.position.batchMax) break;
-      }
+      this.outbox.write(lane, () => {
+        for (const msg of batches) this.outbox.append({ id: msg.id, lane, topic: uplinkTopic(this.ref, 'position'), payload: encode(msg) });
+      });
     } catch (err) {
-      this.log.error({ event: 'position.store-failed', err: (err as Error).message }, 'could not store a track batch');
+      const full = err instanceof OutboxFullError;
+      this.log.error({ event: 'position.store-failed', lane, points: points.length, err: (err as Error).message }, 'could not store a track batch');
+      try {
+        this.appendDiag({ event: 'dropped', affectedLane: lane, count: batches.length, reason: `${points.length} track points not stored: ${full ? 'outbox full' : (err as Error).message}` });
+      } catch {
+        // the disk refuses even that: the log line above is all there is
+      }
       return;
     }
+    this.log.debug({ event: 'position.stored', lane, alarmId, points: points.length, batches: batches.length }, 'track batch stored');
     this.uplink.kick();
   }
 }

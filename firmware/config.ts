@@ -4,6 +4,7 @@
 
 import { z } from 'zod';
 import { TRACK_BATCH_MAX } from '../protocol/messages.ts';
+import { OutboxConfigSchema } from '../gateway/outbox.ts';
 import { PanelConfigSchema } from '../hal/panel/config.ts';
 import { MqttConnectionSchema } from '../protocol/mqtt-session.ts';
 import { ID_PATTERN } from '../protocol/topics.ts';
@@ -44,6 +45,8 @@ export const AgentConfigSchema = z
       })
       .strict()
       .prefault({}),
+    /** The store-and-forward outbox: quota, send window, lane rules (gateway/outbox.ts). */
+    outbox: OutboxConfigSchema.prefault({}),
     position: z
       .object({
         /** Send the thinned track every this many seconds while no emergency is open. 0 = no routine track. */

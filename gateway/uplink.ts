@@ -2,6 +2,13 @@
 // status with a last will, reconnect with backoff and jitter, and the outbox
 // drained through it. Nothing is published that is not committed first, and
 // nothing leaves the outbox on a PUBACK: only dispatch's receipt removes it.
+//
+// Drain order: every due alarm and incident first, whatever else waits; then
+// the other lanes share the link by weight (evidence weighs most, so it goes
+// mostly first, but track still makes progress on a slow link). A window
+// bounds what is published and not yet PUBACKed, in messages and in bytes:
+// enough to fill the link, short enough that a live alarm published now is
+// not queued behind megabytes of backlog in the socket.
 
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
@@ -21,8 +28,9 @@ import {
   decode,
   encode,
 } from '../protocol/messages.ts';
+import { LANES, LANE_TIER, type Lane } from '../protocol/lanes.ts';
 import { type MqttConnection, MqttSession } from '../protocol/mqtt-session.ts';
-import type { Outbox } from './outbox.ts';
+import type { Outbox, OutboxItem } from './outbox.ts';
 
 export interface UplinkOptions {
   ref: VehicleRef;
@@ -30,8 +38,6 @@ export interface UplinkOptions {
   outbox: Outbox;
   /** Re-send a message not confirmed after this long while connected. */
   resendMs: number;
-  /** Messages published and not yet confirmed, at most. */
-  window?: number;
   agent: string;
   log: Logger;
 }
@@ -40,18 +46,36 @@ export interface UplinkEvents {
   connected: [];
   disconnected: [];
   /** Dispatch confirmed these outbox ids (they were removed). */
-  confirmed: [ids: string[]];
+  confirmed: [ids: string[], lane: Lane];
   ack: [ack: AckMessage];
+}
+
+/** Per lane: what has been read from the outbox and not yet published, and how far reading got. */
+interface LaneCursor {
+  queue: OutboxItem[];
+  lastSeq: number;
+  /** Turns left in the current weighted round. */
+  credit: number;
 }
 
 export class Uplink extends EventEmitter<UplinkEvents> {
   private session: MqttSession | null = null;
   private resendTimer: NodeJS.Timeout | null = null;
-  private readonly window: number;
+  private cursors = new Map<Lane, LaneCursor>();
+  /** When each message (by id) was last published on this connection. */
+  private sentAt = new Map<string, { at: number; lane: Lane }>();
+  private inflight = 0;
+  private inflightBytes = 0;
+  /** Bumped per connection: PUBACK callbacks of an old connection must not touch the window. */
+  private generation = 0;
+  private flushing = false;
+  private rrIndex = 0;
+  private readonly wrrLanes: Lane[] = LANES.filter((l) => LANE_TIER[l] > 0);
+  /** Alarms the disk could not hold: sent from memory with seq 0 until receipted by id. */
+  private readonly volatile = new Map<string, { item: OutboxItem; sentAt: number | null }>();
 
   constructor(private readonly o: UplinkOptions) {
     super();
-    this.window = o.window ?? 100;
   }
 
   get connected(): boolean {
@@ -73,13 +97,24 @@ export class Uplink extends EventEmitter<UplinkEvents> {
       this.emit('disconnected');
     });
     session.on('message', (topic, payload) => this.onMessage(topic, payload));
-    this.resendTimer = setInterval(() => this.flush(), Math.min(1000, this.o.resendMs));
+    this.resendTimer = setInterval(() => this.resendDue(), Math.min(1000, this.o.resendMs));
     this.resendTimer.unref();
   }
 
-  /** Something was appended: send it now if we can. */
+  /** Something was appended to `lane`: send it now if we can (alarms regardless of the window). */
   kick(): void {
     this.flush();
+  }
+
+  /** Send an alarm that could not be stored, from memory, until dispatch receipts it by id. */
+  sendVolatile(item: { id: string; lane: Lane; topic: string; payload: Buffer }): void {
+    this.volatile.set(item.id, { item: { ...item, seq: 0, createdMs: Date.now() }, sentAt: null });
+    this.flush();
+  }
+
+  /** Stop re-sending these volatile messages (an acknowledgement proves they arrived). */
+  confirmVolatile(ids: readonly string[]): void {
+    for (const id of ids) this.volatile.delete(id);
   }
 
   /** Tell dispatch the bus has applied these acks, so it stops re-sending them. */
@@ -92,6 +127,11 @@ export class Uplink extends EventEmitter<UplinkEvents> {
   async stop(): Promise<void> {
     if (this.resendTimer) clearInterval(this.resendTimer);
     await this.session?.stop({ topic: uplinkTopic(this.o.ref, 'status'), payload: this.status('offline'), retain: true });
+  }
+
+  /** Published and not yet PUBACKed: messages and bytes (for tests and benches). */
+  inFlight(): { messages: number; bytes: number } {
+    return { messages: this.inflight, bytes: this.inflightBytes };
   }
 
   private status(state: StatusMessage['state']): Buffer {
@@ -108,37 +148,126 @@ export class Uplink extends EventEmitter<UplinkEvents> {
         this.o.log.error({ event: 'mqtt.subscribe-refused', err: err?.message, granted }, 'broker refused our command topics: receipts and acks cannot arrive; check the broker ACL');
       }
     });
-    // Whatever was in flight on the old connection may be lost: send it all again.
-    this.o.outbox.resetSent();
+    // Whatever was in flight on the old connection may be lost: start over.
+    this.generation++;
+    this.inflight = 0;
+    this.inflightBytes = 0;
+    this.sentAt.clear();
+    this.cursors.clear();
     this.flush();
     this.emit('connected');
   }
 
+  private cursor(lane: Lane): LaneCursor {
+    let c = this.cursors.get(lane);
+    if (!c) {
+      c = { queue: [], lastSeq: 0, credit: 0 };
+      this.cursors.set(lane, c);
+    }
+    return c;
+  }
+
+  /** The next unsent message of a lane, reading the outbox in chunks of the lane's batch size. */
+  private peek(lane: Lane): OutboxItem | undefined {
+    const c = this.cursor(lane);
+    while (c.queue.length === 0) {
+      const chunk = this.o.outbox.after(lane, c.lastSeq, Math.max(16, this.o.outbox.rules[lane].batch));
+      if (chunk.length === 0) return undefined;
+      c.lastSeq = chunk.at(-1)!.seq;
+      // Skip what went out recently on this connection and is awaiting its receipt.
+      c.queue = chunk.filter((i) => !this.sentAt.has(i.id));
+    }
+    return c.queue[0];
+  }
+
+  private take(lane: Lane): OutboxItem | undefined {
+    const item = this.peek(lane);
+    if (item) this.cursor(lane).queue.shift();
+    return item;
+  }
+
+  /** Next message by the drain order: alarms and incidents first, then weighted round robin. */
+  private next(): OutboxItem | undefined {
+    for (const v of this.volatile.values()) {
+      if (v.sentAt !== null) continue;
+      v.sentAt = Date.now();
+      return v.item;
+    }
+    for (const lane of LANES) {
+      if (LANE_TIER[lane] !== 0) break;
+      const item = this.take(lane);
+      if (item) return item;
+    }
+    if (this.inflight >= this.o.outbox.config.window || this.inflightBytes >= this.o.outbox.config.windowBytes) return undefined;
+    for (let tried = 0; tried < this.wrrLanes.length * 2; tried++) {
+      const lane = this.wrrLanes[this.rrIndex % this.wrrLanes.length]!;
+      const c = this.cursor(lane);
+      if (c.credit <= 0) c.credit = this.o.outbox.rules[lane].weight;
+      const item = this.peek(lane);
+      if (item) {
+        c.queue.shift();
+        if (--c.credit <= 0) this.rrIndex++;
+        return item;
+      }
+      c.credit = 0;
+      this.rrIndex++;
+    }
+    return undefined;
+  }
+
   private flush(): void {
-    if (!this.session?.connected) return;
+    if (!this.session?.connected || this.flushing) return;
+    this.flushing = true;
     const client = this.session.client;
-    let items;
+    const generation = this.generation;
+    const floors = new Map<Lane, number>();
     try {
-      items = this.o.outbox.due(Date.now() - this.o.resendMs, this.window);
+      for (let item = this.next(); item; item = this.next()) {
+        let floor = floors.get(item.lane);
+        if (floor === undefined) {
+          floor = this.o.outbox.floor(item.lane);
+          floors.set(item.lane, floor);
+        }
+        const payload = withEnvelope(item, this.o.outbox.epoch, floor);
+        const resend = this.sentAt.has(item.id) || item.createdMs < Date.now() - this.o.resendMs;
+        if (item.seq > 0) this.sentAt.set(item.id, { at: Date.now(), lane: item.lane });
+        this.inflight++;
+        this.inflightBytes += payload.length;
+        client.publish(item.topic, payload, { qos: 1 }, (err) => {
+          if (generation !== this.generation) return;
+          this.inflight--;
+          this.inflightBytes -= payload.length;
+          if (err) {
+            this.o.log.error(
+              { event: 'uplink.publish-refused', id: item.id, lane: item.lane, topic: item.topic, err: err.message },
+              'broker refused a publish; it stays in the outbox',
+            );
+          }
+          setImmediate(() => this.flush());
+        });
+        if (resend) this.o.log.debug({ event: 'uplink.resend', id: item.id, lane: item.lane, seq: item.seq }, 're-sending unconfirmed message');
+      }
     } catch (err) {
       this.o.log.error({ event: 'outbox.read-failed', err: (err as Error).message }, 'cannot read the outbox');
-      return;
+    } finally {
+      this.flushing = false;
     }
-    if (items.length === 0) return;
-    for (const item of items) {
-      client.publish(item.topic, item.payload, { qos: 1 }, (err) => {
-        if (err) {
-          this.o.log.error(
-            { event: 'uplink.publish-refused', id: item.id, lane: item.lane, topic: item.topic, err: err.message },
-            'broker refused a publish; it stays in the outbox',
-          );
-        }
-      });
-      if (item.attempts > 0) {
-        this.o.log.info({ event: 'uplink.resend', id: item.id, lane: item.lane, attempt: item.attempts + 1 }, 're-sending unconfirmed message');
-      }
+  }
+
+  /** Messages published longer than resendMs ago and still not receipted go out again. */
+  private resendDue(): void {
+    const cutoff = Date.now() - this.o.resendMs;
+    for (const v of this.volatile.values()) if (v.sentAt !== null && v.sentAt <= cutoff) v.sentAt = null;
+    const lanes = new Set<Lane>();
+    for (const [id, sent] of this.sentAt) {
+      if (sent.at > cutoff) continue;
+      this.sentAt.delete(id);
+      lanes.add(sent.lane);
     }
-    this.o.outbox.markSent(items.map((i) => i.id));
+    // Read those lanes again from their start; what is still recent stays skipped.
+    for (const lane of lanes) this.cursors.delete(lane);
+    if (lanes.size) this.o.log.info({ event: 'uplink.resend-due', lanes: [...lanes] }, 're-sending unconfirmed messages');
+    this.flush();
   }
 
   private onMessage(topic: string, payload: Buffer): void {
@@ -154,8 +283,18 @@ export class Uplink extends EventEmitter<UplinkEvents> {
         this.o.log.warn({ event: 'downlink.rejected', topic, reason: msg.error }, 'malformed receipt ignored');
         return;
       }
-      const removed = this.o.outbox.confirm(msg.value.ids);
-      if (removed.length) this.emit('confirmed', removed);
+      if (msg.value.epoch !== this.o.outbox.epoch) {
+        this.o.log.warn({ event: 'downlink.rejected', topic, reason: `receipt for epoch ${msg.value.epoch}, this outbox is ${this.o.outbox.epoch}` }, 'receipt for another outbox ignored');
+        return;
+      }
+      const volatile = (msg.value.ids ?? []).filter((id) => this.volatile.delete(id));
+      if (volatile.length) this.emit('confirmed', volatile, 'alarm');
+      for (const [lane, upTo] of Object.entries(msg.value.lanes) as [Lane, number][]) {
+        const removed = this.o.outbox.confirmUpTo(lane, upTo);
+        for (const id of removed) this.sentAt.delete(id);
+        if (removed.length) this.emit('confirmed', removed, lane);
+      }
+      this.flush();
       return;
     }
     const msg = decode(AckMessageSchema, payload);
@@ -165,4 +304,10 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     }
     this.emit('ack', msg.value);
   }
+}
+
+/** The stored JSON object with the lane envelope put in front: `{"lane":..,"epoch":..,"seq":..,"floor":..,` + the rest. */
+export function withEnvelope(item: OutboxItem, epoch: string, floor: number): Buffer {
+  const head = Buffer.from(`{"lane":"${item.lane}","epoch":"${epoch}","seq":${item.seq},"floor":${floor},`);
+  return Buffer.concat([head, item.payload.subarray(1)]);
 }

@@ -5,6 +5,7 @@
 
 import { z } from 'zod';
 import { ID_PATTERN } from './topics.ts';
+import { LANES } from './lanes.ts';
 
 const isoTime = z.iso.datetime({ offset: true });
 const uuid = z.uuid();
@@ -84,14 +85,53 @@ export const PositionMessageSchema = z.object({
 export type PositionMessage = z.infer<typeof PositionMessageSchema>;
 
 /**
- * Dispatch → bus (down/receipt): these message ids are committed at dispatch.
- * Only this, never the broker's PUBACK, lets the bus drop them from its outbox.
+ * Every uplink message of an outbox lane carries where it stands in its lane:
+ * `seq` numbers the lane's messages 1, 2, 3... within `epoch` (one per outbox
+ * database, so a re-installed bus does not collide with its old numbers), and
+ * everything below `floor` is settled (confirmed, or evicted by quota and
+ * reported in the diag lane): dispatch need not wait for it.
+ */
+export const EnvelopeSchema = z.object({
+  lane: z.enum(LANES),
+  epoch: z.string().regex(/^[0-9a-f]{16}$/, '16 hex digits'),
+  /** 0 for a message the bus could not store (disk full): it is receipted by id instead. */
+  seq: z.number().int().min(0),
+  floor: z.number().int().min(1),
+});
+export type Envelope = z.infer<typeof EnvelopeSchema>;
+
+
+/**
+ * Dispatch → bus (down/receipt): per lane, every message up to this seq of
+ * this epoch is committed at dispatch. Only this, never the broker's PUBACK,
+ * lets the bus drop messages from its outbox.
  */
 export const ReceiptMessageSchema = z.object({
   v: z.literal(1),
-  ids: z.array(uuid).min(1).max(1000),
+  epoch: EnvelopeSchema.shape.epoch,
+  lanes: z.partialRecord(z.enum(LANES), z.number().int().min(0)),
+  /** Messages sent with seq 0 (not in the outbox), receipted by id. */
+  ids: z.array(uuid).max(1000).optional(),
 });
 export type ReceiptMessage = z.infer<typeof ReceiptMessageSchema>;
+
+/** A diagnostics record (lane diag, topic up/diag): what the bus dropped and why, and other faults. */
+export const DiagMessageSchema = z.object({
+  v: z.literal(1),
+  id: uuid,
+  fleet: id,
+  vehicle: id,
+  at: isoTime,
+  event: z.string().min(1).max(64),
+  /** For events "evicted" and "dropped": which lane lost what. */
+  affectedLane: z.enum(LANES).optional(),
+  count: z.number().int().min(0).optional(),
+  bytes: z.number().int().min(0).optional(),
+  seqFrom: z.number().int().min(1).optional(),
+  seqTo: z.number().int().min(1).optional(),
+  reason: z.string().max(500),
+});
+export type DiagMessage = z.infer<typeof DiagMessageSchema>;
 
 /** Dispatch → bus (down/ack): a dispatcher has acknowledged the alarm. */
 export const AckMessageSchema = z.object({
@@ -150,3 +190,8 @@ function preview(text: string): string {
   const oneLine = text.replace(/[^\x20-\x7e]/g, '?');
   return oneLine.length > 80 ? `${oneLine.slice(0, 80)}…` : oneLine;
 }
+
+// Lane messages as they travel: the stored message with the envelope in front (gateway/uplink.ts withEnvelope).
+export const AlarmWireSchema = AlarmMessageSchema.extend(EnvelopeSchema.shape);
+export const PositionWireSchema = PositionMessageSchema.extend(EnvelopeSchema.shape);
+export const DiagWireSchema = DiagMessageSchema.extend(EnvelopeSchema.shape);

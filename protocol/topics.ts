@@ -20,7 +20,7 @@ export interface VehicleRef {
 }
 
 /** What a vehicle publishes. `status` is retained and is also the last will. */
-export const UPLINK_KINDS = ['alarm', 'incident', 'position', 'receipt', 'status'] as const;
+export const UPLINK_KINDS = ['alarm', 'incident', 'position', 'snapshot', 'clip', 'diag', 'receipt', 'status'] as const;
 export type UplinkKind = (typeof UPLINK_KINDS)[number];
 
 /** What dispatch publishes to one vehicle. */

@@ -97,3 +97,52 @@ describe('dispatch store (real SQLite file)', () => {
     expect(store.get(a.id)?.timeSource).toBe('system');
   });
 });
+
+describe('dispatch lane progress (cumulative receipts)', () => {
+  let dir: string;
+  let store: DispatchStore;
+  const ref = { fleet: 'city', vehicle: 'bus-1' };
+  const env = (seq: number, floor = 1) => ({ lane: 'track' as const, epoch: '0123456789abcdef', seq, floor });
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'dlane-'));
+    store = new DispatchStore(join(dir, 'd.db'));
+  });
+  afterEach(() => {
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('applies each seq once, acknowledges up to the first gap, and survives a restart', () => {
+    let applied = 0;
+    const apply = () => {
+      applied++;
+    };
+    expect(store.accept(ref, env(1), apply)).toEqual({ fresh: true, upTo: 1 });
+    expect(store.accept(ref, env(3), apply)).toEqual({ fresh: true, upTo: 1 }); // 2 missing
+    expect(store.accept(ref, env(3), apply)).toEqual({ fresh: false, upTo: 1 });
+    expect(store.accept(ref, env(2), apply)).toEqual({ fresh: true, upTo: 3 });
+    expect(store.accept(ref, env(1), apply)).toEqual({ fresh: false, upTo: 3 });
+    expect(applied).toBe(3);
+    store.close();
+    store = new DispatchStore(join(dir, 'd.db'));
+    expect(store.accept(ref, env(2), apply)).toEqual({ fresh: false, upTo: 3 });
+    expect(applied).toBe(3);
+  });
+
+  it("jumps over what the bus evicted (its floor), and keys progress by the bus's epoch", () => {
+    const apply = () => {};
+    expect(store.accept(ref, env(10, 10), apply)).toEqual({ fresh: true, upTo: 10 });
+    expect(store.accept(ref, { ...env(1), epoch: 'fedcba9876543210' }, apply)).toEqual({ fresh: true, upTo: 1 });
+  });
+
+  it('rolls back the seq when applying fails, so the re-send is applied', () => {
+    expect(() =>
+      store.accept(ref, env(1), () => {
+        throw new Error('disk');
+      }),
+    ).toThrow('disk');
+    let applied = false;
+    expect(store.accept(ref, env(1), () => (applied = true)).fresh).toBe(true);
+    expect(applied).toBe(true);
+  });
+});

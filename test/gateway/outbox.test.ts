@@ -3,69 +3,108 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { OUTBOX_SCHEMA, Outbox } from '../../gateway/outbox.ts';
+import { type Eviction, OUTBOX_SCHEMA, Outbox, OutboxConfigSchema, OutboxFullError } from '../../gateway/outbox.ts';
+import type { Lane } from '../../protocol/lanes.ts';
 import { type Db, migrate, openDatabase } from '../../protocol/sqlite.ts';
 
-describe('outbox (real SQLite file)', () => {
+describe('outbox lanes (real SQLite file)', () => {
   let dir: string;
   let db: Db;
-  let outbox: Outbox;
-  const open = () => {
-    db = openDatabase(join(dir, 'outbox.db'));
+  const evictions: Eviction[] = [];
+  const open = (config: Record<string, unknown> = {}) => {
+    db = openDatabase(join(dir, 'o.db'));
     migrate(db, [OUTBOX_SCHEMA]);
-    outbox = new Outbox(db);
+    return new Outbox(db, OutboxConfigSchema.parse(config), (e) => evictions.push(e));
   };
-  const item = (lane: 'alarm' | 'incident' | 'position') => ({ id: randomUUID(), lane, topic: `t/${lane}`, payload: Buffer.from(lane) });
+  const add = (o: Outbox, lane: Lane, bytes = 100) =>
+    o.write(lane, () => o.append({ id: randomUUID(), lane, topic: `t/${lane}`, payload: Buffer.from(`{"x":"${'a'.repeat(bytes)}"}`) }));
 
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'outbox-'));
-    open();
+    evictions.length = 0;
   });
   afterEach(() => {
-    if (db.open) db.close();
+    if (db?.open) db.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('uses WAL with synchronous=FULL: a commit is on disk when append returns', () => {
-    expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
-    expect(db.pragma('synchronous', { simple: true })).toBe(2);
-  });
-
-  it('hands out alarms before incidents before positions, each lane in order', () => {
-    const p1 = item('position');
-    const a1 = item('alarm');
-    const i1 = item('incident');
-    const a2 = item('alarm');
-    for (const it of [p1, a1, i1, a2]) outbox.append(it);
-    expect(outbox.due(Date.now(), 10).map((x) => x.id)).toEqual([a1.id, a2.id, i1.id, p1.id]);
-  });
-
-  it('keeps a sent message until confirmed, and offers it again after the resend interval', () => {
-    const a = item('alarm');
-    outbox.append(a);
-    outbox.markSent([a.id], 1000);
-    expect(outbox.due(999, 10)).toEqual([]);
-    expect(outbox.due(1000, 10).map((x) => x.id)).toEqual([a.id]);
-    expect(outbox.due(1000, 10)[0]!.attempts).toBe(1);
-    expect(outbox.confirm([a.id, randomUUID()])).toEqual([a.id]);
-    expect(outbox.size()).toBe(0);
-  });
-
-  it('survives closing and reopening the file (a restart), and a reconnect re-sends everything', () => {
-    const a = item('alarm');
-    outbox.append(a);
-    outbox.markSent([a.id]);
+  it('numbers each lane 1, 2, 3 and keeps numbering and epoch across a restart', () => {
+    let o = open();
+    expect([add(o, 'alarm'), add(o, 'track'), add(o, 'alarm'), add(o, 'track'), add(o, 'track')]).toEqual([1, 1, 2, 2, 3]);
+    const epoch = o.epoch;
+    expect(epoch).toMatch(/^[0-9a-f]{16}$/);
     db.close();
-    open();
-    expect(outbox.size('alarm')).toBe(1);
-    expect(outbox.due(0, 10)).toEqual([]);
-    outbox.resetSent();
-    expect(outbox.due(0, 10).map((x) => x.id)).toEqual([a.id]);
+    o = open();
+    expect(o.epoch).toBe(epoch);
+    expect(add(o, 'alarm')).toBe(3);
+    expect(o.after('track', 0, 10).map((i) => i.seq)).toEqual([1, 2, 3]);
+    expect(o.after('track', 1, 1).map((i) => i.seq)).toEqual([2]);
   });
 
-  it('refuses the same message id twice (an alarm is stored once)', () => {
-    const a = item('alarm');
-    outbox.append(a);
-    expect(() => outbox.append(a)).toThrow(/UNIQUE/);
+  it('drops a lane up to the receipted number, and moves its floor', () => {
+    const o = open();
+    for (let i = 0; i < 5; i++) add(o, 'track');
+    expect(o.floor('track')).toBe(1);
+    expect(o.confirmUpTo('track', 3)).toHaveLength(3);
+    expect(o.confirmUpTo('track', 3)).toHaveLength(0); // a repeated receipt is harmless
+    expect(o.floor('track')).toBe(4);
+    o.confirmUpTo('track', 5);
+    expect(o.floor('track')).toBe(6); // empty: the next number
+    expect(o.size()).toBe(0);
+    expect(o.bytes()).toBe(0);
+  });
+
+  it('at the quota, the track gives way oldest first and the eviction is reported; alarms never do', () => {
+    const o = open({ maxBytes: 64 * 1024 });
+    for (let i = 0; i < 100; i++) add(o, 'track', 1000); // ~110 KB offered into 64 KB
+    expect(o.bytes()).toBeLessThanOrEqual(64 * 1024);
+    expect(evictions.length).toBeGreaterThan(0);
+    expect(evictions.every((e) => e.lane === 'track' && e.reason === 'quota')).toBe(true);
+    const dropped = evictions.reduce((n, e) => n + e.count, 0);
+    expect(o.size('track') + dropped).toBe(100);
+    expect(o.floor('track')).toBe(dropped + 1); // dispatch is told not to wait for them
+    // Alarms push the track out, and are kept even beyond the quota once nothing else can give way.
+    for (let i = 0; i < 100; i++) add(o, 'alarm', 1000);
+    expect(o.size('alarm')).toBe(100);
+    expect(o.size('track')).toBe(0);
+    expect(() => add(o, 'track', 1000)).toThrow(OutboxFullError);
+  });
+
+  it('a lane never evicts a lane that drains before it', () => {
+    const o = open({ maxBytes: 64 * 1024 });
+    for (let i = 0; i < 40; i++) add(o, 'followup', 1000);
+    const before = o.size('followup');
+    expect(() => add(o, 'diag', 30_000)).toThrow(OutboxFullError);
+    expect(o.size('followup')).toBe(before);
+  });
+
+  it('expires old track and diagnostics, never alarms', () => {
+    const o = open({ lanes: { track: { maxAgeS: 60 } } });
+    add(o, 'track');
+    add(o, 'alarm');
+    o.expire(Date.now() + 61_000);
+    expect(o.size('track')).toBe(0);
+    expect(o.size('alarm')).toBe(1);
+    expect(evictions).toMatchObject([{ lane: 'track', count: 1, reason: 'expired' }]);
+  });
+
+  it('refuses a config that would evict or expire alarms, incidents or evidence', () => {
+    const r = OutboxConfigSchema.safeParse({ lanes: { alarm: { evict: 'oldest' }, clip: { maxAgeS: 3600 } } });
+    expect(r.success).toBe(false);
+    expect(r.error?.issues.map((i) => i.path.join('.'))).toEqual(['lanes.alarm.evict', 'lanes.clip.maxAgeS']);
+  });
+
+  it('a failed transaction leaves the byte count as it was', () => {
+    const o = open();
+    add(o, 'track');
+    const bytes = o.bytes();
+    expect(() =>
+      o.write('track', () => {
+        o.append({ id: randomUUID(), lane: 'track', topic: 't', payload: Buffer.from('{}') });
+        throw new Error('boom');
+      }),
+    ).toThrow('boom');
+    expect(o.bytes()).toBe(bytes);
+    expect(o.size()).toBe(1);
   });
 });

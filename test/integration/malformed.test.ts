@@ -36,7 +36,7 @@ describe('malformed input', () => {
   }
 
   it('dispatch rejects each malformed uplink message with a log line and keeps running', async () => {
-    const kinds = ['alarm', 'incident', 'position', 'receipt', 'status'];
+    const kinds = ['alarm', 'incident', 'position', 'diag', 'receipt', 'status'];
     for (const kind of kinds) {
       await publishAs('city/bus-1', `busguard/v1/city/bus-1/up/${kind}`, GARBAGE.map(([, p]) => p));
     }
@@ -54,7 +54,11 @@ describe('malformed input', () => {
     expect(reasons.some((r) => r.includes('v:'))).toBe(true);
     // A payload naming another vehicle than its topic is refused too.
     await publishAs('city/bus-1', 'busguard/v1/city/bus-1/up/position', [
-      JSON.stringify({ v: 1, id: crypto.randomUUID(), fleet: 'city', vehicle: 'bus-2', at: new Date().toISOString(), alarmId: null, fix: { valid: true, lat: 1, lon: 1, altM: null, speedMps: null, trackDeg: null, time: null, ageS: 0, stale: false, sats: null, hdop: null } }),
+      JSON.stringify({
+        lane: 'track', epoch: '0123456789abcdef', seq: 1, floor: 1,
+        v: 1, id: crypto.randomUUID(), fleet: 'city', vehicle: 'bus-2', alarmId: null,
+        points: [{ at: new Date().toISOString(), timeSource: 'gps', fix: { valid: true, lat: 1, lon: 1, altM: null, speedMps: null, trackDeg: null, time: null, ageS: 0, stale: false, sats: null, hdop: null } }],
+      }),
     ]);
     await bus.dispatch.waitFor((l) => l.event === 'uplink.rejected' && String(l.reason).includes('payload names city/bus-2'), 10_000, 'vehicle mismatch rejection');
     expect(bus.dispatchAlarms()).toHaveLength(0);
