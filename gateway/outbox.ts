@@ -232,8 +232,7 @@ export class Outbox {
   private makeRoom(need: number, forLane: Lane): void {
     for (const lane of this.evictOrder) {
       if (this.usedBytes + need <= this.config.maxBytes) return;
-      // A lane gives way only to itself or to a lane that drains before it.
-      if (LANES.indexOf(lane) < LANES.indexOf(forLane)) continue;
+      if (!givesWay(lane, forLane)) continue;
       while (this.usedBytes + need > this.config.maxBytes) {
         const rows = this.q.oldest.all(lane, 64);
         if (rows.length === 0) break;
@@ -315,6 +314,16 @@ export class Outbox {
   bytes(): number {
     return this.usedBytes;
   }
+}
+
+/**
+ * Whether `lane` gives way to a message of `forLane` at the quota: every
+ * evictable lane to alarms, incidents and evidence and to its own newer
+ * messages; the routine track also to alarm follow-ups. Diagnostics never give
+ * way to the track: they are the record of what the track lost.
+ */
+export function givesWay(lane: Lane, forLane: Lane): boolean {
+  return lane === forLane || PROTECTED_LANES.includes(forLane) || (lane === 'track' && forLane === 'followup');
 }
 
 /** Drain tier of a lane (protocol/lanes.ts). */

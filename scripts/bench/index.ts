@@ -5,6 +5,7 @@ const BENCHES: Record<string, () => Promise<Record<string, unknown>>> = {
   'alarm-latency': async () => (await import('./alarm-latency.ts')).run(),
   'sqlite-outbox': async () => (await import('./sqlite-outbox.ts')).run(),
   'gps-parse': async () => (await import('./gps-parse.ts')).run(),
+  drain: async () => (await import('./drain.ts')).run(),
 };
 
 const name = process.argv[2];
