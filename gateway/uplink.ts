@@ -271,6 +271,16 @@ export class Uplink extends EventEmitter<UplinkEvents> {
   }
 
   private onMessage(topic: string, payload: Buffer): void {
+    try {
+      this.handleDownlink(topic, payload);
+    } catch (err) {
+      // A full or failing disk must not take the agent down from inside the MQTT client:
+      // the receipt is lost, dispatch's next one (or the re-sent message's) covers it.
+      this.o.log.error({ event: 'downlink.failed', topic, err: (err as Error).message }, 'could not apply a command');
+    }
+  }
+
+  private handleDownlink(topic: string, payload: Buffer): void {
     const parsed = parseTopic(topic);
     const mine = downlinkTopic(this.o.ref, 'receipt').slice(0, -'receipt'.length);
     if (!parsed || parsed.direction !== 'down' || !topic.startsWith(mine)) {

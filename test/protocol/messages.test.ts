@@ -44,8 +44,21 @@ describe('message decoding', () => {
     }
   });
 
-  it('bounds a receipt to 1..1000 ids', () => {
-    expect(decode(ReceiptMessageSchema, encode({ v: 1, ids: [] })).ok).toBe(false);
-    expect(decode(ReceiptMessageSchema, encode({ v: 1, ids: [randomUUID()] })).ok).toBe(true);
+  it('checks a cumulative receipt: epoch, known lanes, whole non-negative numbers, at most 1000 ids', () => {
+    const epoch = '0123456789abcdef';
+    expect(decode(ReceiptMessageSchema, encode({ v: 1, epoch, lanes: { alarm: 3, track: 120 } })).ok).toBe(true);
+    expect(decode(ReceiptMessageSchema, encode({ v: 1, epoch, lanes: {}, ids: [randomUUID()] })).ok).toBe(true);
+    const bad: [unknown, RegExp][] = [
+      [{ v: 1, epoch: 'xyz', lanes: {} }, /^epoch:/],
+      [{ v: 1, epoch, lanes: { video: 1 } }, /lanes/],
+      [{ v: 1, epoch, lanes: { alarm: -1 } }, /lanes\.alarm/],
+      [{ v: 1, epoch, lanes: { alarm: 1.5 } }, /lanes\.alarm/],
+      [{ v: 1, epoch, lanes: {}, ids: Array.from({ length: 1001 }, () => randomUUID()) }, /^ids:/],
+    ];
+    for (const [msg, reason] of bad) {
+      const r = decode(ReceiptMessageSchema, encode(msg as object));
+      expect(r.ok, JSON.stringify(msg).slice(0, 80)).toBe(false);
+      if (!r.ok) expect(r.error).toMatch(reason);
+    }
   });
 });
