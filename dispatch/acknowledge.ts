@@ -19,6 +19,8 @@ export interface AckResult {
   publishError?: string;
 }
 
+let ackSessions = 0;
+
 export async function acknowledge(
   store: DispatchStore,
   config: DispatchConfig,
@@ -34,7 +36,8 @@ export async function acknowledge(
   // A short-lived session of its own: a clean one, so it never takes over a receiver's.
   const session = new MqttSession(
     { ...config.mqtt, sessionExpiryS: 0 },
-    { username: 'dispatch', clientId: `dispatch-ack-${hostname()}-${process.pid}` },
+    // Unique per call: a second ack from the same process must not take over the first one's session.
+    { username: 'dispatch', clientId: `dispatch-ack-${hostname()}-${process.pid}-${++ackSessions}` },
     log,
   );
   try {
@@ -45,7 +48,18 @@ export async function acknowledge(
         resolve();
       });
     });
-    await session.publishAsync(downlinkTopic(alarm, 'ack'), encode(msg));
+    // Bounded: if the broker goes away before its PUBACK, the receiver's re-send loop delivers the ack.
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        session.publishAsync(downlinkTopic(alarm, 'ack'), encode(msg)),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no PUBACK from ${config.mqtt.url} in ${timeoutMs} ms`)), timeoutMs);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
     return { alarm, recorded, published: true };
   } catch (err) {
     return { alarm, recorded, published: false, publishError: (err as Error).message };

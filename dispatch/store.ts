@@ -54,8 +54,7 @@ CREATE TABLE diags (
   lane TEXT,
   count INTEGER,
   bytes INTEGER,
-  seq_from INTEGER,
-  seq_to INTEGER,
+  ranges TEXT,
   reason TEXT NOT NULL,
   received_at TEXT NOT NULL
 );
@@ -177,9 +176,9 @@ export class DispatchStore {
     return (
       this.db
         .prepare(
-          'INSERT OR IGNORE INTO diags (id, fleet, vehicle, at, event, lane, count, bytes, seq_from, seq_to, reason, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+          'INSERT OR IGNORE INTO diags (id, fleet, vehicle, at, event, lane, count, bytes, ranges, reason, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
         )
-        .run(d.id, d.fleet, d.vehicle, d.at, d.event, d.affectedLane ?? null, d.count ?? null, d.bytes ?? null, d.seqFrom ?? null, d.seqTo ?? null, d.reason, receivedAt).changes > 0
+        .run(d.id, d.fleet, d.vehicle, d.at, d.event, d.affectedLane ?? null, d.count ?? null, d.bytes ?? null, d.ranges ? JSON.stringify(d.ranges) : null, d.reason, receivedAt).changes > 0
     );
   }
 
@@ -197,8 +196,7 @@ export class DispatchStore {
         ...(r.lane != null ? { affectedLane: r.lane as Lane } : {}),
         ...(r.count != null ? { count: r.count as number } : {}),
         ...(r.bytes != null ? { bytes: r.bytes as number } : {}),
-        ...(r.seq_from != null ? { seqFrom: r.seq_from as number } : {}),
-        ...(r.seq_to != null ? { seqTo: r.seq_to as number } : {}),
+        ...(r.ranges != null ? { ranges: JSON.parse(r.ranges as string) as [number, number][] } : {}),
         reason: r.reason as string,
       }));
   }

@@ -70,6 +70,8 @@ export class Agent extends EventEmitter<AgentEvents> {
    */
   private readonly volatileAlarms = new Map<string, { kind: AlarmKind; state: 'sending' | 'delivered' | 'acknowledged'; at: number }>();
   private recordingEviction = false;
+  /** The latest eviction record per lane and reason, amended while still unpublished. */
+  private readonly evictionRecords = new Map<string, DiagMessage & { count: number; bytes: number; ranges: [number, number][] }>();
   private expireTimer: NodeJS.Timeout | null = null;
   private readonly thinner: TrackThinner;
 
@@ -334,14 +336,32 @@ export class Agent extends EventEmitter<AgentEvents> {
     return this.journal.open('emergency')[0]?.id ?? this.openVolatile('emergency')?.id ?? null;
   }
 
-  /** What a quota or expiry sweep dropped: logged, and recorded in the diag lane for dispatch. */
+  /**
+   * What a quota or expiry sweep dropped: logged, and recorded in the diag
+   * lane for dispatch. Drops of one lane during one outage go into one
+   * record, amended while it has not been published, so the record of what
+   * the track lost never grows into a flood that crowds out the track.
+   */
   private onEvicted(e: Eviction): void {
     this.log.warn({ event: 'outbox.evicted', ...e }, `outbox dropped ${e.count} ${e.lane} message(s) (${e.reason})`);
-    // Recording an eviction may itself evict old diag records: those are logged only.
-    if (this.recordingEviction) return;
+    // Dropped diagnostics are logged only: recording them would add a diag record
+    // for each diag record dropped, and at the quota that never ends.
+    if (e.lane === 'diag' || this.recordingEviction) return;
     this.recordingEviction = true;
     try {
-      this.appendDiag({ event: 'evicted', affectedLane: e.lane, count: e.count, bytes: e.bytes, seqFrom: e.seqFrom, seqTo: e.seqTo, reason: e.reason });
+      const key = `${e.lane}/${e.reason}`;
+      const open = this.evictionRecords.get(key);
+      if (open && !this.uplink.wasPublished(open.id) && open.ranges.length < 1000) {
+        const last = open.ranges.at(-1);
+        if (last && last[1] + 1 === e.seqFrom) last[1] = e.seqTo;
+        else open.ranges.push([e.seqFrom, e.seqTo]);
+        open.count += e.count;
+        open.bytes += e.bytes;
+        if (this.outbox.replace(open.id, encode(open))) return;
+      }
+      const msg = this.diagMessage({ event: 'evicted', affectedLane: e.lane, count: e.count, bytes: e.bytes, ranges: [[e.seqFrom, e.seqTo]], reason: e.reason });
+      this.appendDiagMessage(msg);
+      this.evictionRecords.set(key, msg as DiagMessage & { count: number; bytes: number; ranges: [number, number][] });
     } catch (err) {
       this.log.error({ event: 'diag.store-failed', err: (err as Error).message }, 'could not record the eviction');
     } finally {
@@ -349,9 +369,16 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
   }
 
+  private diagMessage(d: Omit<DiagMessage, 'v' | 'id' | 'fleet' | 'vehicle' | 'at'>): DiagMessage {
+    return { v: 1, id: randomUUID(), fleet: this.ref.fleet, vehicle: this.ref.vehicle, at: this.clock.now().iso, ...d };
+  }
+
   /** Append a diagnostics record (inside the caller's transaction when there is one). */
   private appendDiag(d: Omit<DiagMessage, 'v' | 'id' | 'fleet' | 'vehicle' | 'at'>): void {
-    const msg: DiagMessage = { v: 1, id: randomUUID(), fleet: this.ref.fleet, vehicle: this.ref.vehicle, at: this.clock.now().iso, ...d };
+    this.appendDiagMessage(this.diagMessage(d));
+  }
+
+  private appendDiagMessage(msg: DiagMessage): void {
     const item = { id: msg.id, lane: 'diag' as Lane, topic: uplinkTopic(this.ref, 'diag'), payload: encode(msg) };
     if (this.db.inTransaction) this.outbox.append(item);
     else this.outbox.write('diag', () => this.outbox.append(item));

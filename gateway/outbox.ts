@@ -62,7 +62,7 @@ export const DEFAULT_LANE_RULES: Readonly<Record<Lane, LaneRule>> = {
 export const OutboxConfigSchema = z
   .object({
     /** Quota for the outbox's messages, bytes (payloads plus ~100 bytes per row). */
-    maxBytes: z.number().int().min(64 * 1024).default(256 * 1024 * 1024),
+    maxBytes: z.number().int().min(16 * 1024).default(256 * 1024 * 1024),
     /** Messages published and not yet PUBACKed, at most (alarms are never held back by it). */
     window: z.number().int().min(1).max(10_000).default(64),
     /** Bytes published and not yet PUBACKed, at most: keeps the socket queue short so a live alarm never waits behind a backlog. */
@@ -170,6 +170,7 @@ export class Outbox {
       deleteUpTo: db.prepare('DELETE FROM outbox WHERE lane = ? AND seq <= ?'),
       byId: db.prepare<[string], { lane: Lane; seq: number; bytes: number }>('SELECT lane, seq, length(payload) AS bytes FROM outbox WHERE id = ?'),
       deleteId: db.prepare('DELETE FROM outbox WHERE id = ?'),
+      replace: db.prepare('UPDATE outbox SET payload = ? WHERE id = ?'),
       oldest: db.prepare<[string, number], { seq: number; bytes: number }>('SELECT seq, length(payload) AS bytes FROM outbox WHERE lane = ? ORDER BY seq LIMIT ?'),
       olderThan: db.prepare<[string, number], { seq: number; bytes: number }>('SELECT seq, length(payload) AS bytes FROM outbox WHERE lane = ? AND created_ms < ? ORDER BY seq'),
       deleteSeqs: db.prepare('DELETE FROM outbox WHERE lane = ? AND seq BETWEEN ? AND ?'),
@@ -228,8 +229,14 @@ export class Outbox {
     return seq;
   }
 
-  /** Evict from lanes below `forLane` (by evictOrder) until `need` more bytes fit. */
-  private makeRoom(need: number, forLane: Lane): void {
+  /**
+   * Evict from the lanes that give way to `forLane` (by evictOrder) until
+   * `need` more bytes fit, plus a tenth of the quota: evicting in chunks
+   * keeps the diag records of what was dropped few (one per chunk, not one
+   * per message), so they do not crowd out what they report on.
+   */
+  private makeRoom(minNeed: number, forLane: Lane): void {
+    const need = minNeed + Math.floor(this.config.maxBytes / 10);
     for (const lane of this.evictOrder) {
       if (this.usedBytes + need <= this.config.maxBytes) return;
       if (!givesWay(lane, forLane)) continue;
@@ -245,7 +252,10 @@ export class Outbox {
           count++;
           if (this.usedBytes - freed + need <= this.config.maxBytes) break;
         }
+        const before = this.usedBytes;
         this.dropRange(lane, rows[0]!.seq, upTo, count, freed, 'quota');
+        // onEvicted may append (a diag record): if that ate what was freed, stop rather than spin.
+        if (this.usedBytes >= before) break;
       }
     }
   }
@@ -268,6 +278,19 @@ export class Outbox {
         this.dropRange(lane, rows[0]!.seq, rows.at(-1)!.seq, rows.length, bytes, 'expired');
       });
     }
+  }
+
+  /**
+   * Replace a message's payload in place (same lane, same seq); false when it
+   * is no longer here. Only for a message never published: dispatch takes a
+   * seq once, so a changed payload under a seq it already has would be lost.
+   */
+  replace(id: string, payload: Buffer): boolean {
+    const row = this.q.byId.get(id);
+    if (!row) return false;
+    this.q.replace.run(payload, id);
+    this.usedBytes += payload.length - row.bytes;
+    return true;
   }
 
   /** Up to `limit` messages of a lane with seq > afterSeq, in order. */

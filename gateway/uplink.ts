@@ -71,6 +71,8 @@ export class Uplink extends EventEmitter<UplinkEvents> {
   private flushing = false;
   private rrIndex = 0;
   private readonly wrrLanes: Lane[] = LANES.filter((l) => LANE_TIER[l] > 0);
+  /** Ids of diag messages published by this process: a diag record may be amended only until then. */
+  private readonly published = new Set<string>();
   /** Alarms the disk could not hold: sent from memory with seq 0 until receipted by id. */
   private readonly volatile = new Map<string, { item: OutboxItem; sentAt: number | null }>();
 
@@ -127,6 +129,11 @@ export class Uplink extends EventEmitter<UplinkEvents> {
   async stop(): Promise<void> {
     if (this.resendTimer) clearInterval(this.resendTimer);
     await this.session?.stop({ topic: uplinkTopic(this.o.ref, 'status'), payload: this.status('offline'), retain: true });
+  }
+
+  /** Whether this message has been published by this process (on any connection). */
+  wasPublished(id: string): boolean {
+    return this.published.has(id);
   }
 
   /** Published and not yet PUBACKed: messages and bytes (for tests and benches). */
@@ -231,6 +238,7 @@ export class Uplink extends EventEmitter<UplinkEvents> {
         const payload = withEnvelope(item, this.o.outbox.epoch, floor);
         const resend = this.sentAt.has(item.id) || item.createdMs < Date.now() - this.o.resendMs;
         if (item.seq > 0) this.sentAt.set(item.id, { at: Date.now(), lane: item.lane });
+        if (item.lane === 'diag') this.published.add(item.id);
         this.inflight++;
         this.inflightBytes += payload.length;
         client.publish(item.topic, payload, { qos: 1 }, (err) => {
@@ -301,7 +309,10 @@ export class Uplink extends EventEmitter<UplinkEvents> {
       if (volatile.length) this.emit('confirmed', volatile, 'alarm');
       for (const [lane, upTo] of Object.entries(msg.value.lanes) as [Lane, number][]) {
         const removed = this.o.outbox.confirmUpTo(lane, upTo);
-        for (const id of removed) this.sentAt.delete(id);
+        for (const id of removed) {
+          this.sentAt.delete(id);
+          this.published.delete(id);
+        }
         if (removed.length) this.emit('confirmed', removed, lane);
       }
       this.flush();

@@ -127,8 +127,8 @@ export const DiagMessageSchema = z.object({
   affectedLane: z.enum(LANES).optional(),
   count: z.number().int().min(0).optional(),
   bytes: z.number().int().min(0).optional(),
-  seqFrom: z.number().int().min(1).optional(),
-  seqTo: z.number().int().min(1).optional(),
+  /** The lane seqs dropped, as [from, to] ranges (one record collects a whole outage's drops). */
+  ranges: z.array(z.tuple([z.number().int().min(1), z.number().int().min(1)])).max(1000).optional(),
   reason: z.string().max(500),
 });
 export type DiagMessage = z.infer<typeof DiagMessageSchema>;

@@ -127,7 +127,16 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
         new Promise((r) => setTimeout(r, 1000).unref()),
       ]);
     }
-    await new Promise<void>((resolve) => this.client.end(false, {}, () => resolve()));
+    // A graceful end waits for in-flight publishes; a broker that went away never
+    // answers them, so after a moment end it hard instead of hanging the caller.
+    await new Promise<void>((resolve) => {
+      const hard = setTimeout(() => this.client.end(true, {}, () => resolve()), 2000);
+      hard.unref();
+      this.client.end(false, {}, () => {
+        clearTimeout(hard);
+        resolve();
+      });
+    });
   }
 
   private onClose(): void {

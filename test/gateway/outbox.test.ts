@@ -108,3 +108,27 @@ describe('outbox lanes (real SQLite file)', () => {
     expect(o.size()).toBe(1);
   });
 });
+
+describe('outbox eviction that records itself', () => {
+  it('does not spin when each eviction appends a record as large as what it freed', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'outbox-spin-'));
+    const db = openDatabase(join(dir, 'o.db'));
+    migrate(db, [OUTBOX_SCHEMA]);
+    let evictions = 0;
+    // The worst case: every eviction of the diag lane appends a diag record of the same size.
+    const o: Outbox = new Outbox(db, OutboxConfigSchema.parse({ maxBytes: 16 * 1024 }), () => {
+      evictions++;
+      o.append({ id: randomUUID(), lane: 'diag', topic: 'd', payload: Buffer.alloc(400, 0x20) });
+    });
+    for (let i = 0; i < 100; i++) {
+      try {
+        o.write('diag', () => o.append({ id: randomUUID(), lane: 'diag', topic: 'd', payload: Buffer.alloc(400, 0x20) }));
+      } catch {
+        // refused when full: acceptable, spinning is not
+      }
+    }
+    expect(evictions).toBeLessThan(10_000);
+    db.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+});
