@@ -80,6 +80,8 @@ CREATE INDEX alarms_queue ON alarms (kind, ack_at, received_at);
 CREATE TABLE positions (
   id TEXT PRIMARY KEY,          -- message id "/" index of the point in it
   message_id TEXT NOT NULL,
+  lane TEXT,                    -- track or followup, and the message's seq in it (null for seq 0)
+  seq INTEGER,
   fleet TEXT NOT NULL,
   vehicle TEXT NOT NULL,
   at TEXT NOT NULL,
@@ -236,14 +238,14 @@ export class DispatchStore {
   }
 
   /** Store every point of a track message in one transaction; returns how many were new. */
-  addPosition(p: PositionMessage, receivedAt = new Date().toISOString()): number {
+  addPosition(p: PositionMessage & Partial<Envelope>, receivedAt = new Date().toISOString()): number {
     const insert = this.db.prepare(
-      'INSERT OR IGNORE INTO positions (id, message_id, fleet, vehicle, at, time_source, alarm_id, fix, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      'INSERT OR IGNORE INTO positions (id, message_id, lane, seq, fleet, vehicle, at, time_source, alarm_id, fix, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
     );
     return this.db.transaction(() => {
       let added = 0;
       p.points.forEach((pt, i) => {
-        added += insert.run(`${p.id}/${i}`, p.id, p.fleet, p.vehicle, pt.at, pt.timeSource, p.alarmId, JSON.stringify(pt.fix), receivedAt).changes;
+        added += insert.run(`${p.id}/${i}`, p.id, p.lane ?? null, p.seq || null, p.fleet, p.vehicle, pt.at, pt.timeSource, p.alarmId, JSON.stringify(pt.fix), receivedAt).changes;
       });
       return added;
     })();

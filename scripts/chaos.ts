@@ -50,6 +50,8 @@ export interface ChaosSummary {
   track_messages_at_dispatch: number;
   track_messages_evicted: number;
   track_unaccounted: number;
+  /** Which track seqs are neither at dispatch nor recorded as evicted (first 50). */
+  track_missing: string[];
   disk_full_cycles: number;
   seed: number;
   actions: Record<string, number>;
@@ -355,6 +357,14 @@ function count(
     const trackAtDispatch = (db.prepare('SELECT count(DISTINCT message_id) AS n FROM positions').get() as { n: number }).n;
     const evicted = (db.prepare("SELECT coalesce(sum(count), 0) AS n FROM diags WHERE event = 'evicted' AND lane IN ('track', 'followup')").get() as { n: number }).n;
     // Every evicted seq must be one dispatch does not hold: a record that covers a delivered message would hide a loss.
+    const missing: string[] = [];
+    const evictedRanges = (db.prepare("SELECT ranges FROM diags WHERE event = 'evicted' AND ranges IS NOT NULL").all() as { ranges: string }[]).flatMap((r) => JSON.parse(r.ranges) as [number, number][]);
+    for (const { lane, next_seq } of bus.prepare("SELECT lane, next_seq FROM outbox_lanes WHERE lane IN ('track', 'followup')").all() as { lane: string; next_seq: number }[]) {
+      const have = new Set((db.prepare('SELECT DISTINCT seq FROM positions WHERE lane = ?').all(lane) as { seq: number }[]).map((r) => r.seq));
+      for (let seq = 1; seq < next_seq; seq++) {
+        if (!have.has(seq) && !(lane === 'track' && evictedRanges.some(([a, b]) => seq >= a && seq <= b))) missing.push(`${lane}#${seq}`);
+      }
+    }
     const kinds = [...created.values()];
     const heldKinds = [...created.keys()].map((id) => held.get(id)).filter(Boolean);
     return {
@@ -372,6 +382,7 @@ function count(
       track_messages_at_dispatch: trackAtDispatch,
       track_messages_evicted: evicted,
       track_unaccounted: trackCreated - trackAtDispatch - evicted,
+      track_missing: missing.slice(0, 50),
       disk_full_cycles: diskFullCycles,
       seed,
       actions,
