@@ -217,6 +217,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (this.positionTimer) clearTimeout(this.positionTimer);
     if (this.ledTimer) clearTimeout(this.ledTimer);
     if (this.expireTimer) clearInterval(this.expireTimer);
+    // Points still in memory go to the outbox: a clean stop (the engine switched off with a shutdown) keeps them.
+    if (this.db.open) this.sendTrack();
     await this.uplink.stop().catch(() => {});
     await this.panel?.close().catch(() => {});
     await this.gps?.close().catch(() => {});

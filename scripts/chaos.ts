@@ -12,7 +12,7 @@
 // writer of with PRAGMA integrity_check.
 
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -263,7 +263,10 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
     }
 
     // Let the bus drain: everything it holds reaches dispatch and is receipted.
-    say('chaos: faults over; draining');
+    // The receiver goes quiet first, or the track would keep growing under the count.
+    say('chaos: faults over; GPS off; draining');
+    await gps.stop();
+    await sleep(2500); // the last points go into a batch (position.intervalS is 1 s)
     const deadline = Date.now() + 60_000;
     for (;;) {
       await ackArrived();
@@ -284,6 +287,12 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
     if (!integrity(join(busDir, 'outbox.db'))) integrityFailures++;
     if (!integrity(dispatchPath)) integrityFailures++;
 
+    if (process.env.BUSGUARD_CHAOS_KEEP) {
+      // For a post-mortem: both databases as the run left them.
+      mkdirSync(process.env.BUSGUARD_CHAOS_KEEP, { recursive: true });
+      copyFileSync(join(busDir, 'outbox.db'), join(process.env.BUSGUARD_CHAOS_KEEP, 'outbox.db'));
+      copyFileSync(dispatchPath, join(process.env.BUSGUARD_CHAOS_KEEP, 'dispatch.db'));
+    }
     if (process.env.BUSGUARD_CHAOS_LOGS) {
       writeFileSync(process.env.BUSGUARD_CHAOS_LOGS, [...agents, ...dispatches].map((p, i) => `### process ${i}\n${p.lines.map((l) => JSON.stringify(l)).join('\n')}`).join('\n'));
     }

@@ -6,6 +6,7 @@ const BENCHES: Record<string, () => Promise<Record<string, unknown>>> = {
   'sqlite-outbox': async () => (await import('./sqlite-outbox.ts')).run(),
   'gps-parse': async () => (await import('./gps-parse.ts')).run(),
   drain: async () => (await import('./drain.ts')).run(),
+  footprint: async () => (await import('./footprint.ts')).run(),
 };
 
 const name = process.argv[2];
