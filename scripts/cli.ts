@@ -10,6 +10,12 @@ const program = new Command()
   .showHelpAfterError()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
+// Output piped into `head` or a pager that quits early: stop quietly.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw err;
+});
+
 function positiveInt(name: string, max: number) {
   return (value: string): number => {
     const n = Number(value);
@@ -99,6 +105,17 @@ sim
   .action(async (opts: { port: string; baud: number; rate: number; fix: boolean }) => {
     const { simGpsCommand } = await import('./sim-commands.ts');
     await simGpsCommand(opts);
+  });
+
+const gps = program.command('gps').description('diagnose a GPS receiver');
+gps
+  .command('replay')
+  .description('read raw receiver logs (NMEA 0183; lines starting with # are comments) and print the fixes busguard makes of them')
+  .argument('<file...>', 'receiver captures')
+  .option('--json', 'one JSON object per fix: source, time (when known), lat, lon, mode, altHAE, speed, track (when known)')
+  .action(async (files: string[], opts: { json?: boolean }) => {
+    const { gpsReplayCommand } = await import('./gps-replay.ts');
+    process.exitCode = await gpsReplayCommand(files, { json: opts.json === true });
   });
 
 program

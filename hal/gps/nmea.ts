@@ -1,55 +1,159 @@
-// NMEA 0183 sentence parser: RMC and GGA only, everything else is 'other'.
-// Pure functions, no I/O; never throws and never lets NaN through, because a
-// receiver's serial stream is untrusted input (line noise, wrong baud rate,
-// cold-boot junk).
+// NMEA 0183 sentence parser: one line of a receiver's byte stream in, one
+// checksum-verified sentence (or the reason there is none) out. Pure, never
+// throws: the serial stream is untrusted input (line noise, wrong baud rate,
+// cold-boot junk, a binary protocol on the same port).
+//
+// Framing follows gpsd's packet lexer, because busguard is held against gpsd
+// on its own regression corpus (test/fixtures/gps-corpus):
+// - a sentence starts at the last '$' of the line: gpsd restarts at every
+//   '$' (ST Teseo's '$$GNRMC', iSync and Triton 400 starting a sentence in
+//   the middle of a cut one). gpsd can also glue a cut sentence back
+//   together when its tail follows on the next line; reading line by line,
+//   busguard drops it instead (no position in gpsd's corpus depends on it);
+// - only the talkers gpsd's lexer knows ($GP $GN $GL $GA $GB $BD $QZ $GY
+//   $II $IN $WI $HC $HE $SD $SN $ST $TI $YX $EC $AP $Ack and $P + a letter);
+//   AIS reports (!AIVDM, $AIVDM) come through as their own type (ais.ts);
+// - printable ASCII only, except in $PASHR (Ashtech sends it binary);
+// - a checksum is mandatory (except "$STI,"): the last '*' and the two hex
+//   digits after it, either case, anything after them ignored;
+// - at most 130 characters including the line end, as gpsd's NMEA driver.
+// Field content never rejects a sentence: gpsd reads what it can and
+// ignores the rest, and so do the decoders here (nmea-fields.ts).
 
-export interface UtcDate {
-  year: number;
-  /** 1..12 */
-  month: number;
-  /** 1..31 */
-  day: number;
+import * as fieldRules from './nmea-fields.ts';
+import type { NmeaFields as Fields, UtcDate } from './nmea-fields.ts';
+
+// tsx (which runs busguard's TypeScript) compiles modules to CommonJS with
+// getter-based exports, so every read of an imported binding is a getter
+// call: 20-45x slower in a tight loop than a local. The per-sentence path
+// therefore takes local references once, at load.
+const { KNOTS_TO_MPS, NmeaFields, timeOfDayMs } = fieldRules;
+
+export { KNOTS_TO_MPS, NmeaFields, type UtcDate } from './nmea-fields.ts';
+
+/** gpsd's NMEA_MAX: a longer sentence is two sentences run together (Garmin GPS-10) and is dropped. */
+export const NMEA_MAX_LENGTH = 130;
+/** gpsd's NMEA_MAX_FLD: fields past it are ignored. */
+const MAX_FIELDS = 100;
+/** Field bounds are collected here, then copied once at their final size (no growth per field). */
+const MAX_BOUNDS = 2 * MAX_FIELDS - 1;
+const SCRATCH: number[] = new Array<number>(2 * MAX_FIELDS + 1).fill(0);
+
+interface SentenceBase {
+  /**
+   * The sentence's fields as gpsd numbers them: 0 is the address as sent
+   * ('GPGGA', 'PGRME', 'PSTI'), then every data field up to the '*'. A field
+   * past the end reads as empty. Read in place: fields.text(i) for a string.
+   */
+  fields: Fields;
+  /** The address as sent: 'GPGGA', 'PGRME', 'PSTI'. */
+  address: string;
+  /** Two-letter talker ('GP', 'GN', 'BD', Quectel's 'PQ' in $PQGSA); 'P' for other proprietary sentences. */
+  talker: string;
+  /** 'GGA', 'RMC' ...; for a proprietary sentence the address after the 'P' ('GRME', 'STI'). */
+  formatter: string;
 }
 
-export interface RmcSentence {
-  type: 'RMC';
-  talker: string;
-  /** UTC milliseconds since midnight; null when the receiver sent an empty time field. */
+/** UTC time of day of a sentence: the raw hhmmss and its fraction, as gpsd keeps them. */
+interface TimeOfDay {
+  /** hh*10000 + mm*100 + ss, not range-checked; -1 when the field is empty or malformed. */
+  hhmmss: number;
+  /** Fraction of the second, nanoseconds. */
+  nanos: number;
+  /** Milliseconds since UTC midnight, or null when the time is missing or out of range. */
   timeOfDayMs: number | null;
-  /** 'A' data valid, 'V' navigation receiver warning. */
+}
+
+export interface RmcSentence extends SentenceBase, TimeOfDay {
+  type: 'RMC';
+  /** 'A' data valid; 'V' warning, and anything else a receiver puts there, as gpsd reads it. */
   status: 'A' | 'V';
   /** NMEA 2.3+ FAA mode indicator (A, D, E, F, M, N, P, R, S), null before 2.3. */
   mode: string | null;
   lat: number | null;
   lon: number | null;
   speedMps: number | null;
+  /** Course over ground as sent, degrees true. */
   trackDeg: number | null;
   date: UtcDate | null;
 }
 
-export interface GgaSentence {
+export interface GgaSentence extends SentenceBase, TimeOfDay {
   type: 'GGA';
-  talker: string;
-  timeOfDayMs: number | null;
   lat: number | null;
   lon: number | null;
-  /** 0 invalid, 1 GPS, 2 DGPS, 3 PPS, 4 RTK, 5 float RTK, 6 dead reckoning, 7 manual, 8 simulator. */
+  /** 0 invalid, 1 GPS, 2 DGPS, 3 PPS, 4 RTK, 5 float RTK, 6 dead reckoning, 7 manual, 8 simulator; -1 when empty. */
   quality: number;
+  /** Satellites in use; null when empty. */
   sats: number | null;
   hdop: number | null;
   /** Antenna altitude above mean sea level, metres. */
   altM: number | null;
+  /** Geoid height above the WGS84 ellipsoid, metres. */
+  geoidSepM: number | null;
 }
 
-export interface OtherSentence {
+export interface GllSentence extends SentenceBase, TimeOfDay {
+  type: 'GLL';
+  lat: number | null;
+  lon: number | null;
+  /** 'A' valid, 'V' invalid, '' when the receiver (Garmin 65) sends none. */
+  status: string;
+  /** FAA mode indicator, NMEA 2.3+. */
+  mode: string | null;
+}
+
+export interface GnsSentence extends SentenceBase, TimeOfDay {
+  type: 'GNS';
+  lat: number | null;
+  lon: number | null;
+  /** One FAA mode letter per constellation (GPS, GLONASS, Galileo, BeiDou, QZSS, NavIC). */
+  modes: string;
+  sats: number | null;
+  hdop: number | null;
+  altM: number | null;
+  geoidSepM: number | null;
+  /** NMEA 4.1 navigational status: S safe, C caution, U unsafe, V not valid; '' when absent. */
+  navStatus: string;
+}
+
+export interface GsaSentence extends SentenceBase {
+  type: 'GSA';
+  /** 1 no fix, 2 2D, 3 3D; null when the field holds something else (Antaris 'E'). */
+  fixMode: 1 | 2 | 3 | null;
+  pdop: number | null;
+  hdop: number | null;
+  vdop: number | null;
+}
+
+export interface VtgSentence extends SentenceBase {
+  type: 'VTG';
+  trackDeg: number | null;
+  magneticTrackDeg: number | null;
+  speedMps: number | null;
+  /** FAA mode indicator, NMEA 2.3+. */
+  mode: string | null;
+}
+
+export interface ZdaSentence extends SentenceBase, TimeOfDay {
+  type: 'ZDA';
+  day: number;
+  month: number;
+  /** Four digits: ZDA is the one sentence that carries the century. */
+  year: number;
+}
+
+/** Any other sentence: satellites in view, headings, proprietary status... Its fields are still there for the rules that need them. */
+export interface OtherSentence extends SentenceBase {
   type: 'other';
-  /** Two-letter talker, or 'P' for proprietary sentences ($PGRME, $PSRFEPE...). */
-  talker: string;
-  /** Sentence formatter ('GSV', 'ZDA') or the proprietary address minus 'P' ('GRME'). */
-  formatter: string;
 }
 
-export type ParsedSentence = RmcSentence | GgaSentence | OtherSentence;
+/** An AIS report (!AIVDM, !AIVDO, $AIVDM): ships' transponders, mixed into some receivers' output. */
+export interface AisSentence extends SentenceBase {
+  type: 'AIS';
+}
+
+export type ParsedSentence = RmcSentence | GgaSentence | GllSentence | GnsSentence | GsaSentence | VtgSentence | ZdaSentence | OtherSentence | AisSentence;
 
 export interface NmeaError {
   /** What failed, on which input, and what to check. */
@@ -58,13 +162,12 @@ export interface NmeaError {
   kind: 'checksum' | 'framing' | 'field';
 }
 
-export const KNOTS_TO_MPS = 1852 / 3600;
-
 /** True when parseSentence returned an error. */
 export function isNmeaError(r: ParsedSentence | NmeaError): r is NmeaError {
   return 'error' in r;
 }
 
+/** XOR of the characters of a sentence body (between '$' and '*'). */
 export function nmeaChecksum(body: string): number {
   let sum = 0;
   for (let i = 0; i < body.length; i++) sum ^= body.charCodeAt(i);
@@ -76,200 +179,394 @@ export function hex2(n: number): string {
   return n.toString(16).toUpperCase().padStart(2, '0');
 }
 
-export function parseSentence(line: string): ParsedSentence | NmeaError {
-  const stripped = line.replace(/[\r\n]+$/, '');
-  // A sentence starts at its '$'; bytes before the last '$' are the rest of a
-  // sentence the receiver cut off or junk, as gpsd's lexer treats them
-  // (corpus: ST Teseo LIV4F sends '$$GNRMC', iSync and Triton 400 start a new
-  // sentence in the middle of a truncated one).
-  const start = stripped.lastIndexOf('$');
-  if (start < 0) {
-    return { kind: 'framing', error: `NMEA line ${printable(stripped)}: no '$'; partial line after open or noise on the wire` };
-  }
-  const text = stripped.slice(start);
-  const shown = printable(text);
-  // NMEA 0183 sentences are printable ASCII (0x20..0x7E) only; anything else
-  // is a wrong baud rate or a binary protocol (UBX, SiRF) on the port.
-  if (!/^[\x20-\x7e]*$/.test(text)) {
-    return { kind: 'framing', error: `NMEA line ${shown}: contains non-ASCII bytes; check the baud rate and that the receiver is in NMEA mode` };
-  }
-  // Receivers send the checksum; a line without one is far more often a
-  // truncated line than a legitimate sentence, so it is required here.
-  const star = text.lastIndexOf('*');
-  const body = star < 0 ? text.slice(1) : text.slice(1, star);
-  const expected = hex2(nmeaChecksum(body));
-  if (star < 0 || star !== text.length - 3) {
-    const got = star < 0 ? 'none' : `'${text.slice(star + 1)}'`;
-    return { kind: 'checksum', error: `NMEA line ${shown}: no *hh checksum at the end, expected *${expected}, got ${got}; truncated line or receiver not sending checksums` };
-  }
-  const got = text.slice(star + 1).toUpperCase();
-  if (got !== expected) {
-    return { kind: 'checksum', error: `NMEA line ${shown}: checksum mismatch, expected ${expected}, got ${got}; line noise or a wrong baud rate` };
-  }
-
-  const fields = body.split(',');
-  const address = fields[0] ?? '';
-  // Proprietary sentences ('$P' + maker code) need not follow the address
-  // layout: SiRF sends '$PSRFTXTVersion GSW3...' with no comma at all.
-  if (address.startsWith('P') && address.length > 1) {
-    return { type: 'other', talker: 'P', formatter: address.slice(1) };
-  }
-  const m = /^([A-Z]{2})([A-Z]{3})$/.exec(address);
-  if (!m) {
-    return { kind: 'framing', error: `NMEA line ${shown}: address field '${address}' is not a talker (2 letters) plus a formatter (3 letters)` };
-  }
-  const talker = m[1] as string;
-  const formatter = m[2] as string;
-  const f = fields.slice(1);
-  try {
-    if (formatter === 'RMC') return parseRmc(talker, f);
-    if (formatter === 'GGA') return parseGga(talker, f);
-  } catch (e) {
-    // Only FieldError is expected; anything else is still reported, not thrown,
-    // because a parser bug must not take the reader (and the alarm path) down.
-    const why = e instanceof FieldError ? e.message : `parser fault ${String(e)}; please report this line`;
-    return { kind: 'field', error: `NMEA ${talker}${formatter} ${shown}: ${why}` };
-  }
-  return { type: 'other', talker, formatter };
-}
-
-class FieldError extends Error {}
-
-// RMC fields (NMEA 0183 v2.0, v2.3 adds 12 = mode, v4.1 adds 13 = nav status):
-// 1 time, 2 status, 3 lat, 4 N/S, 5 lon, 6 E/W, 7 speed kn, 8 course true,
-// 9 date ddmmyy, 10 magvar, 11 magvar E/W.
-function parseRmc(talker: string, f: string[]): RmcSentence {
-  if (f.length < 9) throw new FieldError(`has ${f.length} fields, RMC needs at least 9 (up to the date)`);
-  const status = f[1];
-  if (status !== 'A' && status !== 'V') throw new FieldError(`status '${status}' is neither A nor V`);
-  const pos = position(f[2], f[3], f[4], f[5]);
-  const knots = decimal(f[6], 'speed');
-  if (knots !== null && knots < 0) throw new FieldError(`negative speed '${f[6]}'`);
-  const course = decimal(f[7], 'course');
-  if (course !== null && (course < 0 || course > 360)) throw new FieldError(`course '${f[7]}' outside 0..360`);
-  const mode = f.length > 11 && f[11] !== '' ? (f[11] ?? null) : null;
-  return {
-    type: 'RMC',
-    talker,
-    timeOfDayMs: timeOfDay(f[0]),
-    status,
-    mode,
-    lat: pos?.lat ?? null,
-    lon: pos?.lon ?? null,
-    speedMps: knots === null ? null : knots * KNOTS_TO_MPS,
-    trackDeg: course === null ? null : course % 360,
-    date: lenientDate(f[8]),
-  };
-}
-
-// GGA fields: 1 time, 2 lat, 3 N/S, 4 lon, 5 E/W, 6 quality, 7 sats in use,
-// 8 hdop, 9 altitude MSL, 10 'M', 11 geoid separation, 12 'M', 13 DGPS age, 14 station.
-function parseGga(talker: string, f: string[]): GgaSentence {
-  if (f.length < 9) throw new FieldError(`has ${f.length} fields, GGA needs at least 9 (up to the altitude)`);
-  const pos = position(f[1], f[2], f[3], f[4]);
-  const quality = integer(f[5], 'fix quality');
-  if (quality === null) throw new FieldError('empty fix quality');
-  const sats = integer(f[6], 'satellites in use');
-  const hdop = decimal(f[7], 'hdop');
-  if (hdop !== null && hdop < 0) throw new FieldError(`negative hdop '${f[7]}'`);
-  return {
-    type: 'GGA',
-    talker,
-    timeOfDayMs: timeOfDay(f[0]),
-    lat: pos?.lat ?? null,
-    lon: pos?.lon ?? null,
-    quality,
-    sats,
-    hdop,
-    altM: decimal(f[8], 'altitude'),
-  };
-}
-
-const DECIMAL = /^[-+]?(\d+\.?\d*|\.\d+)$/;
-
-function decimal(s: string | undefined, what: string): number | null {
-  if (s === undefined || s === '') return null;
-  if (!DECIMAL.test(s)) throw new FieldError(`${what} '${s}' is not a number`);
-  return Number(s);
-}
-
-function integer(s: string | undefined, what: string): number | null {
-  if (s === undefined || s === '') return null;
-  if (!/^\d+$/.test(s)) throw new FieldError(`${what} '${s}' is not an unsigned integer`);
-  return Number(s);
-}
-
-/** hhmmss[.sss] → milliseconds since UTC midnight. */
-function timeOfDay(s: string | undefined): number | null {
-  if (s === undefined || s === '') return null;
-  const m = /^(\d\d)(\d\d)(\d\d(?:\.\d*)?)$/.exec(s);
-  if (!m) throw new FieldError(`UTC time '${s}' is not hhmmss.sss`);
-  const h = Number(m[1]);
-  const min = Number(m[2]);
-  const sec = Number(m[3]);
-  // 60 is allowed: a leap second is announced as 23:59:60.
-  if (h > 23 || min > 59 || sec >= 61) throw new FieldError(`UTC time '${s}' is out of range`);
-  return Math.round(((h * 60 + min) * 60 + sec) * 1000);
-}
-
-// A bad date costs the time, not the position: Telit HE910 firmware sent
-// year '-1' after the April 2019 GPS week rollover with a good position
-// (gpsd corpus april6_2019.log), and gpsd too keeps the position then.
-function lenientDate(s: string | undefined): UtcDate | null {
-  try {
-    return rmcDate(s);
-  } catch {
-    return null;
-  }
-}
-
-/** ddmmyy → date. */
-function rmcDate(s: string | undefined): UtcDate | null {
-  if (s === undefined || s === '') return null;
-  const m = /^(\d\d)(\d\d)(\d\d)$/.exec(s);
-  if (!m) throw new FieldError(`date '${s}' is not ddmmyy`);
-  const day = Number(m[1]);
-  const month = Number(m[2]);
-  const yy = Number(m[3]);
-  if (month < 1 || month > 12 || day < 1 || day > 31) throw new FieldError(`date '${s}' is out of range`);
-  // RMC carries a two-digit year; GPS began in 1980, so 80..99 are 19xx.
-  return { year: yy >= 80 ? 1900 + yy : 2000 + yy, month, day };
+/** The value of an ASCII hex digit, or -1. */
+function hexValue(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  if (c >= 65 && c <= 70) return c - 55;
+  if (c >= 97 && c <= 102) return c - 87;
+  return -1;
 }
 
 /**
- * Latitude ddmm.mmmm / longitude dddmm.mmmm plus hemisphere into signed degrees.
- * Both empty (no fix yet) is "no position", not an error. Split on the string,
- * not with floor(v / 100): receivers send up to 8 decimals of minutes and the
- * float detour costs precision.
+ * Whether the characters after '$' start a sentence gpsd's lexer accepts as
+ * NMEA: 'nmea', 'ais' ($AI...: an AIS report, a different protocol), or
+ * 'unknown'. c1..c3 are the three characters after the '$'.
  */
-function position(
-  latS: string | undefined,
-  ns: string | undefined,
-  lonS: string | undefined,
-  ew: string | undefined,
-): { lat: number; lon: number } | null {
-  const empty = (x: string | undefined) => x === undefined || x === '';
-  if (empty(latS) && empty(lonS)) return null;
-  if (empty(latS) || empty(lonS)) throw new FieldError(`latitude '${latS ?? ''}' and longitude '${lonS ?? ''}' must both be present`);
-  const lat = angle(latS as string, 2, 90, 'latitude');
-  const lon = angle(lonS as string, 3, 180, 'longitude');
-  if (ns !== 'N' && ns !== 'S') throw new FieldError(`latitude hemisphere '${ns ?? ''}' is neither N nor S`);
-  if (ew !== 'E' && ew !== 'W') throw new FieldError(`longitude hemisphere '${ew ?? ''}' is neither E nor W`);
-  return { lat: ns === 'S' ? -lat : lat, lon: ew === 'W' ? -lon : lon };
-}
-
-function angle(s: string, maxDegDigits: number, maxDeg: number, what: string): number {
-  const m = /^(\d+)(\d\d(?:\.\d*)?)$/.exec(s);
-  if (!m || (m[1] as string).length > maxDegDigits) throw new FieldError(`${what} '${s}' is not ${'d'.repeat(maxDegDigits)}mm.mmmm`);
-  const deg = Number(m[1]);
-  const min = Number(m[2]);
-  const value = deg + min / 60;
-  if (min >= 60 || value > maxDeg) throw new FieldError(`${what} '${s}' is out of range`);
-  return value;
+function leaderKind(c1: number, c2: number, c3: number): 'nmea' | 'ais' | 'unknown' {
+  switch (c1) {
+    case 65: // A: $Ack (SiRF), $AP (autopilot), $AI (AIS)
+      if (c2 === 73) return 'ais';
+      return c2 === 80 || (c2 === 99 && c3 === 107) ? 'nmea' : 'unknown';
+    case 66: // B: $BD BeiDou
+      return c2 === 68 ? 'nmea' : 'unknown';
+    case 69: // E: $EC ECDIS
+      return c2 === 67 ? 'nmea' : 'unknown';
+    case 71: // G: $GA Galileo, $GB BeiDou, $GL GLONASS, $GN combined, $GP GPS, $GY Unicore gyro
+      return c2 === 65 || c2 === 66 || c2 === 76 || c2 === 78 || c2 === 80 || c2 === 89 ? 'nmea' : 'unknown';
+    case 72: // H: $HC compass, $HE gyro
+      return c2 === 67 || c2 === 69 ? 'nmea' : 'unknown';
+    case 73: // I: $II, $IN integrated instruments
+      return c2 === 73 || c2 === 78 ? 'nmea' : 'unknown';
+    case 80: // P: proprietary, a letter must follow
+      return (c2 >= 65 && c2 <= 90) || (c2 >= 97 && c2 <= 122) ? 'nmea' : 'unknown';
+    case 81: // Q: $QZ QZSS
+      return c2 === 90 ? 'nmea' : 'unknown';
+    case 83: // S: $SD depth sounder, $SN Unicore sensors, $ST Skytraq
+      return c2 === 68 || c2 === 78 || c2 === 84 ? 'nmea' : 'unknown';
+    case 84: // T: $TI turn indicator
+    case 87: // W: $WI weather instrument
+      return c2 === 73 ? 'nmea' : 'unknown';
+    case 89: // Y: $YX transducer
+      return c2 === 88 ? 'nmea' : 'unknown';
+    default:
+      return 'unknown';
+  }
 }
 
 /** The line as it can be shown in an error: control bytes escaped, cut to 100 chars. */
 function printable(s: string): string {
   const cut = s.length > 100 ? `${s.slice(0, 100)}…` : s;
   return JSON.stringify(cut);
+}
+
+/**
+ * Parse one line (with or without its CR/LF) into a checksum-verified sentence.
+ * Lines from a serial reader split on '\n' keep their '\r': a '\r' anywhere
+ * but at the end means the sentence was cut, as in gpsd.
+ */
+export function parseSentence(line: string): ParsedSentence | NmeaError {
+  let end = line.length;
+  if (end > 0 && line.charCodeAt(end - 1) === 10) end--;
+  let crs = 0;
+  while (end > 0 && line.charCodeAt(end - 1) === 13) {
+    end--;
+    crs++;
+  }
+  // One pass over the line: where the sentence starts (every '$' starts
+  // afresh, so the last one wins), its checksum, the '*' that ends the data
+  // (the first) and the one before the checksum (the last), and where each
+  // field starts and ends. Fields are not cut into substrings: this runs for
+  // every sentence.
+  const bounds = SCRATCH;
+  let start = -1;
+  let n = 0;
+  let inData = false;
+  let sum = 0;
+  let lastStar = -1;
+  let sumAtLastStar = 0;
+  let unprintableAt = -1;
+  for (let i = 0; i < end; i++) {
+    const c = line.charCodeAt(i);
+    // Letters and digits (most of a sentence) take the first branch alone.
+    if (c > 44 && c < 127) {
+      sum ^= c;
+      continue;
+    }
+    if (c === 36) {
+      start = i;
+      bounds[0] = i + 1;
+      n = 1;
+      inData = true;
+      sum = 0;
+      lastStar = -1;
+      unprintableAt = -1;
+      continue;
+    }
+    if (c === 44) {
+      if (inData && n < MAX_BOUNDS) {
+        bounds[n++] = i;
+        bounds[n++] = i + 1;
+      }
+    } else if (c === 42) {
+      if (inData) {
+        bounds[n++] = i;
+        inData = false;
+      }
+      lastStar = i;
+      sumAtLastStar = sum;
+    } else if ((c < 32 || c > 126) && unprintableAt < 0) {
+      unprintableAt = i;
+    }
+    sum ^= c;
+  }
+  if (start < 0) {
+    const bang = line.indexOf('!');
+    if (bang >= 0 && bang < end) return parseAis(line, bang, end);
+    return { kind: 'framing', error: `NMEA line ${printable(line)}: no '$'; partial line after open, or noise on the wire` };
+  }
+  const c1 = line.charCodeAt(start + 1);
+  const c2 = line.charCodeAt(start + 2);
+  const kind = leaderKind(c1, c2, line.charCodeAt(start + 3));
+  if (kind === 'ais') return parseAis(line, start, end);
+  if (kind !== 'nmea') {
+    return { kind: 'framing', error: `NMEA line ${printable(line.slice(start))}: not a talker gpsd knows (GP, GN, GL, GA, GB, BD, QZ, P... )` };
+  }
+  // $PASHR from old Ashtech receivers may carry binary payloads; gpsd lets them through.
+  if (unprintableAt >= 0 && !(c1 === 80 && c2 === 65 && line.startsWith('$PASHR', start))) {
+    const byte = hex2(line.charCodeAt(unprintableAt));
+    return {
+      kind: 'framing',
+      error: `NMEA line ${printable(line.slice(start))}: byte 0x${byte} is not printable ASCII; check the baud rate and that the receiver is in NMEA mode`,
+    };
+  }
+  if (inData) bounds[n++] = end;
+  // Skytraq's $STI debug output has no checksum; gpsd lets it through.
+  if (!(c1 === 83 && c2 === 84 && line.startsWith('$STI,', start))) {
+    const bad = checksumProblem(line, end, lastStar, lastStar < 0 ? sum : sumAtLastStar);
+    if (bad) return { kind: 'checksum', error: `NMEA line ${printable(line.slice(start))}: ${bad}` };
+  }
+  const length = end - start + crs + 1;
+  if (length > NMEA_MAX_LENGTH) {
+    return { kind: 'framing', error: `NMEA line ${printable(line.slice(start))}: ${length} characters, more than ${NMEA_MAX_LENGTH}; two sentences run together` };
+  }
+  return decode(new NmeaFields(line, bounds.slice(0, n)), line.slice(start + 1, bounds[1]));
+}
+
+/** Whether an AIS sentence starts at `at` ('!' or '$'), by gpsd's lexer: !A[BDINRSTX]x, !BSx, !SAx, $AIx. */
+function aisLeader(line: string, at: number): boolean {
+  const c1 = line.charCodeAt(at + 1);
+  const c2 = line.charCodeAt(at + 2);
+  const c3 = line.charCodeAt(at + 3);
+  const letter = (c3 >= 65 && c3 <= 90) || (c3 >= 97 && c3 <= 122);
+  if (line.charCodeAt(at) === 36) return c1 === 65 && c2 === 73 && letter;
+  if (c1 === 65) return 'BDINRSTX'.includes(String.fromCharCode(c2)) && letter;
+  return ((c1 === 66 && c2 === 83) || (c1 === 83 && c2 === 65)) && letter;
+}
+
+/**
+ * An AIS sentence from `start` ('!' or '$') to the end of the line: printable,
+ * checksummed like NMEA, but not bound by NMEA's 130 characters (gpsd hands
+ * it to its AIS driver, not to the NMEA one).
+ */
+function parseAis(line: string, start: number, end: number): ParsedSentence | NmeaError {
+  if (!aisLeader(line, start)) {
+    return { kind: 'framing', error: `NMEA line ${printable(line.slice(start))}: neither a '$' sentence nor an AIS report` };
+  }
+  const bounds = [start + 1];
+  let inData = true;
+  let sum = 0;
+  let lastStar = -1;
+  let sumAtLastStar = 0;
+  for (let i = start + 1; i < end; i++) {
+    const c = line.charCodeAt(i);
+    if (c < 32 || c > 126) return { kind: 'framing', error: `AIS line ${printable(line.slice(start))}: byte 0x${hex2(c)} is not printable ASCII` };
+    if (c === 44 && inData) bounds.push(i, i + 1);
+    if (c === 42) {
+      if (inData) bounds.push(i);
+      inData = false;
+      lastStar = i;
+      sumAtLastStar = sum;
+    }
+    sum ^= c;
+  }
+  if (inData) bounds.push(end);
+  const bad = checksumProblem(line, end, lastStar, lastStar < 0 ? sum : sumAtLastStar);
+  if (bad) return { kind: 'checksum', error: `AIS line ${printable(line.slice(start))}: ${bad}` };
+  if (bounds.length > 2 * MAX_FIELDS) bounds.length = 2 * MAX_FIELDS;
+  const address = line.slice(start + 1, bounds[1]);
+  return { type: 'AIS', talker: address.slice(0, 2), formatter: address.slice(2), address, fields: new NmeaFields(line, bounds) };
+}
+
+/** Why the checksum does not verify, or null when it does. */
+function checksumProblem(line: string, end: number, lastStar: number, sum: number): string | null {
+  if (lastStar < 0) {
+    return `no *hh checksum, expected *${hex2(sum)}, got none; truncated line, or a receiver not sending checksums`;
+  }
+  const hi = lastStar + 1 < end ? hexValue(line.charCodeAt(lastStar + 1)) : -1;
+  const lo = lastStar + 2 < end ? hexValue(line.charCodeAt(lastStar + 2)) : -1;
+  if (hi < 0 || lo < 0) return `no *hh checksum, expected *${hex2(sum)}, got '${line.slice(lastStar + 1, end)}'; truncated line`;
+  const got = hi * 16 + lo;
+  if (got !== sum) return `checksum mismatch, expected ${hex2(sum)}, got ${hex2(got)}; line noise or a wrong baud rate`;
+  return null;
+}
+
+/** The typed sentence for the formatters the fix assembler reads, 'other' for the rest. */
+function decode(fields: Fields, address: string): ParsedSentence {
+  // gpsd matches a three-letter formatter on whatever two characters precede
+  // it (so Quectel's $PQGSA is a GSA), except $PGRMC, Garmin's configuration
+  // echo, which it must not take for an RMC.
+  if (address.length === 5 && address !== 'PGRMC') {
+    // The formatter's three letters as one number: no substring per sentence.
+    const code = (address.charCodeAt(2) << 16) | (address.charCodeAt(3) << 8) | address.charCodeAt(4);
+    const decoder = DECODERS.get(code);
+    if (decoder) return decoder(fields, address);
+  }
+  if (address.charCodeAt(0) === 80) return { type: 'other', talker: 'P', formatter: address.slice(1), address, fields };
+  return { type: 'other', talker: address.slice(0, 2), formatter: address.slice(2), address, fields };
+}
+
+type Decoder = (fields: Fields, address: string) => ParsedSentence;
+
+const DECODERS = new Map<number, Decoder>(
+  (
+    [
+      ['RMC', decodeRmc],
+      ['GGA', decodeGga],
+      ['GLL', decodeGll],
+      ['GNS', decodeGns],
+      ['GSA', decodeGsa],
+      ['VTG', decodeVtg],
+      ['ZDA', decodeZda],
+    ] as const
+  ).map(([name, decoder]) => [(name.charCodeAt(0) << 16) | (name.charCodeAt(1) << 8) | name.charCodeAt(2), decoder]),
+);
+
+function oneChar(f: Fields, i: number): string | null {
+  return f.isEmpty(i) ? null : String.fromCharCode(f.code(i));
+}
+
+function letter(f: Fields, i: number): string {
+  return f.isEmpty(i) ? '' : String.fromCharCode(f.code(i));
+}
+
+// RMC (NMEA 0183 v2.0, v2.3 adds 12 = mode, v4.1 adds 13 = nav status):
+// 1 time, 2 status, 3 lat, 4 N/S, 5 lon, 6 E/W, 7 speed kn, 8 course true,
+// 9 date ddmmyy, 10 magvar, 11 magvar E/W.
+function decodeRmc(f: Fields, address: string): RmcSentence {
+  const six = f.hhmmss(1);
+  const nanos = six >= 0 ? f.nanos(1) : 0;
+  const pos = f.latLon(3);
+  const knots = f.num(7);
+  return {
+    type: 'RMC',
+    talker: address.slice(0, 2),
+    formatter: 'RMC',
+    address,
+    fields: f,
+    hhmmss: six,
+    nanos,
+    timeOfDayMs: timeOfDayMs(six, nanos),
+    status: f.code(2) === 65 ? 'A' : 'V',
+    mode: oneChar(f, 12),
+    lat: pos?.lat ?? null,
+    lon: pos?.lon ?? null,
+    speedMps: Number.isNaN(knots) ? null : knots * KNOTS_TO_MPS,
+    trackDeg: f.optionalNum(8),
+    date: f.ddmmyy(9),
+  };
+}
+
+// GGA: 1 time, 2 lat, 3 N/S, 4 lon, 5 E/W, 6 quality, 7 sats in use,
+// 8 hdop, 9 altitude MSL, 10 'M', 11 geoid separation, 12 'M', 13 DGPS age, 14 station.
+function decodeGga(f: Fields, address: string): GgaSentence {
+  const six = f.hhmmss(1);
+  const nanos = six >= 0 ? f.nanos(1) : 0;
+  const pos = f.latLon(2);
+  return {
+    type: 'GGA',
+    talker: address.slice(0, 2),
+    formatter: 'GGA',
+    address,
+    fields: f,
+    hhmmss: six,
+    nanos,
+    timeOfDayMs: timeOfDayMs(six, nanos),
+    lat: pos?.lat ?? null,
+    lon: pos?.lon ?? null,
+    quality: f.isEmpty(6) ? -1 : f.int(6),
+    sats: f.isEmpty(7) ? null : f.int(7),
+    hdop: f.optionalNum(8),
+    altM: f.optionalNum(9),
+    geoidSepM: f.optionalNum(11),
+  };
+}
+
+// GLL: 1 lat, 2 N/S, 3 lon, 4 E/W, 5 time, 6 status, 7 FAA mode (NMEA 2.3+).
+function decodeGll(f: Fields, address: string): GllSentence {
+  const six = f.hhmmss(5);
+  const nanos = six >= 0 ? f.nanos(5) : 0;
+  const pos = f.latLon(1);
+  return {
+    type: 'GLL',
+    talker: address.slice(0, 2),
+    formatter: 'GLL',
+    address,
+    fields: f,
+    hhmmss: six,
+    nanos,
+    timeOfDayMs: timeOfDayMs(six, nanos),
+    lat: pos?.lat ?? null,
+    lon: pos?.lon ?? null,
+    status: letter(f, 6),
+    mode: oneChar(f, 7),
+  };
+}
+
+// GNS: 1 time, 2 lat, 3 N/S, 4 lon, 5 E/W, 6 mode letters, 7 sats, 8 hdop,
+// 9 altitude MSL, 10 geoid separation, 11 DGPS age, 12 station, 13 nav status (4.1+).
+function decodeGns(f: Fields, address: string): GnsSentence {
+  const six = f.hhmmss(1);
+  const nanos = six >= 0 ? f.nanos(1) : 0;
+  const pos = f.latLon(2);
+  return {
+    type: 'GNS',
+    talker: address.slice(0, 2),
+    formatter: 'GNS',
+    address,
+    fields: f,
+    hhmmss: six,
+    nanos,
+    timeOfDayMs: timeOfDayMs(six, nanos),
+    lat: pos?.lat ?? null,
+    lon: pos?.lon ?? null,
+    modes: f.text(6),
+    sats: f.isEmpty(7) ? null : f.int(7),
+    hdop: f.optionalNum(8),
+    altM: f.optionalNum(9),
+    geoidSepM: f.optionalNum(10),
+    navStatus: letter(f, 13),
+  };
+}
+
+// GSA: 1 selection (M/A), 2 mode (1/2/3), 3-14 PRNs used (more on some
+// receivers), then PDOP, HDOP, VDOP, and from NMEA 4.10 the system id.
+function decodeGsa(f: Fields, address: string): GsaSentence {
+  const mode = f.int(2);
+  return {
+    type: 'GSA',
+    talker: address.slice(0, 2),
+    formatter: 'GSA',
+    address,
+    fields: f,
+    fixMode: mode === 1 || mode === 2 || mode === 3 ? mode : null,
+    pdop: f.optionalNum(15),
+    hdop: f.optionalNum(16),
+    vdop: f.optionalNum(17),
+  };
+}
+
+// VTG: 1 course true, 2 'T', 3 course magnetic, 4 'M', 5 speed kn, 6 'N',
+// 7 speed km/h, 8 'K', 9 FAA mode (NMEA 2.3+).
+function decodeVtg(f: Fields, address: string): VtgSentence {
+  const knots = f.num(5);
+  return {
+    type: 'VTG',
+    talker: address.slice(0, 2),
+    formatter: 'VTG',
+    address,
+    fields: f,
+    trackDeg: f.optionalNum(1),
+    magneticTrackDeg: f.optionalNum(3),
+    speedMps: Number.isNaN(knots) ? null : knots * KNOTS_TO_MPS,
+    mode: oneChar(f, 9),
+  };
+}
+
+// ZDA: 1 time, 2 day, 3 month, 4 year (four digits), 5-6 local zone.
+function decodeZda(f: Fields, address: string): ZdaSentence {
+  const six = f.hhmmss(1);
+  const nanos = six >= 0 ? f.nanos(1) : 0;
+  return {
+    type: 'ZDA',
+    talker: address.slice(0, 2),
+    formatter: 'ZDA',
+    address,
+    fields: f,
+    hhmmss: six,
+    nanos,
+    timeOfDayMs: timeOfDayMs(six, nanos),
+    day: f.int(2),
+    month: f.int(3),
+    year: f.int(4),
+  };
 }

@@ -5,6 +5,7 @@ const BENCHES: Record<string, () => Promise<Record<string, unknown>>> = {
   'alarm-latency': async () => (await import('./alarm-latency.ts')).run(),
   'sqlite-outbox': async () => (await import('./sqlite-outbox.ts')).run(),
   'gps-parse': async () => (await import('./gps-parse.ts')).run(),
+  'gps-agreement': async () => (await import('./gps-agreement.ts')).run(),
   drain: async () => (await import('./drain.ts')).run(),
   footprint: async () => (await import('./footprint.ts')).run(),
 };

@@ -11,6 +11,7 @@ import {
   nmeaChecksum,
   parseSentence,
 } from '../../hal/gps/nmea.ts';
+import { atof, atoi, ddmmyy, hhmmss, nanosOf, nmeaAngle } from '../../hal/gps/nmea-fields.ts';
 
 // gpsd's regression captures, real receivers' bytes (see its README).
 import { CORPUS } from '../helpers/corpus.ts';
@@ -30,123 +31,84 @@ function withChecksum(body: string): string {
   return `$${body}*${hex2(nmeaChecksum(body))}\r\n`;
 }
 
-function rmc(line: string): RmcSentence {
+function sentence(line: string): ParsedSentence {
   const r = parseSentence(line);
   if ('error' in r) throw new Error(r.error);
+  return r;
+}
+
+function rmc(line: string): RmcSentence {
+  const r = sentence(line);
   if (r.type !== 'RMC') throw new Error(`expected RMC, got ${r.type}`);
   return r;
 }
 
 function gga(line: string): GgaSentence {
-  const r = parseSentence(line);
-  if ('error' in r) throw new Error(r.error);
+  const r = sentence(line);
   if (r.type !== 'GGA') throw new Error(`expected GGA, got ${r.type}`);
   return r;
 }
 
 function error(line: string): NmeaError {
   const r = parseSentence(line);
-  if (!('error' in r)) throw new Error(`expected an error for ${line}, got ${JSON.stringify(r)}`);
+  if (!('error' in r)) throw new Error(`expected an error for ${line}, got ${r.type}`);
   return r;
 }
 
 const ms = (h: number, m: number, s: number) => ((h * 60 + m) * 60 + s) * 1000;
 
-describe('RMC', () => {
+describe('RMC and GGA', () => {
   it('parses a Trimble RTK RMC: time, status, western longitude, knots to m/s, course, date, mode', () => {
     const s = rmc(corpusLine('nmea-fuzzy-cases.log', '$GPRMC,132820.60'));
     // $GPRMC,132820.60,A,4134.49821229,N,09345.03351845,W,3.252,92.308,180320,11.5985,E,D*1A
-    expect(s.talker).toBe('GP');
+    expect(s).toMatchObject({ talker: 'GP', formatter: 'RMC', status: 'A', mode: 'D', trackDeg: 92.308 });
     expect(s.timeOfDayMs).toBe(ms(13, 28, 20.6));
-    expect(s.status).toBe('A');
-    expect(s.mode).toBe('D');
-    expect(s.lat).toBeCloseTo(41 + 34.49821229 / 60, 9);
-    expect(s.lon).toBeCloseTo(-(93 + 45.03351845 / 60), 9);
-    expect(s.speedMps).toBeCloseTo(3.252 * KNOTS_TO_MPS, 9);
-    expect(s.speedMps).toBeCloseTo(1.673, 3); // what gpsd reports for this line
-    expect(s.trackDeg).toBe(92.308);
+    expect(s.lat).toBeCloseTo(41 + 34.49821229 / 60, 10);
+    expect(s.lon).toBeCloseTo(-(93 + 45.03351845 / 60), 10);
+    expect(s.speedMps).toBeCloseTo(3.252 * KNOTS_TO_MPS, 10);
     expect(s.date).toEqual({ year: 2020, month: 3, day: 18 });
   });
 
-  it('gives southern latitudes and western longitudes negative signs, eastern positive', () => {
-    // Haicom 305N near Brisbane.
-    const s = rmc(corpusLine('haicom-305N.log', '$GPRMC,095304.802,A'));
-    expect(s.lat).toBeCloseTo(-(27 + 12.652 / 60), 9);
-    expect(s.lon).toBeCloseTo(153 + 3.1397 / 60, 9);
-    // u-blox AC12 in Mexico.
-    const w = rmc(corpusLine('ac12.log', '$GPRMC,193221.00'));
-    expect(w.lat).toBeGreaterThan(0);
-    expect(w.lon).toBeCloseTo(-(87 + 4.0848 / 60), 9);
+  it('reads a GGA: quality, satellites, HDOP, altitude and geoid height; empty quality is -1', () => {
+    const s = gga(corpusLine('ac12.log', '$GPGGA,193221.00'));
+    // $GPGGA,193221.00,2037.72792,N,08704.08478,W,1,04,1.7,-30.40,M,-13.9,M,,*7D
+    expect(s).toMatchObject({ quality: 1, sats: 4, hdop: 1.7, altM: -30.4, geoidSepM: -13.9 });
+    expect(gga(withChecksum('GPGGA,120000,3415.6,N,10856.4,E,,08,1.0,400,M,,M,,')).quality).toBe(-1);
   });
 
-  it("keeps status 'V' and the position a receiver repeats while it has no fix", () => {
-    const s = rmc(corpusLine('haicom-305N.log', '$GPRMC,095255.810,V'));
-    expect(s.status).toBe('V');
-    expect(s.lat).toBeCloseTo(-27.2107, 4);
+  it('takes any status other than A as V, and an empty RMC as no position', () => {
+    expect(rmc(withChecksum('GPRMC,120000,X,3415.6,N,10856.4,E,0,0,010124,,')).status).toBe('V');
+    expect(rmc(withChecksum('GPRMC,,V,,,,,,,,,,N'))).toMatchObject({ status: 'V', mode: 'N', lat: null, lon: null, date: null, timeOfDayMs: null });
   });
 
-  it('gives null position, speed and course when the fields are empty (cold start)', () => {
-    const s = rmc(corpusLine('beidou-bd.log', '$GNRMC,074150.799,V'));
-    expect(s).toMatchObject({ status: 'V', lat: null, lon: null, speedMps: null, trackDeg: null, mode: 'N' });
-    expect(s.date).toEqual({ year: 2015, month: 2, day: 25 });
-    expect(rmc('$GPRMC,,V,,,,,,,,,,N*53').timeOfDayMs).toBeNull();
+  it('decodes GLL, GNS, GSA, VTG and ZDA into their typed forms', () => {
+    expect(sentence(withChecksum('GPGLL,4916.45,N,12311.12,W,225444,A,A'))).toMatchObject({ type: 'GLL', status: 'A', mode: 'A', timeOfDayMs: ms(22, 54, 44) });
+    expect(sentence(withChecksum('GNGNS,224749.00,3333.4268304,N,11153.3538273,W,D,19,0.6,406.110,-26.294,6.0,0138,S'))).toMatchObject({
+      type: 'GNS',
+      modes: 'D',
+      sats: 19,
+      altM: 406.11,
+      geoidSepM: -26.294,
+      navStatus: 'S',
+    });
+    expect(sentence(withChecksum('GNGSA,A,3,13,12,22,19,08,21,,,,,,,1.05,0.64,0.83,4'))).toMatchObject({ type: 'GSA', fixMode: 3, pdop: 1.05, hdop: 0.64, vdop: 0.83 });
+    expect(sentence(withChecksum('GPVTG,054.7,T,034.4,M,005.5,N,010.2,K,A'))).toMatchObject({ type: 'VTG', trackDeg: 54.7, magneticTrackDeg: 34.4, mode: 'A' });
+    expect(sentence(withChecksum('GPZDA,160012.71,11,03,2004,-1,00'))).toMatchObject({ type: 'ZDA', day: 11, month: 3, year: 2004, nanos: 710_000_000 });
   });
 
-  it('reads a two-digit year 80..99 as 19xx (GPS time starts in 1980)', () => {
-    expect(rmc(corpusLine('april6_2019.log', '$GPRMC,000231.42')).date).toEqual({ year: 1999, month: 8, day: 22 });
+  it("reads Quectel's $PQGSA as a GSA, and $PGRMC (Garmin's configuration echo) not as an RMC", () => {
+    expect(sentence(withChecksum('PQGSA,A,3,12,,,,,,,,,,,,1.2,0.9,0.9,4'))).toMatchObject({ type: 'GSA', talker: 'PQ' });
+    expect(sentence(withChecksum('PGRMC,A,218.8,100,6378137.000,298.257223563,0.0,0.0,0.0,A,3,1,1,4,30'))).toMatchObject({ type: 'other', talker: 'P', formatter: 'GRMC' });
   });
 
-  it('drops a corrupt date but keeps the position (Telit HE910 after the 2019 week rollover)', () => {
-    const s = rmc(corpusLine('april6_2019.log', '$GPRMC,000231.099'));
-    expect(s.date).toBeNull();
-    expect(s.lat).toBeCloseTo(48 + 29.0005 / 60, 9);
-  });
-
-  it('accepts NMEA 2.0 RMC without the mode field', () => {
-    const s = rmc(withChecksum('GPRMC,120000,A,3415.6000,N,10856.4000,E,10.0,90.0,010124,,'));
-    expect(s.mode).toBeNull();
-    expect(s.timeOfDayMs).toBe(ms(12, 0, 0));
-  });
-});
-
-describe('GGA', () => {
-  it('parses quality, satellites, hdop and altitude', () => {
-    const s = gga(corpusLine('nmea-fuzzy-cases.log', '$GPGGA,132820.60'));
-    // $GPGGA,132820.60,4134.49821229,N,09345.03351845,W,2,09,1.0,278.020,M,-31.442,M,7.6,0133*7E
-    expect(s).toMatchObject({ talker: 'GP', quality: 2, sats: 9, hdop: 1.0, altM: 278.02 });
-    expect(s.timeOfDayMs).toBe(ms(13, 28, 20.6));
-    expect(s.lat).toBeCloseTo(41 + 34.49821229 / 60, 9);
-    expect(s.lon).toBeCloseTo(-(93 + 45.03351845 / 60), 9);
-  });
-
-  it('parses a southern-hemisphere GGA', () => {
-    const s = gga(corpusLine('haicom-305N.log', '$GPGGA,095304.802'));
-    expect(s.lat).toBeCloseTo(-(27 + 12.652 / 60), 9);
-    expect(s.lon).toBeCloseTo(153 + 3.1397 / 60, 9);
-    expect(s).toMatchObject({ quality: 1, sats: 0, hdop: 17.0, altM: 3.0 });
-  });
-
-  it('gives quality 0 and no position before the first fix', () => {
-    const s = gga(corpusLine('beidou-bd.log', '$GNGGA,074150.799'));
-    expect(s).toMatchObject({ talker: 'GN', quality: 0, sats: 0, lat: null, lon: null, hdop: null, altM: null });
-  });
-});
-
-describe('talkers', () => {
-  it.each([
-    ['GN (multi-constellation)', corpusLine('ch-4711.log', '$GNRMC,'), 'GN'],
-    ['GL (GLONASS)', corpusLine('ch-4711.log', '$GLRMC,'), 'GL'],
-    ['GA (Galileo)', corpusLine('telit-pls83-w.log', '$GARMC,'), 'GA'],
-    ['BD (BeiDou, Chinese TSCPB)', withChecksum('BDRMC,074157.000,A,3415.6000,N,10856.4000,E,0.32,4.94,250215,,,A'), 'BD'],
-    ['GB (BeiDou, NMEA 4.11)', withChecksum('GBRMC,074157.000,A,3415.6000,N,10856.4000,E,0.32,4.94,250215,,,A'), 'GB'],
-  ])('accepts %s', (_name, line, talker) => {
-    const s = rmc(line);
-    expect(s.talker).toBe(talker);
-    expect(s.status).toBe('A');
-  });
-
-  it('accepts a BeiDou GGA', () => {
-    expect(gga(withChecksum('BDGGA,074157.000,3415.6000,N,10856.4000,E,1,08,1.2,405.0,M,-28.0,M,,')).lat).toBeCloseTo(34.26, 9);
+  it('keeps every field in place, past the end reading as empty', () => {
+    const s = sentence(corpusLine('beidou-bd.log', '$GPGSV,7,1'));
+    expect(s).toMatchObject({ type: 'other', talker: 'GP', formatter: 'GSV', address: 'GPGSV' });
+    expect(s.fields.text(0)).toBe('GPGSV');
+    expect(s.fields.text(1)).toBe('7');
+    expect(s.fields.count).toBe(s.fields.toArray().length);
+    expect(s.fields.text(99)).toBe('');
+    expect(s.fields.isEmpty(99)).toBe(true);
   });
 });
 
@@ -158,126 +120,151 @@ describe('checksum', () => {
     expect(e.error).toContain('expected 78, got 79');
   });
 
-  it('rejects a missing checksum, saying what it should have been', () => {
+  it('rejects a missing or one-digit checksum, saying what it should have been', () => {
     const e = error('$GPRMC,095304.802,A,2712.6520,S,15303.1397,E,0.00,133.96,080407,,,A\r\n');
     expect(e.kind).toBe('checksum');
     expect(e.error).toMatch(/expected \*78, got none/);
+    expect(error('$GPRMC,095304.802,A,2712.6520,S,15303.1397,E,0.00,133.96,080407,,,A*7\r\n').kind).toBe('checksum');
   });
 
-  it('accepts lower-case hex digits', () => {
+  it('accepts lower-case hex digits (Magellan EC-10X) and ignores what follows the checksum, as gpsd does', () => {
     const line = corpusLine('beidou-bd.log', '$GPGSV,7,5').replace('*7F', '*7f');
-    expect(parseSentence(line)).toEqual({ type: 'other', talker: 'GP', formatter: 'GSV' });
+    expect(sentence(line).formatter).toBe('GSV');
+    expect(sentence(withChecksum('GPGSA,A,3,10,28,09,13,,,,,,,,,03.4,01.7,03.0').replace('\r\n', ' tail\r\n')).type).toBe('GSA');
+  });
+
+  it("lets Skytraq's $STI through without a checksum, as gpsd does", () => {
+    expect(sentence('$STI,IC,0\r\n').talker).toBe('ST');
   });
 });
 
-describe('framing', () => {
+describe('framing, as gpsd frames it', () => {
   it('rejects a line without a $ (the tail of a sentence cut by the port opening)', () => {
     expect(error('4.4343,N,01025.5386,E,200002,A,D*48\r\n')).toMatchObject({ kind: 'framing' });
   });
 
-  it('rejects non-ASCII bytes (wrong baud rate, binary protocol)', () => {
+  it('rejects non-ASCII bytes (wrong baud rate, binary protocol) and a carriage return inside the line', () => {
     const e = error('$GPRMC,000346.03,A,4808\x00\x00\xff\xfe*12\r\n');
     expect(e.kind).toBe('framing');
     expect(e.error).toMatch(/baud rate/);
+    expect(error(`${withChecksum('GPGSA,A,1,,,,,,,,,,,,,,,').trimEnd()}\rjunk\r\n`).kind).toBe('framing');
   });
 
-  it("starts the sentence at the last '$': ST Teseo's '$$GNRMC' and junk before it", () => {
+  it("starts the sentence at the last '$': ST Teseo's '$$GNRMC', junk, and a sentence cut by another", () => {
     const s = rmc(corpusLine('st-teseo-liv4f.log', '$$GNRMC,135806.000'));
     expect(s.lat).toBeCloseTo(47 + 23.00484 / 60, 9);
     expect(rmc(`\x00\xffjunk ${withChecksum('GPRMC,,V,,,,,,,,,,N')}`).status).toBe('V');
+    // Magellan Triton 400: a GGA cut off by the next sentence.
+    expect(sentence(corpusLine('triton400.log', '$GPGGA,030130$GPGLL')).type).toBe('GLL');
   });
 
-  it('treats other sentences and proprietary ones as other', () => {
-    expect(parseSentence(corpusLine('beidou-bd.log', '$GPGSV,7,1'))).toEqual({ type: 'other', talker: 'GP', formatter: 'GSV' });
-    expect(parseSentence(corpusLine('beidou-bd.log', '$PSRFEPE'))).toEqual({ type: 'other', talker: 'P', formatter: 'SRFEPE' });
-    expect(parseSentence(corpusLine('blumax-gps009.log', '$PSRFTXTVersion'))).toMatchObject({ type: 'other', talker: 'P' });
+  it('accepts the talkers gpsd knows and refuses the others', () => {
+    for (const talker of ['GP', 'GN', 'GL', 'GA', 'GB', 'BD', 'QZ', 'GY', 'II', 'IN', 'WI', 'HC', 'HE', 'SD', 'SN', 'TI', 'YX', 'EC', 'AP']) {
+      expect(sentence(withChecksum(`${talker}XDR,A,0,D,PITCH`)).talker).toBe(talker);
+    }
+    expect(sentence(withChecksum('PGRME,15.0,M,22.5,M,27.0,M'))).toMatchObject({ talker: 'P', formatter: 'GRME' });
+    expect(error(withChecksum('GIGSV,1,1,01,01,40,083,46')).error).toMatch(/not a talker gpsd knows/);
+    expect(error(withChecksum('LOG108,1,100')).kind).toBe('framing');
+    expect(error(withChecksum('P1ABC,1')).kind).toBe('framing');
   });
 
-  it('rejects an address that is not talker + formatter', () => {
-    expect(error(withChecksum('LOG108,1,100'))).toMatchObject({ kind: 'framing' });
+  it('reads AIS reports (!AIVDM, $AIVDM) as their own type, checksummed, without the 130-character limit', () => {
+    const body = 'AIVDM,1,1,,A,13u?etPv2;0n:dDPwUM1U1Cb069D,0';
+    const bang = `!${body}*${hex2(nmeaChecksum(body))}\r\n`;
+    expect(sentence(bang)).toMatchObject({ type: 'AIS', address: 'AIVDM' });
+    expect(sentence(bang).fields.text(5)).toBe('13u?etPv2;0n:dDPwUM1U1Cb069D');
+    expect(sentence(withChecksum(body)).type).toBe('AIS');
+    expect(error(bang.replace('*', '*0')).kind).toBe('checksum');
+    expect(error(`!XXVDM,1*00\r\n`).kind).toBe('framing');
+  });
+
+  it("drops sentences longer than gpsd's 130 characters, line end included (two sentences run together)", () => {
+    const txt = (n: number) => withChecksum(`GPTXT,01,01,02,${'x'.repeat(n - 15)}`); // a body of n characters
+    expect(txt(124)).toHaveLength(130);
+    expect(parseSentence(txt(124))).not.toHaveProperty('error');
+    expect(error(txt(125)).error).toMatch(/131 characters, more than 130/);
+    // The same sentence with only LF at the end is one character shorter, as gpsd counts it.
+    expect(parseSentence(txt(125).replace('\r\n', '\n'))).not.toHaveProperty('error');
   });
 });
 
-describe('malformed fields are errors, never NaN', () => {
-  it.each([
-    ['too few RMC fields', 'GPRMC,120000,A,3415.6,N'],
-    ['too few GGA fields', 'GPGGA,120000,3415.6,N,10856.4,E,1'],
-    ['RMC status neither A nor V', 'GPRMC,120000,X,3415.6,N,10856.4,E,0,0,010124,,'],
-    ['latitude without hemisphere', 'GPRMC,120000,A,3415.6,,10856.4,E,0,0,010124,,'],
-    ['hemisphere not N/S', 'GPRMC,120000,A,3415.6,E,10856.4,E,0,0,010124,,'],
-    ['longitude without latitude', 'GPRMC,120000,A,,,10856.4,E,0,0,010124,,'],
-    ['minutes of 60 (MTK placeholder 8960.000000)', 'GPGGA,235946.005,8960.000000,N,00000.000000,E,0,0,,137.000,M,13.000,M,,'],
-    ['latitude with three degree digits', 'GPRMC,120000,A,13415.6,N,10856.4,E,0,0,010124,,'],
-    ['speed not a number', 'GPRMC,120000,A,3415.6,N,10856.4,E,fast,0,010124,,'],
-    ['course over 360', 'GPRMC,120000,A,3415.6,N,10856.4,E,1,361,010124,,'],
-    ['time not hhmmss', 'GPRMC,12:00:00,A,3415.6,N,10856.4,E,1,0,010124,,'],
-    ['hour 24', 'GPRMC,240000,A,3415.6,N,10856.4,E,1,0,010124,,'],
-    ['GGA quality empty', 'GPGGA,120000,3415.6,N,10856.4,E,,08,1.0,400,M,,M,,'],
-    ['GGA satellites not an integer', 'GPGGA,120000,3415.6,N,10856.4,E,1,8.5,1.0,400,M,,M,,'],
-    ['GGA altitude not a number', 'GPGGA,120000,3415.6,N,10856.4,E,1,08,1.0,high,M,,M,,'],
-  ])('%s', (_name, body) => {
-    const e = error(withChecksum(body));
-    expect(e.kind).toBe('field');
-    expect(e.error).toContain(body.slice(0, 5)); // names the sentence
+describe("fields read the way gpsd's NMEA driver reads them", () => {
+  it('atoi and atof stop at the first character that is not part of a number', () => {
+    expect(atoi('08')).toBe(8);
+    expect(atoi('8.5')).toBe(8);
+    expect(atoi('')).toBe(0);
+    expect(atoi(' -12x')).toBe(-12);
+    expect(atof('12.5M')).toBe(12.5);
+    expect(atof('-.5')).toBe(-0.5);
+    expect(atof('1e2')).toBe(100);
+    expect(atof('')).toBeNaN();
+    expect(atof('M')).toBeNaN();
+    expect(atof('0.051')).toBe(0.051);
+  });
+
+  it('positions: minutes split with integer arithmetic, no decimal point is no value, no range check', () => {
+    expect(nmeaAngle('4807.038')).toBe((2887 + 0.038) * (1 / 60));
+    expect(nmeaAngle('12118.8472460')).toBeCloseTo(121 + 18.847246 / 60, 12);
+    expect(nmeaAngle('4807')).toBeNaN();
+    expect(nmeaAngle('.5')).toBeCloseTo(0.5 / 60, 15);
+    // MTK's cold-start placeholder: 89°60' is more than 90° and is dropped later, with the fix check.
+    expect(nmeaAngle('8960.000000')).toBeCloseTo(90, 12);
+  });
+
+  it('times: six digits, any values, the fraction scaled by its length', () => {
+    expect(hhmmss('123519')).toBe(123519);
+    expect(hhmmss('12:35:19')).toBe(-1);
+    expect(hhmmss('12351')).toBe(-1);
+    expect(nanosOf('123519.5')).toBe(500_000_000);
+    expect(nanosOf('123519.005')).toBe(5_000_000);
+    expect(nanosOf('123519')).toBe(0);
+  });
+
+  it('dates: two-digit years 69..99 are 19xx and 00..68 20xx; month and day ranges checked', () => {
+    expect(ddmmyy('231207')).toEqual({ year: 2007, month: 12, day: 23 });
+    expect(ddmmyy('010169')).toEqual({ year: 1969, month: 1, day: 1 });
+    expect(ddmmyy('311268')).toEqual({ year: 2068, month: 12, day: 31 });
+    expect(ddmmyy('321207')).toBeNull();
+    expect(ddmmyy('011307')).toBeNull();
+    // Telit HE910 after the April 2019 rollover: year "-1".
+    expect(ddmmyy('0604-1')).toBeNull();
   });
 });
 
 describe('the whole gpsd corpus', () => {
   const logs = readdirSync(fileURLToPath(CORPUS)).filter((f) => f.endsWith('.log'));
 
-  it('parses every line of every capture without throwing or producing NaN', () => {
+  it('parses every line of every capture without throwing', () => {
     let sentences = 0;
     for (const log of logs) {
       for (const line of corpusLines(log)) {
         if (line.startsWith('#')) continue;
         const r: ParsedSentence | NmeaError = parseSentence(line);
-        if ('error' in r) continue;
-        sentences++;
-        for (const v of Object.values(r)) {
-          if (typeof v === 'number') expect(Number.isFinite(v), `${log}: ${line}`).toBe(true);
-        }
+        if (!('error' in r)) sentences++;
       }
     }
     expect(sentences).toBeGreaterThan(15_000);
   });
 
   // In each .chk file gpsd prints, after the sentence that triggered it, the
-  // TPV it reported; after a valid RMC that TPV carries the RMC's time and position.
-  it("agrees with gpsd's TPV after every valid RMC: time to the ms, lat/lon within 1e-6 degrees", () => {
+  // TPV it reported; after a valid RMC that TPV carries the RMC's position.
+  it("decodes positions exactly as gpsd does: every RMC and GGA position gpsd reports, to 1e-9 degrees", () => {
     let compared = 0;
     for (const log of logs) {
       const lines = corpusLines(`${log}.chk`);
       lines.forEach((line, i) => {
         const tpv = tpvAfter(lines, i);
-        if (!/^\$..RMC,/.test(line) || !tpv || tpv.lat === undefined || tpv.time === undefined) return;
+        if (!/^\$..(RMC|GGA),/.test(line) || !tpv || tpv.lat === undefined || tpv.lon === undefined) return;
         const s = parseSentence(line);
-        if ('error' in s || s.type !== 'RMC' || s.status !== 'A' || !s.date || s.timeOfDayMs === null) return;
-        const time = new Date(Date.UTC(s.date.year, s.date.month - 1, s.date.day) + s.timeOfDayMs).toISOString();
-        expect({ log, line, time }).toEqual({ log, line, time: tpv.time });
-        expect(Math.abs((s.lat ?? NaN) - tpv.lat), `${log}: ${line}`).toBeLessThan(1e-6);
-        expect(Math.abs((s.lon ?? NaN) - (tpv.lon ?? NaN)), `${log}: ${line}`).toBeLessThan(1e-6);
+        if ('error' in s || (s.type !== 'RMC' && s.type !== 'GGA') || s.lat === null || s.lon === null) return;
+        if (s.type === 'RMC' && s.status !== 'A') return;
+        // gpsd prints 9 decimals: the same double rounds to the same text.
+        expect(s.lat.toFixed(9), `${log}: ${line}`).toBe(tpv.lat.toFixed(9));
+        expect(s.lon.toFixed(9), `${log}: ${line}`).toBe(tpv.lon.toFixed(9));
         compared++;
       });
     }
-    expect(compared).toBeGreaterThan(500);
-  });
-
-  it("agrees with gpsd's TPV after every GGA with a fix: lat/lon within 1e-6 degrees, altitude MSL", () => {
-    let compared = 0;
-    for (const log of logs) {
-      const lines = corpusLines(`${log}.chk`);
-      lines.forEach((line, i) => {
-        const tpv = tpvAfter(lines, i);
-        if (!/^\$..GGA,/.test(line) || !tpv || tpv.lat === undefined) return;
-        const s = parseSentence(line);
-        if ('error' in s || s.type !== 'GGA' || s.quality === 0) return;
-        expect(Math.abs((s.lat ?? NaN) - tpv.lat), `${log}: ${line}`).toBeLessThan(1e-6);
-        expect(Math.abs((s.lon ?? NaN) - (tpv.lon ?? NaN)), `${log}: ${line}`).toBeLessThan(1e-6);
-        if (tpv.altMSL !== undefined) expect(s.altM, `${log}: ${line}`).toBeCloseTo(tpv.altMSL, 3);
-        compared++;
-      });
-    }
-    expect(compared).toBeGreaterThan(300);
+    expect(compared).toBeGreaterThan(800);
   });
 });
 
