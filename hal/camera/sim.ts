@@ -1,0 +1,474 @@
+// A simulated VC0706 camera on one end of a serial line (a socat pty pair in
+// tests and benches): it parses the same command frames and answers with the
+// same bytes as the module, serving real JPEG files as its frames. What a
+// real one does that matters to the driver is kept: it stays frozen on the
+// same frame until told to resume, reboots at its power-on rate after RESET
+// and prints its boot text, ignores commands while booting, and (with `peer`)
+// hears and speaks only noise when the other end's tty is set to another rate.
+// Faults can be switched on and off while it runs.
+
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import type { Logger } from 'pino';
+import { SerialPort } from 'serialport';
+import {
+  BAUD_DIVISORS,
+  FBUF_CTRL,
+  HANGUP_AWARE_BINDING,
+  IMAGE_SIZE_CODES,
+  IMAGE_SIZE_REGISTER,
+  type ImageSize,
+  type SerialPortOptions,
+  VC0706_CMD,
+  VC0706_REPLY,
+  VC0706_REQUEST,
+  commandName,
+} from './vc0706.ts';
+
+/**
+ * silent: executes commands, sends nothing (a broken TX wire).
+ * garbage: sends random bytes instead of every reply.
+ * truncate: the next frozen frame is the JPEG cut before its FF D9.
+ * slow: sends at slowBaud, far below the line's rate (a camera that stalls).
+ */
+export type SimFault = 'silent' | 'garbage' | 'truncate' | 'slow';
+
+export interface SimVc0706Options {
+  /** The device end of the serial pair. */
+  path: string;
+  /** JPEGs to serve as frames, in turn; grouped by their own dimensions for the image size register. */
+  images?: Buffer[];
+  /** Or a folder of .jpg/.jpeg files, read at start(). */
+  dir?: string;
+  /** The rate it talks at from start(). Default 38400. */
+  baudRate?: number;
+  /** The power-on rate it comes back at after RESET. Default 38400. */
+  bootBaud?: number;
+  /** Serial number it answers to. Default 0. */
+  serial?: number;
+  /** Image size register at start. Default 320x240 (the SC03MPD manual's default). */
+  imageSize?: ImageSize;
+  /** Send at the pace of a real UART at the current rate (10 bits a byte), for benches. Default false: as fast as the pty takes it. */
+  pace?: boolean;
+  /** The rate of the 'slow' fault. Default 1200. */
+  slowBaud?: number;
+  /** Reboot time after RESET before the boot text. Default 200 ms. */
+  bootMs?: number;
+  /** The driver's end of the pair: while its tty speed differs from ours, both directions are noise. */
+  peer?: string;
+  log?: Logger;
+}
+
+export interface SimCommand {
+  cmd: number;
+  name: string;
+  args: Buffer;
+  /** performance.now() when it was parsed. */
+  at: number;
+}
+
+/** The boot text of a VC0706 after RESET (as reported in Adafruit-VC0706-Serial-Camera-Library#32). */
+export const BOOT_TEXT = 'VC0703 1.00\r\nCtrl infr exist\r\nUser-defined sensor\r\n525\r\nInit end\r\n';
+export const SIM_VERSION = 'VC0703 1.00';
+
+export class SimVc0706 {
+  private readonly o: SimVc0706Options;
+  private port: SerialPort | null = null;
+  private baud: number;
+  private readonly serial: number;
+  private size: ImageSize;
+  private faultMode: SimFault | null = null;
+  private frames: Buffer[] = [];
+  private nextIndex = 0;
+  private frame: Buffer | null = null;
+  private booting = false;
+  private bootTimer: NodeJS.Timeout | null = null;
+  private rx: Buffer = Buffer.alloc(0);
+  private rxAt = 0;
+  private inbox: Buffer[] = [];
+  private processing: Promise<void> | null = null;
+  /** Whether the driver's end ran at our rate when the command being answered arrived. */
+  private lineOk = true;
+  private stopped = false;
+  private readonly registers = new Map<string, number>();
+  /** Every command parsed, oldest first (the last 1000). */
+  readonly commands: SimCommand[] = [];
+  /** The frame served by the last freeze (after any truncation). */
+  lastFrame: Buffer | null = null;
+
+  constructor(opts: SimVc0706Options) {
+    this.o = opts;
+    this.baud = opts.baudRate ?? 38400;
+    this.serial = opts.serial ?? 0;
+    this.size = opts.imageSize ?? '320x240';
+    this.registers.set(regKey(IMAGE_SIZE_REGISTER), IMAGE_SIZE_CODES[this.size]);
+  }
+
+  /** Open the device end. Throws if it cannot be opened or there is no image to serve. */
+  async start(): Promise<void> {
+    const images = [...(this.o.images ?? [])];
+    if (this.o.dir) {
+      const names = (await readdir(this.o.dir)).filter((n) => /\.jpe?g$/i.test(n)).sort();
+      for (const n of names) images.push(await readFile(join(this.o.dir, n)));
+    }
+    if (images.length === 0) throw new Error(`SimVc0706 ${this.o.path}: no JPEG to serve; give images or a dir with .jpg files`);
+    for (const [i, img] of images.entries()) {
+      if (!jpegDimensions(img)) throw new Error(`SimVc0706 ${this.o.path}: image ${i} is not a JPEG with a frame header`);
+    }
+    this.frames = images;
+    const port = new SerialPort({ path: this.o.path, baudRate: this.baud, autoOpen: false, binding: HANGUP_AWARE_BINDING } as SerialPortOptions);
+    port.on('error', (err) => this.o.log?.debug({ event: 'camsim.port.error', path: this.o.path, err: err.message }));
+    port.on('data', (d: Buffer) => this.onData(d));
+    await new Promise<void>((resolve, reject) => port.open((err) => (err ? reject(err) : resolve())));
+    this.port = port;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.bootTimer) clearTimeout(this.bootTimer);
+    const port = this.port;
+    this.port = null;
+    if (port?.isOpen) await new Promise<void>((resolve) => port.close(() => resolve()));
+    await this.processing;
+  }
+
+  setFault(fault: SimFault | null): void {
+    this.faultMode = fault;
+    this.o.log?.info({ event: 'camsim.fault', path: this.o.path, fault });
+  }
+
+  get fault(): SimFault | null {
+    return this.faultMode;
+  }
+
+  get baudRate(): number {
+    return this.baud;
+  }
+
+  get imageSize(): ImageSize {
+    return this.size;
+  }
+
+  /** Frozen on a frame (after FBUF_CTRL stop, until resume). */
+  get frozen(): boolean {
+    return this.frame !== null;
+  }
+
+  /** Commands with this code received so far. */
+  count(cmd: number, arg0?: number): number {
+    return this.commands.filter((c) => c.cmd === cmd && (arg0 === undefined || c.args[0] === arg0)).length;
+  }
+
+  // ─────────────── receiving ───────────────
+
+  private onData(d: Buffer): void {
+    if (this.stopped) return;
+    this.inbox.push(d);
+    this.kick();
+  }
+
+  private kick(): void {
+    if (this.processing || this.stopped) return;
+    this.processing = this.process().finally(() => {
+      this.processing = null;
+      if (this.inbox.length > 0) this.kick();
+    });
+  }
+
+  /** One command at a time, like the module's MCU: the next is parsed when the last reply is out. */
+  private async process(): Promise<void> {
+    while (this.inbox.length > 0 && !this.stopped) {
+      const chunk = Buffer.concat(this.inbox.splice(0));
+      if (this.booting) continue; // rebooting: not listening
+      this.lineOk = await this.speedsMatch();
+      if (!this.lineOk) {
+        this.rx = Buffer.alloc(0); // heard as noise at the wrong rate
+        continue;
+      }
+      const now = performance.now();
+      // A half command followed by a pause is line noise, not the start of one.
+      if (this.rx.length > 0 && now - this.rxAt > 100) this.rx = this.rx.subarray(1);
+      this.rx = Buffer.concat([this.rx, chunk]);
+      this.rxAt = now;
+      for (let c = this.nextCommand(); c && !this.stopped; c = this.nextCommand()) {
+        this.commands.push(c);
+        if (this.commands.length > 1000) this.commands.shift();
+        if (this.o.pace) await sleep(this.wireMs(4 + c.args.length));
+        try {
+          await this.handle(c);
+        } catch (err) {
+          this.o.log?.warn({ event: 'camsim.handle.failed', command: c.name, err: (err as Error).message });
+        }
+      }
+    }
+  }
+
+  private nextCommand(): SimCommand | null {
+    for (;;) {
+      const i = this.rx.indexOf(VC0706_REQUEST);
+      if (i === -1) {
+        this.rx = Buffer.alloc(0);
+        return null;
+      }
+      this.rx = this.rx.subarray(i);
+      if (this.rx.length < 4) return null;
+      const len = this.rx[3] ?? 0;
+      if (len > 32) {
+        this.rx = this.rx.subarray(1); // no command is that long: a stray 0x56
+        continue;
+      }
+      if (this.rx.length < 4 + len) return null;
+      const serial = this.rx[1];
+      const cmd = this.rx[2] ?? 0;
+      const args = Buffer.from(this.rx.subarray(4, 4 + len));
+      this.rx = this.rx.subarray(4 + len);
+      if (serial !== this.serial) continue; // addressed to another camera on the bus
+      return { cmd, name: commandName(cmd), args, at: performance.now() };
+    }
+  }
+
+  // ─────────────── the camera ───────────────
+
+  private async handle(c: SimCommand): Promise<void> {
+    const a = c.args;
+    switch (c.cmd) {
+      case VC0706_CMD.GEN_VERSION:
+        return this.reply(c.cmd, 0, Buffer.from(SIM_VERSION, 'latin1'));
+      case VC0706_CMD.RESET:
+        await this.reply(c.cmd, 0);
+        this.reboot();
+        return;
+      case VC0706_CMD.SET_PORT: {
+        if (a.length !== 3 || a[0] !== 0x01) return this.reply(c.cmd, 2);
+        const divisor = ((a[1] ?? 0) << 8) | (a[2] ?? 0);
+        const rate = [...BAUD_DIVISORS].find(([, d]) => d === divisor)?.[0];
+        if (rate === undefined) return this.reply(c.cmd, 3);
+        await this.reply(c.cmd, 0); // acknowledged at the old rate, then switched
+        this.baud = rate;
+        return;
+      }
+      case VC0706_CMD.WRITE_DATA: {
+        // device type, count, address (2), data (count)
+        const count = a[1] ?? 0;
+        if (a.length !== 4 + count || count === 0) return this.reply(c.cmd, 2);
+        const addr = ((a[2] ?? 0) << 8) | (a[3] ?? 0);
+        if (addr === IMAGE_SIZE_REGISTER) {
+          const code = a[4] ?? -1;
+          const size = (Object.keys(IMAGE_SIZE_CODES) as ImageSize[]).find((s) => IMAGE_SIZE_CODES[s] === code);
+          if (!size || count !== 1) return this.reply(c.cmd, 3);
+          this.size = size;
+        }
+        for (let k = 0; k < count; k++) this.registers.set(regKey(addr + k), a[4 + k] ?? 0);
+        return this.reply(c.cmd, 0);
+      }
+      case VC0706_CMD.READ_DATA: {
+        const count = a[1] ?? 0;
+        if (a.length !== 4 || count === 0 || count > 16) return this.reply(c.cmd, 2);
+        const addr = ((a[2] ?? 0) << 8) | (a[3] ?? 0);
+        const data = Buffer.alloc(count);
+        for (let k = 0; k < count; k++) data[k] = this.registers.get(regKey(addr + k)) ?? 0;
+        return this.reply(c.cmd, 0, data);
+      }
+      case VC0706_CMD.FBUF_CTRL: {
+        if (a.length !== 1) return this.reply(c.cmd, 2);
+        const ctrl = a[0];
+        if (ctrl === FBUF_CTRL.STOP_CURRENT || ctrl === FBUF_CTRL.STOP_NEXT) {
+          // Already frozen: it stays on the same frame, as the module does.
+          if (!this.frame) this.freeze();
+        } else if (ctrl === FBUF_CTRL.STEP) {
+          this.freeze();
+        } else if (ctrl === FBUF_CTRL.RESUME) {
+          this.frame = null;
+        } else {
+          return this.reply(c.cmd, 3);
+        }
+        return this.reply(c.cmd, 0);
+      }
+      case VC0706_CMD.GET_FBUF_LEN: {
+        if (a.length !== 1) return this.reply(c.cmd, 2);
+        const len = Buffer.alloc(4);
+        len.writeUInt32BE((this.frame ?? this.peekFrame()).length);
+        return this.reply(c.cmd, 0, len);
+      }
+      case VC0706_CMD.READ_FBUF:
+        return this.readFbuf(c.cmd, a);
+      case VC0706_CMD.DOWNSIZE_CTRL:
+        if (a.length !== 1) return this.reply(c.cmd, 2);
+        this.registers.set('downsize', a[0] ?? 0);
+        return this.reply(c.cmd, 0);
+      case VC0706_CMD.DOWNSIZE_STATUS:
+        return this.reply(c.cmd, 0, Buffer.from([this.registers.get('downsize') ?? 0]));
+      default:
+        return this.reply(c.cmd, 3);
+    }
+  }
+
+  private async readFbuf(cmd: number, a: Buffer): Promise<void> {
+    if (a.length !== 12) return this.reply(cmd, 2);
+    const addr = a.readUInt32BE(2);
+    const len = a.readUInt32BE(6);
+    const pauseMs = a.readUInt16BE(10) / 100; // 0.01 ms units
+    // Reading a buffer that is not frozen gives whatever is being captured.
+    const frame = this.frame ?? this.peekFrame();
+    const data = Buffer.alloc(len); // past the end of the frame: zeros
+    if (addr < frame.length) frame.copy(data, 0, addr, Math.min(frame.length, addr + len));
+    const head = this.frameOf(cmd, 0);
+    await this.transmit([head, pauseMs, data, pauseMs, head]);
+  }
+
+  private freeze(): void {
+    let frame = this.peekFrame();
+    this.nextIndex++;
+    if (this.faultMode === 'truncate') {
+      // The picture is cut well inside the entropy-coded data: no FF D9.
+      frame = frame.subarray(0, Math.max(4, Math.floor(frame.length * 0.6)));
+    }
+    this.frame = frame;
+    this.lastFrame = frame;
+  }
+
+  /** The frame a freeze would capture now: the next image of the current size (any image if none has it). */
+  private peekFrame(): Buffer {
+    const [w, h] = this.size.split('x').map(Number);
+    const sized = this.frames.filter((f) => {
+      const d = jpegDimensions(f);
+      return d?.width === w && d?.height === h;
+    });
+    const pool = sized.length > 0 ? sized : this.frames;
+    return pool[this.nextIndex % pool.length] as Buffer;
+  }
+
+  private reboot(): void {
+    this.booting = true;
+    this.frame = null;
+    this.rx = Buffer.alloc(0);
+    this.bootTimer = setTimeout(() => {
+      this.bootTimer = null;
+      this.baud = this.o.bootBaud ?? 38400;
+      void this.transmit([Buffer.from(BOOT_TEXT, 'latin1')], true).finally(() => {
+        this.booting = false;
+      });
+    }, this.o.bootMs ?? 200);
+  }
+
+  // ─────────────── sending ───────────────
+
+  private frameOf(cmd: number, status: number, data: Buffer = Buffer.alloc(0)): Buffer {
+    return Buffer.concat([Buffer.from([VC0706_REPLY, this.serial, cmd, status, data.length]), data]);
+  }
+
+  private reply(cmd: number, status: number, data?: Buffer): Promise<void> {
+    return this.transmit([this.frameOf(cmd, status, data)]);
+  }
+
+  /** Parts are bytes or pauses (ms). Paced when asked (pace, or the slow fault); pauses only count when paced. */
+  private async transmit(parts: Array<Buffer | number>, unprompted = false): Promise<void> {
+    if (this.faultMode === 'silent' || this.stopped) return;
+    // A reply goes out at the rate its command came in at; only unprompted text (boot) needs a fresh look.
+    const noisy = this.faultMode === 'garbage' || !(unprompted ? await this.speedsMatch() : this.lineOk);
+    const bufs = parts.map((p) => (typeof p === 'number' ? p : noisy ? noise(p.length) : p));
+    if (this.rate() === 0) {
+      await this.write(Buffer.concat(bufs.filter((p): p is Buffer => typeof p !== 'number')));
+      return;
+    }
+    for (const p of bufs) {
+      if (this.stopped) return;
+      if (typeof p === 'number') await sleep(p);
+      else await this.paced(p);
+    }
+  }
+
+  private rate(): number {
+    if (this.faultMode === 'slow') return this.o.slowBaud ?? 1200;
+    return this.o.pace ? this.baud : 0;
+  }
+
+  /** Write in ~10 ms slices on a schedule of 10 bits a byte; the rate is looked at again every slice (a fault may clear). */
+  private async paced(buf: Buffer): Promise<void> {
+    let rate = this.rate();
+    let t0 = performance.now();
+    let sent = 0;
+    for (let i = 0; i < buf.length && !this.stopped; ) {
+      const now = this.rate();
+      if (now !== rate) {
+        rate = now;
+        t0 = performance.now();
+        sent = 0;
+      }
+      if (rate === 0) {
+        await this.write(buf.subarray(i));
+        return;
+      }
+      const n = Math.max(1, Math.floor(rate / 1000)); // 10 ms of bytes
+      await this.write(buf.subarray(i, i + n));
+      i += n;
+      sent += n;
+      const wait = t0 + (sent * 10 * 1000) / rate - performance.now();
+      if (wait > 0) await sleep(wait);
+    }
+  }
+
+  private write(buf: Buffer): Promise<void> {
+    const port = this.port;
+    if (!port?.isOpen || buf.length === 0) return Promise.resolve();
+    return new Promise((resolve) =>
+      port.write(buf, (err) => {
+        if (err) this.o.log?.debug({ event: 'camsim.write.failed', path: this.o.path, err: err.message });
+        resolve();
+      }),
+    );
+  }
+
+  private wireMs(bytes: number): number {
+    return (bytes * 10 * 1000) / this.baud;
+  }
+
+  /** Does the driver's end run at our rate? Unknown (no peer, or stty failed) counts as yes. */
+  private speedsMatch(): Promise<boolean> {
+    const peer = this.o.peer;
+    if (!peer) return Promise.resolve(true);
+    return new Promise((resolve) =>
+      execFile('stty', ['-F', peer, 'speed'], (err, out) => resolve(err ? true : Number(out.trim()) === this.baud)),
+    );
+  }
+}
+
+/** Width and height from a JPEG's SOFn segment, or null if it has none before the scan. */
+export function jpegDimensions(jpeg: Buffer): { width: number; height: number } | null {
+  if (jpeg[0] !== 0xff || jpeg[1] !== 0xd8) return null;
+  let i = 2;
+  while (i + 4 <= jpeg.length) {
+    if (jpeg[i] !== 0xff) return null;
+    const marker = jpeg[i + 1] ?? 0;
+    if (marker === 0xff) {
+      i++; // fill byte
+      continue;
+    }
+    if (marker === 0xd8 || marker === 0x01 || (marker >= 0xd0 && marker <= 0xd7)) {
+      i += 2; // no length
+      continue;
+    }
+    if (marker === 0xda || marker === 0xd9) return null; // scan or end before any frame header
+    const segLen = jpeg.readUInt16BE(i + 2);
+    const isSof = marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc;
+    if (isSof && i + 9 <= jpeg.length) return { height: jpeg.readUInt16BE(i + 5), width: jpeg.readUInt16BE(i + 7) };
+    i += 2 + segLen;
+  }
+  return null;
+}
+
+function regKey(addr: number): string {
+  return `0x${addr.toString(16)}`;
+}
+
+/** What a reply looks like to a UART at the wrong speed, or from a failing camera: bytes with no reply sign in them. */
+function noise(n: number): Buffer {
+  const b = randomBytes(n);
+  for (let i = 0; i < n; i++) if (b[i] === VC0706_REPLY) b[i] = 0x67;
+  return b;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
