@@ -82,7 +82,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     super();
     this.ref = { fleet: config.vehicle.fleet, vehicle: config.vehicle.id };
     this.log = log ?? createLogger('agent', config.log.level, { fleet: this.ref.fleet, vehicle: this.ref.vehicle });
-    this.db = openDatabase(join(config.storage.dir, 'outbox.db'));
+    this.db = openDatabase(join(config.storage.dir, 'outbox.db'), { pageSize: 1024 });
     migrate(this.db, [OUTBOX_SCHEMA + JOURNAL_SCHEMA]);
     this.clock = new GpsClock(this.log);
     this.thinner = new TrackThinner(config.position);
