@@ -11,7 +11,14 @@ import { describe, expect, it } from 'vitest';
 import { type Agreement, agreement, agrees, gpsfakeFeed, matchedPct, parseChk, sumAgreements, timePct } from '../../hal/gps/conformance.ts';
 import { hex2, nmeaChecksum } from '../../hal/gps/nmea.ts';
 import { replayNmea } from '../../hal/gps/replay.ts';
-import { CORPUS_DIR, corpusLogs } from '../helpers/corpus.ts';
+import { CORPUS, CORPUS_DIR, corpusLogs } from '../helpers/corpus.ts';
+
+/**
+ * The copy in the repository is held to its size, so that losing captures
+ * cannot pass for agreement; a folder given by BUSGUARD_GPS_CORPUS (further
+ * logs of gpsd's suite) is checked log by log, whatever its size.
+ */
+const VENDORED = CORPUS.href === new URL('../fixtures/gps-corpus/', import.meta.url).href;
 
 function agreementFor(log: string): Agreement {
   const gpsd = parseChk(readFileSync(join(CORPUS_DIR, `${log}.chk`), 'latin1'));
@@ -32,7 +39,7 @@ describe('busguard against gpsd on the GPS corpus', () => {
   const results = new Map<string, Agreement>();
 
   it('has the corpus: dozens of receivers, each with what gpsd made of it', () => {
-    expect(logs.length).toBeGreaterThanOrEqual(60);
+    expect(logs.length).toBeGreaterThanOrEqual(VENDORED ? 60 : 1);
   });
 
   it.each(logs)('%s: reports what gpsd reports', (log) => {
@@ -44,7 +51,7 @@ describe('busguard against gpsd on the GPS corpus', () => {
   it('overall: 100 % of gpsd positions matched, none invented, 100 % of timed fixes agree', () => {
     for (const log of logs) if (!results.has(log)) results.set(log, agreementFor(log));
     const total = sumAgreements([...results.values()]);
-    expect(total.gpsdPositions).toBeGreaterThan(700);
+    if (VENDORED) expect(total.gpsdPositions).toBeGreaterThan(700);
     expect({ matched: matchedPct(total), invented: total.invented, time: timePct(total) }).toEqual({ matched: 100, invented: 0, time: 100 });
   });
 });
@@ -129,5 +136,11 @@ describe('replayNmea', () => {
     const dated = replayNmea(`# Date: 2000-07-23\n${capture}`)[0]?.time;
     expect(dated).toEqual(new Date('2000-07-23T12:00:00Z'));
     expect(live).toEqual(new Date(Date.UTC(2000, 6, 23, 12) + 1024 * 7 * 86_400_000));
+  });
+
+  it("takes only that exact spelling: after '# Date = ' gpsd dates the capture by its clock and repairs it (neo-m8n.log, rst39.log)", () => {
+    const live = replayNmea(capture)[0]?.time;
+    expect(replayNmea(`# Date = 2000-07-23\n${capture}`)[0]?.time).toEqual(live);
+    expect(replayNmea(`# Date:2000-07-23\n${capture}`)[0]?.time).toEqual(live);
   });
 });

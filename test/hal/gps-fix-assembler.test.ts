@@ -72,6 +72,82 @@ describe('FixAssembler: reporting cycles', () => {
     expect(gga).toEqual([]);
     expect(zdaEnd).toEqual([expect.objectContaining({ mode: 3, time: new Date('2020-12-23T19:32:22.000Z') })]);
   });
+
+  it('lets GBS end the cycle: it carries the time of the fix it estimates (gpsd corpus ait250.log)', () => {
+    // RMC then GBS each second: the GBS is the last time-stamped sentence
+    // before the time changes, so it is the cycle end, and the RMC that
+    // opens the next second is not reported until its GBS comes.
+    const asm = assembler();
+    const GBS = (time: string) => `GPGBS,${time},3.0,1.9,4.2,,,,`;
+    const [rmc0 = [], gbs0 = [], rmc1 = [], gbs1 = [], rmc2 = []] = feed(asm, RMC('120000.00'), GBS('120000.00'), RMC('120001.00', '3415.6700'), GBS('120001.00'), RMC('120002.00', '3415.6800'));
+    expect(rmc0).toEqual([expect.objectContaining({ mode: 2, time: T('12:00:00.000') })]);
+    expect(gbs0).toEqual([]); // the same fix: not news
+    expect(rmc1).toEqual([]);
+    expect(gbs1).toEqual([expect.objectContaining({ mode: 2, time: T('12:00:01.000') })]);
+    expect(rmc2).toEqual([]);
+  });
+
+  it("starts learning the cycle again after an RMC without time or date (Telit HE910's no-fix $GPRMC,,V)", () => {
+    // Without a time the cycle detector has nothing to go by: gpsd forgets
+    // the cycle end it learned, so the first fix after the no-fix phase is
+    // reported as soon as its RMC brings the date, not held for a cycle end.
+    const asm = assembler();
+    const noFix = ['GPGGA,,,,,,0,,,,M,,M,,', 'GPGLL,,,,,,V,N', 'GPGSA,A,1,,,,,,,,,,,,,,,', 'GPRMC,,V,,,,,,,,,,N', 'GPVTG,,T,,M,,N,,K,N'];
+    const fix = [
+      'GPGGA,105153.71,5050.4122,N,00420.8266,E,1,04,2.25,109.44,M,,M,,',
+      'GPGLL,5050.4122,N,00420.8266,E,105153.71,A,A',
+      'GPGSA,A,3,15,17,24,28,,,,,,,,,4.00,2.25,3.25',
+      'GPRMC,105153.71,A,5050.4122,N,00420.8266,E,0.14,303.60,120319,,,A',
+    ];
+    const out = feed(asm, ...noFix, ...fix);
+    expect(out.slice(0, noFix.length).flat()).toEqual([]); // no position at all
+    const [gga = [], gll = [], gsa = [], rmc = []] = out.slice(noFix.length);
+    expect(gga).toEqual([expect.objectContaining({ mode: 3, time: null })]); // no date yet
+    expect(gll).toEqual([]); // the same fix: not news
+    expect(gsa).toEqual([expect.objectContaining({ mode: 3, time: null, epv: 3.25 * 23 })]); // news: VDOP's error estimate
+    expect(rmc).toEqual([expect.objectContaining({ mode: 3, time: new Date('2019-03-12T10:51:53.710Z') })]);
+  });
+});
+
+describe('FixAssembler: 2D or 3D from sentences that do not say', () => {
+  // A boat instrument hub (Humminbird, gpsd corpus humminbird-M37.log)
+  // alternates RMC and GLL, with a GGA every few seconds: only the GGA has
+  // an altitude. gpsd's rules for the others: RMC takes the last timed
+  // fix's mode (2D at most until a 3D one); GLL is 3D with an altitude or
+  // four satellites in this cycle, 2D while the cycle has no fix yet or the
+  // previous epoch's fix had no height, and otherwise keeps the cycle's 3D.
+  const bodies = [
+    'INRMC,194101,A,4426.1130,N,07140.5596,W,5.2,77.3,160906,15.8,W',
+    'INGLL,4426.1130,N,07140.5579,W,194102,A',
+    'INVTG,77.5,T,93.3,M,5.2,N,9.7,K',
+    'INRMC,194103,A,4426.1134,N,07140.5558,W,5.3,77.0,160906,15.8,W',
+    'INGGA,194104,4426.1138,N,07140.5536,W,2,10,0.9,267.9,M,,,,',
+    'INZDA,194104,16,09,2006,-05,00',
+    'INRMC,194105,A,4426.1142,N,07140.5515,W,5.3,76.8,160906,15.8,W',
+    'INGLL,4426.1146,N,07140.5499,W,194106,A',
+    'INRMC,194107,A,4426.1149,N,07140.5477,W,5.3,76.6,160906,15.8,W',
+  ];
+  const at = (hms: string) => new Date(`2006-09-16T${hms}Z`);
+  const fixes = () => {
+    const asm = assembler();
+    asm.markCaptureDated();
+    return feed(asm, ...bodies).flat();
+  };
+
+  it('GLL after a 2D RMC, with no height seen yet: 2D', () => {
+    expect(fixes().slice(0, 2)).toEqual([
+      expect.objectContaining({ mode: 2, time: at('19:41:01.000') }),
+      expect.objectContaining({ mode: 2, time: at('19:41:02.000') }),
+    ]);
+  });
+
+  it('RMC and GLL after a 3D GGA stay 3D, epoch after epoch, without an altitude of their own', () => {
+    expect(fixes().slice(2)).toEqual([
+      expect.objectContaining({ mode: 3, time: at('19:41:05.000'), altMSL: null }),
+      expect.objectContaining({ mode: 3, time: at('19:41:06.000'), altMSL: null }),
+      expect.objectContaining({ mode: 3, time: at('19:41:07.000'), altMSL: null }),
+    ]);
+  });
 });
 
 describe('FixAssembler: when there is no fix', () => {

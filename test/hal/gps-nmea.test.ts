@@ -13,16 +13,23 @@ import {
 } from '../../hal/gps/nmea.ts';
 import { atof, atoi, ddmmyy, hhmmss, nanosOf, nmeaAngle } from '../../hal/gps/nmea-fields.ts';
 
-// gpsd's regression captures, real receivers' bytes (see its README).
+// gpsd's regression captures, real receivers' bytes (see its README). The
+// single lines quoted below come from the copy in the repository; the
+// whole-corpus checks at the end read BUSGUARD_GPS_CORPUS when it is set
+// (further logs of gpsd's suite), and hold only the repository's copy to
+// its size.
 import { CORPUS } from '../helpers/corpus.ts';
 
-function corpusLines(log: string): string[] {
-  return readFileSync(new URL(log, CORPUS), 'latin1').split('\n');
+const VENDORED = new URL('../fixtures/gps-corpus/', import.meta.url);
+const CORPUS_IS_VENDORED = CORPUS.href === VENDORED.href;
+
+function corpusLines(log: string, corpus: URL = CORPUS): string[] {
+  return readFileSync(new URL(log, corpus), 'latin1').split('\n');
 }
 
 /** The first line of a capture that starts with `prefix`, exactly as the receiver sent it (CRLF included). */
 function corpusLine(log: string, prefix: string): string {
-  const line = corpusLines(log).find((l) => l.startsWith(prefix));
+  const line = corpusLines(log, VENDORED).find((l) => l.startsWith(prefix));
   if (line === undefined) throw new Error(`corpus ${log}: no line starts with ${prefix}`);
   return `${line}\n`;
 }
@@ -243,7 +250,7 @@ describe('the whole gpsd corpus', () => {
         if (!('error' in r)) sentences++;
       }
     }
-    expect(sentences).toBeGreaterThan(15_000);
+    expect(sentences).toBeGreaterThan(CORPUS_IS_VENDORED ? 15_000 : 0);
   });
 
   // In each .chk file gpsd prints, after the sentence that triggered it, the
@@ -264,7 +271,7 @@ describe('the whole gpsd corpus', () => {
         compared++;
       });
     }
-    expect(compared).toBeGreaterThan(800);
+    if (CORPUS_IS_VENDORED) expect(compared).toBeGreaterThan(800);
   });
 });
 
