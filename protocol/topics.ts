@@ -6,7 +6,8 @@
 // Each vehicle's MQTT username is "{fleet}/{vehicle}", so one Mosquitto ACL
 // pattern (`pattern write busguard/v1/%u/up/#`) confines every vehicle to its
 // own subtree, and only the dispatch user may write the `down` (command) topics.
-// See protocol/mosquitto/acl.
+// See protocol/mosquitto/acl. Evidence files travel one level deeper, under
+// .../up/file/{fileId}/... (protocol/file-transfer.ts), inside the same pattern.
 
 export const ROOT = 'busguard';
 export const VERSION = 'v1';
@@ -23,8 +24,8 @@ export interface VehicleRef {
 export const UPLINK_KINDS = ['alarm', 'incident', 'position', 'snapshot', 'clip', 'diag', 'receipt', 'status'] as const;
 export type UplinkKind = (typeof UPLINK_KINDS)[number];
 
-/** What dispatch publishes to one vehicle. */
-export const DOWNLINK_KINDS = ['receipt', 'ack'] as const;
+/** What dispatch publishes to one vehicle. `file`: receipts for evidence files (protocol/file-transfer.ts). */
+export const DOWNLINK_KINDS = ['receipt', 'ack', 'file'] as const;
 export type DownlinkKind = (typeof DOWNLINK_KINDS)[number];
 
 export function vehicleBase(ref: VehicleRef): string {
