@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { MqttConnectionSchema } from '../protocol/mqtt-session.ts';
 import { loadConfigFile } from '../protocol/config-file.ts';
+import { FilesConfigSchema } from './files.ts';
 
 export const DispatchConfigSchema = z
   .object({
@@ -19,6 +20,8 @@ export const DispatchConfigSchema = z
         path: z.string().min(1),
       })
       .strict(),
+    /** Evidence files from the buses; `dir` defaults to "evidence" beside storage.path. */
+    files: FilesConfigSchema.extend({ dir: z.string().min(1).nullable().default(null) }).prefault({}),
     ack: z
       .object({
         /** Re-send an acknowledgement the bus has not confirmed after this long. */

@@ -7,6 +7,7 @@
 
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
+import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import {
   type AckMessage,
@@ -27,6 +28,8 @@ import { type VehicleRef, dispatchUplinkFilter, downlinkTopic, parseTopic, share
 import { createLogger, monoMs } from '../protocol/log.ts';
 import type { DispatchConfig } from './config.ts';
 import { DispatchStore, type StoredAlarm } from './store.ts';
+import { FileReceiver } from './files.ts';
+import { parseFileTopic } from '../protocol/file-transfer.ts';
 
 export interface ReceiverEvents {
   /** A new alarm or incident, committed. */
@@ -39,6 +42,8 @@ export interface ReceiverEvents {
 export class Receiver extends EventEmitter<ReceiverEvents> {
   readonly log: Logger;
   readonly store: DispatchStore;
+  /** Evidence files (snapshots, clips) from the buses: reassembled, verified, stored with their alarm. */
+  readonly files: FileReceiver;
   private session: MqttSession | null = null;
   private resendTimer: NodeJS.Timeout | null = null;
   /** Receipts per vehicle, gathered within one tick so a burst costs one message. */
@@ -52,6 +57,14 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     super();
     this.log = log ?? createLogger('dispatch', config.log.level);
     this.store = new DispatchStore(config.storage.path);
+    this.files = new FileReceiver({
+      db: this.store.db,
+      config: { ...config.files, dir: config.files.dir ?? join(dirname(config.storage.path), 'evidence') },
+      log: this.log,
+      publish: (topic, payload) => {
+        this.session?.client.publish(topic, payload, { qos: 1 });
+      },
+    });
   }
 
   start(): void {
@@ -79,12 +92,15 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     });
     session.on('disconnected', () => this.log.warn({ event: 'mqtt.disconnected' }, 'dispatch disconnected from broker'));
     session.on('message', (topic, payload) => this.onMessage(topic, payload));
+    // Subscribes to the file topics on each connect and takes their messages itself.
+    this.files.attach(session, this.config.sharedGroup);
     this.resendTimer = setInterval(() => this.resendAcks(), this.config.ack.resendS * 1000);
     this.resendTimer.unref();
   }
 
   async stop(): Promise<void> {
     if (this.resendTimer) clearInterval(this.resendTimer);
+    await this.files.idle();
     await this.session?.stop();
     this.store.close();
   }
@@ -120,6 +136,7 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
   }
 
   private handle(topic: string, payload: Buffer): void {
+    if (parseFileTopic(topic)) return; // this.files has it
     const t = parseTopic(topic);
     if (!t || t.direction !== 'up') {
       this.reject(topic, 'not a busguard v1 uplink topic');

@@ -4,6 +4,7 @@
 // alarm may arrive many times and must take effect once.
 
 import { type Db, migrate, openDatabase } from '../protocol/sqlite.ts';
+import { DISPATCH_FILES_SCHEMA } from './files.ts';
 import type Database from 'better-sqlite3';
 import type { AlarmKind, AlarmMessage, DiagMessage, Envelope, Fix, PositionMessage, StatusMessage, TimeSource, TrackPoint } from '../protocol/messages.ts';
 import type { Lane } from '../protocol/lanes.ts';
@@ -139,7 +140,7 @@ export class DispatchStore {
 
   constructor(path: string) {
     this.db = openDatabase(path);
-    migrate(this.db, [SCHEMA + LANE_SCHEMA]);
+    migrate(this.db, [SCHEMA + LANE_SCHEMA, DISPATCH_FILES_SCHEMA]);
   }
 
   /**

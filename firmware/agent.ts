@@ -25,6 +25,7 @@ import { GpsClock } from './clock.ts';
 import { describeFix, toFix } from './position.ts';
 import { TrackThinner } from './track.ts';
 import { PressPattern } from './press-pattern.ts';
+import { Evidence, FILE_UPLOAD_SCHEMA } from './evidence.ts';
 
 export const AGENT_VERSION = 'busguard-agent/0.1.0';
 
@@ -74,6 +75,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private readonly evictionRecords = new Map<string, DiagMessage & { count: number; bytes: number; ranges: [number, number][] }>();
   private expireTimer: NodeJS.Timeout | null = null;
   private readonly thinner: TrackThinner;
+  readonly evidence: Evidence;
 
   private constructor(
     private readonly config: AgentConfig,
@@ -83,7 +85,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.ref = { fleet: config.vehicle.fleet, vehicle: config.vehicle.id };
     this.log = log ?? createLogger('agent', config.log.level, { fleet: this.ref.fleet, vehicle: this.ref.vehicle });
     this.db = openDatabase(join(config.storage.dir, 'outbox.db'), { pageSize: 1024 });
-    migrate(this.db, [OUTBOX_SCHEMA + JOURNAL_SCHEMA]);
+    migrate(this.db, [OUTBOX_SCHEMA + JOURNAL_SCHEMA, FILE_UPLOAD_SCHEMA]);
     this.clock = new GpsClock(this.log);
     this.thinner = new TrackThinner(config.position);
     this.outbox = new Outbox(this.db, config.outbox, (e) => this.onEvicted(e));
@@ -97,6 +99,22 @@ export class Agent extends EventEmitter<AgentEvents> {
       log: this.log,
     });
     this.pattern = new PressPattern(config.alarm);
+    this.evidence = new Evidence({
+      ref: this.ref,
+      db: this.db,
+      outbox: this.outbox,
+      uplink: this.uplink,
+      cameras: config.cameras,
+      media: config.media,
+      storageDir: config.storage.dir,
+      files: config.files,
+      log: this.log,
+      now: () => {
+        const t = this.clock.now();
+        return { date: new Date(t.ms), iso: t.iso, timeSource: t.timeSource };
+      },
+      diag: (d) => this.appendDiag(d),
+    });
   }
 
   static async start(config: AgentConfig, log?: Logger): Promise<Agent> {
@@ -141,6 +159,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.expireTimer.unref();
     this.uplink.on('ack', (ack) => this.onAck(ack));
     this.uplink.start();
+    this.evidence.start();
     const open = this.journal.open();
     log.info(
       { event: 'agent.started', panel: panel.driver, gps: config.gps?.port ?? null, pending: this.outbox.size(), openAlarms: open.map((a) => a.id) },
@@ -190,12 +209,14 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.uplink.sendVolatile(item);
       this.refreshLed();
       if (kind === 'emergency') this.schedulePosition();
+      this.evidence.onAlarm(alarm); // on a full disk the snapshot fails and says why; the alarm has gone already
       return alarm.id;
     }
     this.journey({ alarmId: alarm.id, kind, step: 'stored', monoMs: monoMs(), alarm });
     this.refreshLed();
     this.uplink.kick();
     if (kind === 'emergency') this.schedulePosition();
+    this.evidence.onAlarm(alarm);
     return alarm.id;
   }
 
@@ -219,6 +240,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (this.expireTimer) clearInterval(this.expireTimer);
     // Points still in memory go to the outbox: a clean stop (the engine switched off with a shutdown) keeps them.
     if (this.db.open) this.sendTrack();
+    await this.evidence.stop().catch(() => {});
     await this.uplink.stop().catch(() => {});
     await this.panel?.close().catch(() => {});
     await this.gps?.close().catch(() => {});

@@ -6,6 +6,9 @@ import { z } from 'zod';
 import { TRACK_BATCH_MAX } from '../protocol/messages.ts';
 import { OutboxConfigSchema } from '../gateway/outbox.ts';
 import { PanelConfigSchema } from '../hal/panel/config.ts';
+import { FileUploadConfigSchema } from '../gateway/file-upload.ts';
+import { MediaConfigSchema } from './evidence.ts';
+import { CamerasConfigSchema } from './snapshots.ts';
 import { MqttConnectionSchema } from '../protocol/mqtt-session.ts';
 import { ID_PATTERN } from '../protocol/topics.ts';
 import { loadConfigFile } from '../protocol/config-file.ts';
@@ -79,6 +82,11 @@ export const AgentConfigSchema = z
       .strict()
       .nullable()
       .default(null),
+    /** Serial JPEG cameras (VC0706): a geotagged snapshot from each on every alarm. */
+    cameras: CamerasConfigSchema,
+    media: MediaConfigSchema,
+    /** Evidence file transfer over MQTT (gateway/file-upload.ts). */
+    files: FileUploadConfigSchema.prefault({}),
     log: z
       .object({
         level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),

@@ -84,6 +84,16 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     return this.session?.connected ?? false;
   }
 
+  /** The MQTT session, once started: the evidence file upload shares it (one connection per bus). */
+  get mqtt(): MqttSession | null {
+    return this.session;
+  }
+
+  /** Alarms or incidents stored and not yet confirmed by dispatch (the file upload yields to them). */
+  alarmsWaiting(): boolean {
+    return this.volatile.size > 0 || this.o.outbox.size('alarm') > 0 || this.o.outbox.size('incident') > 0;
+  }
+
   start(): void {
     const { ref } = this.o;
     const session = new MqttSession(
@@ -318,6 +328,8 @@ export class Uplink extends EventEmitter<UplinkEvents> {
       this.flush();
       return;
     }
+    // File receipts go to the evidence upload, which listens on the same session.
+    if (parsed.kind === 'file') return;
     const msg = decode(AckMessageSchema, payload);
     if (!msg.ok) {
       this.o.log.warn({ event: 'downlink.rejected', topic, reason: msg.error }, 'malformed ack ignored');

@@ -60,4 +60,17 @@ describe('ACL as a function (the demo broker) agrees with protocol/mosquitto/acl
     expect(aclAllows('dispatch', 'write', 'busguard/v1/city/bus-1/down/ack')).toBe(true);
     expect(aclAllows('dispatch', 'write', 'busguard/v1/city/bus-1/up/alarm')).toBe(false);
   });
+
+  it('lets a vehicle write its own evidence files one level deeper, and dispatch read everyone\'s', () => {
+    const seg = 'busguard/v1/city/bus-1/up/file/f-1/65536/' + 'a'.repeat(64);
+    expect(aclAllows('city/bus-1', 'write', 'busguard/v1/city/bus-1/up/file/f-1/init')).toBe(true);
+    expect(aclAllows('city/bus-1', 'write', seg)).toBe(true);
+    expect(aclAllows('city/bus-2', 'write', seg)).toBe(false);
+    expect(aclAllows('city/bus-1', 'write', 'busguard/v1/city/bus-1/up/file/+/init')).toBe(false);
+    expect(aclAllows('city/bus-1', 'write', 'busguard/v1/city/bus-1/up/file//init')).toBe(false);
+    expect(aclAllows('city/bus-1', 'write', 'busguard/v1/city/bus-1/down/file/x')).toBe(false);
+    expect(aclAllows('dispatch', 'read', '$share/dispatch/busguard/v1/+/+/up/file/#')).toBe(true);
+    expect(aclAllows('dispatch', 'write', 'busguard/v1/city/bus-1/down/file')).toBe(true);
+    expect(aclAllows('city/bus-1', 'read', 'busguard/v1/city/bus-1/down/file')).toBe(true);
+  });
 });
