@@ -105,6 +105,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       outbox: this.outbox,
       uplink: this.uplink,
       cameras: config.cameras,
+      video: config.video,
+      clips: config.clips,
       media: config.media,
       storageDir: config.storage.dir,
       files: config.files,
@@ -338,6 +340,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** Every fix from the receiver: learn the clock offset, keep it as a track point if the thinning rules say so. */
   private onFix(f: GpsFix): void {
     this.clock.observe(f);
+    if (f.valid) this.evidence.noteFix(f.lat, f.lon, f.altM, this.clock.now().ms);
     const emergencyOpen = this.positionFast;
     // Without routine reporting, points are kept only while an emergency is open.
     if (!emergencyOpen && this.config.position.intervalS <= 0) return;

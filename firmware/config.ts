@@ -7,7 +7,7 @@ import { TRACK_BATCH_MAX } from '../protocol/messages.ts';
 import { OutboxConfigSchema } from '../gateway/outbox.ts';
 import { PanelConfigSchema } from '../hal/panel/config.ts';
 import { FileUploadConfigSchema } from '../gateway/file-upload.ts';
-import { MediaConfigSchema } from './evidence.ts';
+import { ClipsConfigSchema, MediaConfigSchema, VideoConfigSchema } from './evidence.ts';
 import { CamerasConfigSchema } from './snapshots.ts';
 import { MqttConnectionSchema } from '../protocol/mqtt-session.ts';
 import { ID_PATTERN } from '../protocol/topics.ts';
@@ -84,6 +84,10 @@ export const AgentConfigSchema = z
       .default(null),
     /** Serial JPEG cameras (VC0706): a geotagged snapshot from each on every alarm. */
     cameras: CamerasConfigSchema,
+    /** Video cameras, each recorded into a ring of segments by a supervised gst-launch-1.0. */
+    video: VideoConfigSchema,
+    /** The clip cut around each alarm from every video camera's ring. */
+    clips: ClipsConfigSchema,
     media: MediaConfigSchema,
     /** Evidence file transfer over MQTT (gateway/file-upload.ts). */
     files: FileUploadConfigSchema.prefault({}),

@@ -1,0 +1,125 @@
+// Alarm → video clip at dispatch, on real parts: the agent records its cabin
+// camera with a real gst-launch-1.0 (videotestsrc, live) into its ring, pins
+// the pre-roll on the press, cuts [press − pre, press + post] with ffmpeg
+// once the post-roll is recorded, and sends it over Mosquitto in segments;
+// dispatch verifies and stores it. Short pre/post rolls keep the test quick;
+// the logic is the same as for the 20 s/10 s defaults.
+
+import { execFile, execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { simPress } from '../../hal/panel/sim-client.ts';
+import { BusFixture } from './fixture.ts';
+
+const PRE_S = 4;
+const POST_S = 3;
+const KEYFRAME_S = 1;
+
+function run(cmd: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => execFile(cmd, args, (err, stdout) => (err ? reject(err) : resolve(stdout))));
+}
+
+async function ffprobe(file: string): Promise<{ durationS: number; tags: Record<string, string> }> {
+  const j = JSON.parse(await run('ffprobe', ['-v', 'error', '-print_format', 'json', '-show_format', file])) as { format: { duration: string; tags?: Record<string, string> } };
+  return { durationS: Number(j.format.duration), tags: j.format.tags ?? {} };
+}
+
+interface FileRow {
+  sha256: string;
+  size: number;
+  kind: string;
+  path: string;
+  state: string;
+}
+
+describe('evidence: a clip with pre-roll from the cabin video on alarm', () => {
+  const bus = new BusFixture();
+
+  beforeAll(async () => {
+    await bus.start({
+      video: [
+        {
+          name: 'cabin',
+          source: 'videotestsrc is-live=true pattern=ball ! video/x-raw,width=160,height=120,framerate=10/1',
+          segmentS: 1,
+          keyframeIntervalS: KEYFRAME_S,
+          maxSegments: 60,
+          bitrateKbps: 200,
+        },
+      ],
+      clips: { preRollS: PRE_S, postRollS: POST_S },
+    });
+  }, 60_000);
+  afterAll(() => bus.stop());
+
+  function clipsAtDispatch(alarmId: string): FileRow[] {
+    const db = new Database(join(bus.dir, 'dispatch.db'), { readonly: true, fileMustExist: true });
+    try {
+      return db.prepare("SELECT * FROM evidence_files WHERE alarm_id = ? AND kind = 'clip'").all(alarmId) as FileRow[];
+    } finally {
+      db.close();
+    }
+  }
+
+  async function pressAndWaitForClip(recorderKill?: () => void): Promise<{ alarmId: string; fix: { lat: number; lon: number }; row: FileRow; stored: Record<string, unknown> }> {
+    const from = bus.agent.mark();
+    const dFrom = bus.dispatch.mark();
+    await simPress(bus.socket, { holdMs: 600 });
+    const alarmId = (await bus.agent.waitForEvent('alarm.stored', () => true, 10_000, from)).alarmId as string;
+    const alarm = await bus.dispatch.waitForEvent('emergency.received', (l) => l.alarmId === alarmId, 10_000, dFrom);
+    await bus.agent.waitForEvent('clip.pinned', (l) => l.alarmId === alarmId, 10_000, from);
+    recorderKill?.();
+    const stored = await bus.dispatch.waitForEvent('file.stored', (l) => l.alarmId === alarmId && l.kind === 'clip', 60_000, dFrom);
+    const [row] = clipsAtDispatch(alarmId);
+    return { alarmId, fix: alarm.fix as { lat: number; lon: number }, row: row!, stored };
+  }
+
+  it('press → MP4 at dispatch covering pre + post within one keyframe interval, tagged with the fix, SHA-256 intact, no gap', async () => {
+    await bus.agent.waitForEvent('gps.first-fix', () => true, 15_000);
+    // Enough video in the ring for the whole pre-roll.
+    await bus.agent.waitForEvent('video.segment', () => true, 15_000);
+    await new Promise((r) => setTimeout(r, (PRE_S + 1) * 1000));
+    const { alarmId, fix, row } = await pressAndWaitForClip();
+    expect(row).toMatchObject({ kind: 'clip', state: 'complete' });
+    const bytes = readFileSync(row.path);
+    expect(createHash('sha256').update(bytes).digest('hex')).toBe(row.sha256);
+
+    const { durationS, tags } = await ffprobe(row.path);
+    expect(durationS).toBeGreaterThanOrEqual(PRE_S + POST_S - 0.15); // one frame of slack at 10 fps
+    expect(durationS).toBeLessThanOrEqual(PRE_S + POST_S + KEYFRAME_S + 0.15);
+    // ISO 6709 in the MP4 (4 decimals: ~11 m), as phones write it; the exact fix is in the comment JSON.
+    const loc = /^([+-]\d+\.\d+)([+-]\d+\.\d+)/.exec(tags.location ?? '');
+    expect(loc, `location tag ${tags.location}`).not.toBeNull();
+    expect(Number(loc![1])).toBeCloseTo(fix.lat, 4);
+    expect(Number(loc![2])).toBeCloseTo(fix.lon, 4);
+    const comment = JSON.parse(tags.comment ?? '{}') as Record<string, unknown>;
+    expect(comment['busguard:gaps']).toEqual([]);
+    expect((comment['busguard:meta'] as Record<string, unknown>).alarmId).toBe(alarmId);
+    // exiftool, the police analyst's tool, reads the same place.
+    const exif = JSON.parse(await run('exiftool', ['-j', '-n', row.path])) as Array<Record<string, number>>;
+    expect(exif[0]!.GPSLatitude).toBeCloseTo(fix.lat, 4);
+    expect(exif[0]!.GPSLongitude).toBeCloseTo(fix.lon, 4);
+    await bus.ack(alarmId); // closed, so the next hold raises a new alarm
+    await bus.agent.waitForEvent('alarm.acknowledged', (l) => l.alarmId === alarmId, 10_000);
+  }, 90_000);
+
+  it('the recorder killed during the post-roll: restarted by the supervisor, and the clip states the gap', async () => {
+    const killRecorder = () => {
+      const pids = execFileSync('pgrep', ['-P', String(bus.agent.pid), '-f', 'gst-launch-1.0']).toString().trim().split('\n').filter(Boolean);
+      expect(pids.length).toBe(1);
+      process.kill(Number(pids[0]), 'SIGKILL');
+    };
+    const from = bus.agent.mark();
+    const { row } = await pressAndWaitForClip(killRecorder);
+    await bus.agent.waitForEvent('video.run.start', () => true, 10_000, from); // the supervisor started a new run
+    const { tags } = await ffprobe(row.path);
+    const comment = JSON.parse(tags.comment ?? '{}') as Record<string, unknown>;
+    const gaps = comment['busguard:gaps'] as [number, number][];
+    expect(gaps.length).toBeGreaterThanOrEqual(1);
+    expect(tags.description ?? '').toContain('NO VIDEO');
+    await bus.agent.waitForEvent('clip.cut', (l) => (l.gaps as unknown[]).length > 0, 1_000, from);
+  }, 90_000);
+});
