@@ -12,7 +12,7 @@
 // writer of with PRAGMA integrity_check.
 
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -20,6 +20,7 @@ import pino from 'pino';
 import { acknowledge } from '../dispatch/acknowledge.ts';
 import { DispatchConfigSchema } from '../dispatch/config.ts';
 import { DispatchStore } from '../dispatch/store.ts';
+import { SimVc0706 } from '../hal/camera/sim.ts';
 import { SimGpsReceiver } from '../hal/gps/route-sim.ts';
 import { simDouble, simPress } from '../hal/panel/sim-client.ts';
 import { openPtyPair } from '../hal/serial/pty-pair.ts';
@@ -43,6 +44,9 @@ export interface ChaosSummary {
   lost: number;
   duplicates: number;
   evidence_lost: number;
+  /** Snapshots the bus queued for upload (durably), and those dispatch holds verified (same SHA-256). */
+  evidence_created: number;
+  evidence_at_dispatch: number;
   integrity_failures: number;
   incidents_created: number;
   incidents_at_dispatch: number;
@@ -109,6 +113,12 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
   const pty = await openPtyPair(dir);
   const gps = new SimGpsReceiver({ path: pty.a, baudRate: 115200, rateHz: 5 });
   await gps.start();
+  // A cabin camera: every alarm and incident makes a snapshot, evidence that must survive the faults too.
+  const camDir = join(dir, 'camera');
+  mkdirSync(camDir);
+  const camPty = await openPtyPair(camDir);
+  const camera = new SimVc0706({ path: camPty.a, peer: camPty.b, images: [readFileSync(new URL('../test/fixtures/camera/testsrc-160x120.jpg', import.meta.url))], bootMs: 50 });
+  await camera.start();
   const socket = join(dir, 'panel.sock');
   const dispatchPath = join(dir, 'dispatch.db');
   const dispatchRaw = {
@@ -126,6 +136,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
       storage: { dir: busDir },
       panel: { driver: 'sim', socket },
       gps: { port: pty.b, baudRate: 115200 },
+      cameras: [{ name: 'cabin', port: camPty.b, imageSize: '160x120' }],
+      files: { resendS: 2 },
       alarm: { resendS: 2, acknowledgedShowS: 1 },
       position: { intervalS: 1, alarmIntervalS: 1, minIntervalS: 0, minDistanceM: 0, maxGapS: 1, batchMax: 1 },
       // Small enough that the track meets the quota during a long cut.
@@ -270,7 +282,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
     const deadline = Date.now() + 60_000;
     for (;;) {
       await ackArrived();
-      const pending = pendingOnBus(join(busDir, 'outbox.db'));
+      const pending = pendingOnBus(join(busDir, 'outbox.db')) + filesPendingOnBus(join(busDir, 'outbox.db'));
       const volatileOpen = volatileUndelivered(agents);
       if (pending === 0 && volatileOpen === 0) break;
       if (Date.now() > deadline) {
@@ -303,6 +315,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
     await dispatch?.kill('SIGKILL');
     await gps.stop();
     await pty.stop();
+    await camera.stop();
+    await camPty.stop();
     await proxy.stop();
     await broker.stop();
     if (tmpfs) {
@@ -320,6 +334,15 @@ function pendingOnBus(path: string): number {
   const db = new Database(path, { readonly: true, fileMustExist: true });
   try {
     return (db.prepare('SELECT count(*) AS n FROM outbox').get() as { n: number }).n;
+  } finally {
+    db.close();
+  }
+}
+
+function filesPendingOnBus(path: string): number {
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    return (db.prepare("SELECT count(*) AS n FROM file_uploads WHERE state = 'pending'").get() as { n: number }).n;
   } finally {
     db.close();
   }
@@ -374,6 +397,10 @@ function count(
         if (!have.has(seq) && !(lane === 'track' && evictedRanges.some(([a, b]) => seq >= a && seq <= b))) missing.push(`${lane}#${seq}`);
       }
     }
+    // Evidence: every file the bus queued (a durable row) must be at dispatch, complete, with the same SHA-256.
+    const queued = bus.prepare('SELECT id, sha256 FROM file_uploads').all() as { id: string; sha256: string }[];
+    const stored = new Map((db.prepare("SELECT file_id, sha256 FROM evidence_files WHERE state = 'complete'").all() as { file_id: string; sha256: string }[]).map((r) => [r.file_id, r.sha256]));
+    const evidenceHeld = queued.filter((q) => stored.get(q.id) === q.sha256).length;
     const kinds = [...created.values()];
     const heldKinds = [...created.keys()].map((id) => held.get(id)).filter(Boolean);
     return {
@@ -383,7 +410,9 @@ function count(
       alarms_at_dispatch: heldKinds.filter((k) => k === 'emergency').length,
       lost: lostIds.length,
       duplicates,
-      evidence_lost: 0,
+      evidence_lost: queued.length - evidenceHeld,
+      evidence_created: queued.length,
+      evidence_at_dispatch: evidenceHeld,
       integrity_failures: integrityFailures,
       incidents_created: kinds.filter((k) => k === 'incident').length,
       incidents_at_dispatch: heldKinds.filter((k) => k === 'incident').length,
@@ -410,5 +439,5 @@ if (import.meta.url === `file://${process.argv[1]}` || process.env.BUSGUARD_CHAO
   };
   const summary = await runChaos({ cycles: arg('--cycles', 40), seed: arg('--seed', Date.now() % 100_000), say: (l) => process.stderr.write(`${l}\n`) });
   process.stdout.write(`${JSON.stringify(summary)}\n`);
-  process.exit(summary.lost || summary.duplicates || summary.integrity_failures || summary.track_unaccounted ? 1 : 0);
+  process.exit(summary.lost || summary.duplicates || summary.evidence_lost || summary.integrity_failures || summary.track_unaccounted ? 1 : 0);
 }

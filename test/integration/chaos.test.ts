@@ -1,7 +1,7 @@
 // A short run of `npm run chaos`: the same faults (agent SIGKILLs mid-commit,
 // broker restarts, link cuts, dispatch SIGKILLs, a full disk when root may
 // mount a tmpfs), fewer cycles. Nothing the bus created may be lost or
-// doubled at dispatch, every SQLite file passes integrity_check, and every
+// doubled at dispatch (alarms, incidents, snapshots), every SQLite file passes integrity_check, and every
 // track message is either at dispatch or recorded as evicted.
 
 import { describe, expect, it } from 'vitest';
@@ -20,5 +20,9 @@ describe('chaos (short run)', () => {
     expect(s.incidents_at_dispatch, report).toBe(s.incidents_created);
     expect(s.track_unaccounted, report).toBe(0);
     expect(s.track_messages_created, report).toBeGreaterThan(0);
+    // Every snapshot the bus queued is at dispatch, verified.
+    expect(s.evidence_created, report).toBeGreaterThan(0);
+    expect(s.evidence_lost, report).toBe(0);
+    expect(s.evidence_at_dispatch, report).toBe(s.evidence_created);
   }, 300_000);
 });
