@@ -49,6 +49,8 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
   /** Receipts per vehicle, gathered within one tick so a burst costs one message. */
   private pendingReceipts = new Map<string, { ref: VehicleRef; epoch: string; lanes: Map<Lane, number>; ids: string[] }>();
   private receiptFlushScheduled = false;
+  /** stop() has begun: nothing more is published (the bus re-sends, and is answered by the next receiver). */
+  private stopping = false;
 
   constructor(
     private readonly config: DispatchConfig,
@@ -62,7 +64,8 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
       config: { ...config.files, dir: config.files.dir ?? join(dirname(config.storage.path), 'evidence') },
       log: this.log,
       publish: (topic, payload) => {
-        this.session?.client.publish(topic, payload, { qos: 1 });
+        // Not connected (or stopping): the bus asks again and gets the receipt then.
+        if (this.session?.connected && !this.stopping) this.session.client.publish(topic, payload, { qos: 1 });
       },
     });
   }
@@ -99,6 +102,7 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     if (this.resendTimer) clearInterval(this.resendTimer);
     await this.files.idle();
     await this.session?.stop();
@@ -107,7 +111,7 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
 
   /** Publish an acknowledgement (already recorded in the store) to its bus. */
   sendAck(alarm: StoredAlarm): void {
-    if (!this.session?.connected || !alarm.ackBy || !alarm.ackAt) return;
+    if (!this.session?.connected || this.stopping || !alarm.ackBy || !alarm.ackAt) return;
     const msg: AckMessage = { v: 1, alarmId: alarm.id, by: alarm.ackBy, at: alarm.ackAt };
     this.session.client.publish(downlinkTopic(alarm, 'ack'), encode(msg), { qos: 1 });
   }
@@ -249,7 +253,8 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
         for (let i = 0; i === 0 || i < b.ids.length; i += 1000) {
           const ids = b.ids.slice(i, i + 1000);
           const receipt: ReceiptMessage = { v: 1, epoch: b.epoch, lanes: i === 0 ? lanes : {}, ...(ids.length ? { ids } : {}) };
-          this.session?.client.publish(downlinkTopic(b.ref, 'receipt'), encode(receipt), { qos: 1 });
+          if (this.stopping || !this.session?.connected) continue; // not receipted: the bus sends it again
+          this.session.client.publish(downlinkTopic(b.ref, 'receipt'), encode(receipt), { qos: 1 });
           const at = monoMs();
           this.log.debug({ event: 'receipt.sent', ...receipt, fleet: b.ref.fleet, vehicle: b.ref.vehicle, stepMonoMs: at }, 'receipt sent');
           this.emit('receiptSent', receipt, at);

@@ -2,10 +2,13 @@
 // beyond the README: an in-process MQTT broker (aedes, enforcing the same
 // ACL as the shipped Mosquitto one), a simulated bus (sim panel; a GPS
 // simulator writing NMEA along a route into a socat serial pair, read by the
-// real NMEA reader), and dispatch. Exits 0 only when the alarm was
-// acknowledged end to end and the driver's LED shows it.
+// real NMEA reader; a simulated VC0706 cabin camera on another serial pair),
+// and dispatch. Exits 0 only when the alarm was acknowledged end to end, the
+// driver's LED shows it, and the cabin photo reached dispatch verified.
 
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import piexif from 'piexifjs';
+import { fileURLToPath } from 'node:url';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +20,8 @@ import { acknowledge } from '../dispatch/acknowledge.ts';
 import { DispatchConfigSchema } from '../dispatch/config.ts';
 import { Receiver } from '../dispatch/receiver.ts';
 import { SimGpsReceiver } from '../hal/gps/route-sim.ts';
+import { SimVc0706 } from '../hal/camera/sim.ts';
+import type { StoredFile } from '../dispatch/files.ts';
 import { openPtyPair } from '../hal/serial/pty-pair.ts';
 import { simLed, simPress } from '../hal/panel/sim-client.ts';
 import { aclAllows } from '../protocol/acl.ts';
@@ -65,6 +70,14 @@ export async function runDemo(opts: { hold: number }): Promise<number> {
     await gps.start();
     cleanups.push(() => gps.stop());
 
+    // 2b. The cabin camera on a serial pair of its own, serving real JPEGs.
+    mkdirSync(join(dir, 'camera'));
+    const camPty = await openPtyPair(join(dir, 'camera'));
+    cleanups.push(() => camPty.stop());
+    const camera = new SimVc0706({ path: camPty.a, peer: camPty.b, dir: fileURLToPath(new URL('../test/fixtures/camera/', import.meta.url)) });
+    await camera.start();
+    cleanups.push(() => camera.stop());
+
     // 3. Dispatch.
     const dispatchConfig = parseConfig('(demo dispatch)', {
       mqtt: { url, password: USERS.dispatch, protocolVersion: 4, reconnectMinMs: 100, reconnectMaxMs: 1000 },
@@ -83,6 +96,7 @@ export async function runDemo(opts: { hold: number }): Promise<number> {
       storage: { dir: join(dir, 'bus') },
       panel: { driver: 'sim', socket: join(dir, 'panel.sock') },
       gps: { port: pty.b, baudRate: 9600 },
+      cameras: [{ name: 'cabin', port: camPty.b, imageSize: '640x480' }],
       alarm: { resendS: 2 },
     }, AgentConfigSchema);
     const agent = await Agent.start(agentConfig, log.child({ name: 'agent' }));
@@ -105,6 +119,12 @@ export async function runDemo(opts: { hold: number }): Promise<number> {
     receiver.on('receiptSent', (_ids, at) => {
       if (!journey.has('receiptSent')) journey.set('receiptSent', at);
     });
+    const photo = new Promise<StoredFile>((resolve) =>
+      receiver.files.on('stored', (f) => {
+        journey.set('photo', monoMs());
+        resolve(f);
+      }),
+    );
 
     await waitUntil(() => agent.hasFix(), 8000, 'a GPS fix from the simulator');
     const connected = await waitUntil(() => agent.connected, 8000, 'the bus to connect to the broker');
@@ -115,6 +135,8 @@ export async function runDemo(opts: { hold: number }): Promise<number> {
     await simPress(agentConfig.panel.driver === 'sim' ? agentConfig.panel.socket : '', { holdMs: opts.hold });
     const alarmId = await withTimeout(atDispatch, 10_000, 'the alarm at dispatch');
     await waitUntil(() => journey.has('delivered'), 10_000, 'the receipt on the bus');
+    const snapshot = await withTimeout(photo, 15_000, 'the cabin photo at dispatch');
+    const exifGps = readExifGps(snapshot.path!);
 
     const dispatcher = 'demo-dispatcher';
     const ackStore = receiver.store;
@@ -134,6 +156,9 @@ export async function runDemo(opts: { hold: number }): Promise<number> {
     out(`  ${rel(journey.get('dispatch'))}  at dispatch (committed to its SQLite)`);
     out(`  ${rel(journey.get('receiptSent'))}  receipt sent by dispatch`);
     out(`  ${rel(journey.get('delivered'))}  receipt on the bus                              LED: delivered`);
+    const fixNow = alarmFix as Fix | null;
+    const exifMatches = fixNow !== null && exifGps !== null && Math.abs(exifGps.lat - fixNow.lat) < 1e-7 && Math.abs(exifGps.lon - fixNow.lon) < 1e-7;
+    out(`  ${rel(journey.get('photo'))}  cabin photo at dispatch, SHA-256 verified (${snapshot.size} bytes; EXIF GPS ${exifGps ? `${exifGps.lat.toFixed(6)}, ${exifGps.lon.toFixed(6)}` : 'none'}${exifMatches ? ' = the alarm\'s fix' : ''})`);
     out(`  ${rel(ackSentAt)}  acknowledged by ${dispatcher}`);
     out(`  ${rel(journey.get('acknowledged'))}  acknowledgement on the bus                      LED: ${led}`);
     const fix = alarmFix as Fix | null;
@@ -144,6 +169,8 @@ export async function runDemo(opts: { hold: number }): Promise<number> {
     );
     out(`  dispatch queue now: ${receiver.store.openQueue('emergency').length} open emergency alarm(s)`);
     if (led !== 'acknowledged') throw new Error(`LED shows "${led}", expected "acknowledged"`);
+    if (snapshot.alarmId !== alarmId) throw new Error(`the photo at dispatch belongs to alarm ${snapshot.alarmId}, not ${alarmId}`);
+    if (!exifMatches) throw new Error('the photo at dispatch does not carry the alarm\'s fix in its EXIF GPS tags');
     out('demo: OK, the alarm went end to end and was acknowledged');
     return 0;
   } catch (err) {
@@ -152,6 +179,16 @@ export async function runDemo(opts: { hold: number }): Promise<number> {
   } finally {
     for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => {});
   }
+}
+
+/** The EXIF GPS position of a JPEG, as signed degrees, or null. */
+function readExifGps(file: string): { lat: number; lon: number } | null {
+  const gps = piexif.load(readFileSync(file).toString('binary')).GPS as Record<number, unknown> | undefined;
+  const dms = (v: unknown) => (v as [number, number][] | undefined)?.reduce((sum, [n, d], i) => sum + n / d / 60 ** i, 0);
+  const lat = dms(gps?.[piexif.GPSIFD.GPSLatitude]);
+  const lon = dms(gps?.[piexif.GPSIFD.GPSLongitude]);
+  if (lat === undefined || lon === undefined) return null;
+  return { lat: gps?.[piexif.GPSIFD.GPSLatitudeRef] === 'S' ? -lat : lat, lon: gps?.[piexif.GPSIFD.GPSLongitudeRef] === 'W' ? -lon : lon };
 }
 
 async function waitUntil(cond: () => boolean, timeoutMs: number, what: string): Promise<true> {
