@@ -85,11 +85,29 @@ export class SnapshotTaker {
     if (slot.opening) return slot.opening;
     const { cfg } = slot;
     slot.opening = (async () => {
-      const cam = await Vc0706Camera.open({ path: cfg.port, baudRate: cfg.baudRate, bootBaudRate: cfg.baudRate, serial: cfg.serial, timeoutMs: cfg.timeoutMs, log: this.log });
+      const open = (baudRate: number) => Vc0706Camera.open({ path: cfg.port, baudRate, bootBaudRate: cfg.baudRate, serial: cfg.serial, timeoutMs: cfg.timeoutMs, log: this.log });
+      let cam = await open(cfg.baudRate);
+      let version: string;
       try {
-        const version = await cam.version();
+        version = await cam.version();
+      } catch (err) {
+        // The camera keeps a rate set by SET_PORT until it loses power: after
+        // an agent restart (a crash, an update) it still talks at the
+        // transfer rate. Ask there before giving up.
+        await cam.close().catch(() => {});
+        if (!(err instanceof CameraError) || err.kind === 'io' || cfg.transferBaudRate === cfg.baudRate) throw err;
+        cam = await open(cfg.transferBaudRate);
+        try {
+          version = await cam.version();
+        } catch {
+          await cam.close().catch(() => {});
+          throw err; // the first error says what to check
+        }
+        this.log.info({ event: 'camera.found-at-transfer-rate', camera: cfg.name, baudRate: cfg.transferBaudRate }, 'camera still at its transfer rate from before');
+      }
+      try {
         await cam.setImageSize(cfg.imageSize);
-        if (cfg.transferBaudRate !== cfg.baudRate) await cam.setBaudRate(cfg.transferBaudRate);
+        if (cfg.transferBaudRate !== cam.baudRate) await cam.setBaudRate(cfg.transferBaudRate);
         this.log.info({ event: 'camera.ready', camera: cfg.name, port: cfg.port, version, imageSize: cfg.imageSize, baudRate: cam.baudRate });
       } catch (err) {
         await cam.close().catch(() => {});

@@ -56,6 +56,8 @@ export interface ChaosSummary {
   track_unaccounted: number;
   /** Which track seqs are neither at dispatch nor recorded as evicted (first 50). */
   track_missing: string[];
+  /** Recorded as evicted, yet at dispatch: published before the quota dropped the bus's copy. */
+  track_evicted_but_delivered: number;
   disk_full_cycles: number;
   seed: number;
   actions: Record<string, number>;
@@ -387,14 +389,21 @@ function count(
     const duplicates = [...received.values()].reduce((n, c) => n + Math.max(0, c - 1), 0);
     const trackCreated = (bus.prepare("SELECT coalesce(sum(next_seq - 1), 0) AS n FROM outbox_lanes WHERE lane IN ('track', 'followup')").get() as { n: number }).n;
     const trackAtDispatch = (db.prepare('SELECT count(DISTINCT message_id) AS n FROM positions').get() as { n: number }).n;
-    const evicted = (db.prepare("SELECT coalesce(sum(count), 0) AS n FROM diags WHERE event = 'evicted' AND lane IN ('track', 'followup')").get() as { n: number }).n;
-    // Every evicted seq must be one dispatch does not hold: a record that covers a delivered message would hide a loss.
+    // Every track seq is at dispatch or inside an eviction record of its lane;
+    // anything else is unaccounted. A seq can be both: published before the
+    // quota dropped the bus's copy, then evicted before its receipt came back.
     const missing: string[] = [];
-    const evictedRanges = (db.prepare("SELECT ranges FROM diags WHERE event = 'evicted' AND ranges IS NOT NULL").all() as { ranges: string }[]).flatMap((r) => JSON.parse(r.ranges) as [number, number][]);
+    let evicted = 0;
+    let evictedButDelivered = 0;
     for (const { lane, next_seq } of bus.prepare("SELECT lane, next_seq FROM outbox_lanes WHERE lane IN ('track', 'followup')").all() as { lane: string; next_seq: number }[]) {
+      const evictedRanges = (db.prepare("SELECT ranges FROM diags WHERE event = 'evicted' AND lane = ? AND ranges IS NOT NULL").all(lane) as { ranges: string }[]).flatMap((r) => JSON.parse(r.ranges) as [number, number][]);
       const have = new Set((db.prepare('SELECT DISTINCT seq FROM positions WHERE lane = ?').all(lane) as { seq: number }[]).map((r) => r.seq));
       for (let seq = 1; seq < next_seq; seq++) {
-        if (!have.has(seq) && !(lane === 'track' && evictedRanges.some(([a, b]) => seq >= a && seq <= b))) missing.push(`${lane}#${seq}`);
+        const wasEvicted = evictedRanges.some(([a, b]) => seq >= a && seq <= b);
+        if (have.has(seq)) {
+          if (wasEvicted) evictedButDelivered++;
+        } else if (wasEvicted) evicted++;
+        else missing.push(`${lane}#${seq}`);
       }
     }
     // Evidence: every file the bus queued (a durable row) must be at dispatch, complete, with the same SHA-256.
@@ -419,7 +428,8 @@ function count(
       track_messages_created: trackCreated,
       track_messages_at_dispatch: trackAtDispatch,
       track_messages_evicted: evicted,
-      track_unaccounted: trackCreated - trackAtDispatch - evicted,
+      track_evicted_but_delivered: evictedButDelivered,
+      track_unaccounted: missing.length,
       track_missing: missing.slice(0, 50),
       disk_full_cycles: diskFullCycles,
       seed,
@@ -439,5 +449,5 @@ if (import.meta.url === `file://${process.argv[1]}` || process.env.BUSGUARD_CHAO
   };
   const summary = await runChaos({ cycles: arg('--cycles', 40), seed: arg('--seed', Date.now() % 100_000), say: (l) => process.stderr.write(`${l}\n`) });
   process.stdout.write(`${JSON.stringify(summary)}\n`);
-  process.exit(summary.lost || summary.duplicates || summary.evidence_lost || summary.integrity_failures || summary.track_unaccounted ? 1 : 0);
+  process.exit(summary.lost || summary.duplicates || summary.evidence_lost || summary.integrity_failures || summary.track_unaccounted || summary.track_missing.length ? 1 : 0);
 }

@@ -166,6 +166,16 @@ describe('SnapshotTaker through a socat pair and the simulated VC0706', () => {
     expect(again[0]).toMatchObject({ camera: 'front', ok: true, name: 'alarm-2-front.jpg' });
   }, 30_000);
 
+  it('an agent restarted without a camera power cycle finds the camera still at its transfer rate', async () => {
+    const cam = await camera('front');
+    const cfg = CamerasConfigSchema.parse([{ ...(cam.cfg as object), baudRate: 38400, transferBaudRate: 115200 }]);
+    const first = new SnapshotTaker(cfg, join(dir, 'media'), log);
+    expect((await first.take('alarm-1', fix, () => new Date()))[0]).toMatchObject({ ok: true });
+    await first.close(); // as a SIGKILLed agent leaves it: the camera stays at 115200
+    taker = new SnapshotTaker(cfg, join(dir, 'media'), log);
+    expect((await taker.take('alarm-2', fix, () => new Date()))[0]).toMatchObject({ ok: true, name: 'alarm-2-front.jpg' });
+  }, 30_000);
+
   it('refuses a camera config with a duplicate name or an unknown rate', () => {
     expect(() => CamerasConfigSchema.parse([{ name: 'a', port: '/dev/x' }, { name: 'a', port: '/dev/y' }])).toThrow(/unique/);
     expect(() => CamerasConfigSchema.parse([{ name: 'a', port: '/dev/x', baudRate: 12345 }])).toThrow();

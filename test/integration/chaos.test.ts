@@ -19,6 +19,7 @@ describe('chaos (short run)', () => {
     expect(s.alarms_at_dispatch, report).toBe(s.alarms_created);
     expect(s.incidents_at_dispatch, report).toBe(s.incidents_created);
     expect(s.track_unaccounted, report).toBe(0);
+    expect(s.track_missing, report).toEqual([]);
     expect(s.track_messages_created, report).toBeGreaterThan(0);
     // Every snapshot the bus queued is at dispatch, verified.
     expect(s.evidence_created, report).toBeGreaterThan(0);
