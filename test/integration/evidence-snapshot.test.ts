@@ -47,7 +47,12 @@ describe('evidence: a snapshot from the cabin camera on alarm', () => {
     camPty = await openPtyPair(camDir);
     camera = new SimVc0706({ path: camPty.a, peer: camPty.b, dir: CAMERA_JPEGS, bootMs: 50 });
     await camera.start();
-    await bus.start({ cameras: [{ name: 'cabin', port: camPty.b, imageSize: '640x480' }] });
+    await bus.start({
+      cameras: [{ name: 'cabin', port: camPty.b, imageSize: '640x480' }],
+      // A video camera too, to show a failing serial camera leaves the clip alone.
+      video: [{ name: 'aisle', source: 'videotestsrc is-live=true ! video/x-raw,width=160,height=120,framerate=10/1', segmentS: 1, keyframeIntervalS: 1, bitrateKbps: 200 }],
+      clips: { preRollS: 2, postRollS: 2 },
+    });
   }, 60_000);
   afterAll(async () => {
     await bus.stop(); // kills the agent first: the camera's port is closed under nobody
@@ -58,7 +63,7 @@ describe('evidence: a snapshot from the cabin camera on alarm', () => {
   function filesAtDispatch(alarmId: string): FileRow[] {
     const db = new Database(join(bus.dir, 'dispatch.db'), { readonly: true, fileMustExist: true });
     try {
-      return db.prepare('SELECT * FROM evidence_files WHERE alarm_id = ?').all(alarmId) as FileRow[];
+      return db.prepare("SELECT * FROM evidence_files WHERE alarm_id = ? AND kind = 'snapshot'").all(alarmId) as FileRow[];
     } finally {
       db.close();
     }
@@ -109,7 +114,7 @@ describe('evidence: a snapshot from the cabin camera on alarm', () => {
     await bus.agent.waitForEvent('alarm.acknowledged', (l) => l.alarmId === alarmId, 10_000, from);
   }, 60_000);
 
-  it('a camera answering garbage: the alarm reaches dispatch as ever, the failure is logged and reported as a diag', async () => {
+  it('a camera answering garbage: the alarm and the clip reach dispatch as ever, the failure is logged and reported as a diag', async () => {
     camera.setFault('garbage');
     const from = bus.agent.mark();
     const dFrom = bus.dispatch.mark();
@@ -123,6 +128,8 @@ describe('evidence: a snapshot from the cabin camera on alarm', () => {
     const diag = await bus.dispatch.waitForEvent('bus.diag', (l) => l.diag === 'snapshot.failed', 20_000, dFrom);
     expect(diag.reason).toContain(alarmId);
     expect(filesAtDispatch(alarmId)).toEqual([]);
+    const clip = await bus.dispatch.waitForEvent('file.stored', (l) => l.alarmId === alarmId && l.kind === 'clip', 30_000, dFrom);
+    expect(clip.fileName).toBe(`${alarmId}-aisle.mp4`);
     camera.setFault(null);
     await bus.ack(alarmId);
     await bus.agent.waitForEvent('alarm.acknowledged', (l) => l.alarmId === alarmId, 10_000, from);
