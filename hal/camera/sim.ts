@@ -402,7 +402,8 @@ export class SimVc0706 {
         await this.write(buf.subarray(i));
         return;
       }
-      const n = Math.max(1, Math.floor(rate / 1000)); // 10 ms of bytes
+      // 10 ms of bytes, or what is left: a 5-byte reply takes 5 bytes' time, not a slice's.
+      const n = Math.min(Math.max(1, Math.floor(rate / 1000)), buf.length - i);
       await this.write(buf.subarray(i, i + n));
       i += n;
       sent += n;

@@ -8,6 +8,7 @@ const BENCHES: Record<string, () => Promise<Record<string, unknown>>> = {
   'gps-agreement': async () => (await import('./gps-agreement.ts')).run(),
   drain: async () => (await import('./drain.ts')).run(),
   footprint: async () => (await import('./footprint.ts')).run(),
+  evidence: async () => (await import('./evidence.ts')).run(),
 };
 
 const name = process.argv[2];

@@ -15,7 +15,7 @@ import { simPress } from '../../hal/panel/sim-client.ts';
 import { BusFixture } from './fixture.ts';
 
 const PRE_S = 4;
-const POST_S = 3;
+const POST_S = 5;
 const KEYFRAME_S = 1;
 
 function run(cmd: string, args: string[]): Promise<string> {
@@ -69,9 +69,10 @@ describe('evidence: a clip with pre-roll from the cabin video on alarm', () => {
     const dFrom = bus.dispatch.mark();
     await simPress(bus.socket, { holdMs: 600 });
     const alarmId = (await bus.agent.waitForEvent('alarm.stored', () => true, 10_000, from)).alarmId as string;
+    // At once: well inside the post-roll, however busy the machine.
+    recorderKill?.();
     const alarm = await bus.dispatch.waitForEvent('emergency.received', (l) => l.alarmId === alarmId, 10_000, dFrom);
     await bus.agent.waitForEvent('clip.pinned', (l) => l.alarmId === alarmId, 10_000, from);
-    recorderKill?.();
     const stored = await bus.dispatch.waitForEvent('file.stored', (l) => l.alarmId === alarmId && l.kind === 'clip', 60_000, dFrom);
     const [row] = clipsAtDispatch(alarmId);
     return { alarmId, fix: alarm.fix as { lat: number; lon: number }, row: row!, stored };
@@ -106,11 +107,16 @@ describe('evidence: a clip with pre-roll from the cabin video on alarm', () => {
     await bus.agent.waitForEvent('alarm.acknowledged', (l) => l.alarmId === alarmId, 10_000);
   }, 90_000);
 
-  it('the recorder killed during the post-roll: restarted by the supervisor, and the clip states the gap', async () => {
+  it('the recorder hung and killed during the post-roll: restarted by the supervisor, and the clip states the gap', async () => {
     const killRecorder = () => {
       const pids = execFileSync('pgrep', ['-P', String(bus.agent.pid), '-f', 'gst-launch-1.0']).toString().trim().split('\n').filter(Boolean);
       expect(pids.length).toBe(1);
-      process.kill(Number(pids[0]), 'SIGKILL');
+      // Frozen for 1.5 s, then killed: a recorder that hangs and dies. The
+      // hole is then clearly longer than a restart (which full-jitter backoff
+      // may make almost instant) and the clip must say so.
+      const pid = Number(pids[0]);
+      process.kill(pid, 'SIGSTOP');
+      setTimeout(() => process.kill(pid, 'SIGKILL'), 1500);
     };
     const from = bus.agent.mark();
     const { row } = await pressAndWaitForClip(killRecorder);
