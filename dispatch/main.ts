@@ -74,3 +74,17 @@ export async function ackCommand(configFile: string, id: string, by: string): Pr
     store.close();
   }
 }
+
+export async function footageCliCommand(configFile: string, vehicle: string, opts: { from: string; to: string; camera?: string; by: string; wait: number; json?: boolean }): Promise<number> {
+  const config = loadDispatchConfig(configFile);
+  const log = createLogger('dispatch-footage', 'warn');
+  const { footageCommand } = await import('./footage.ts');
+  return footageCommand(
+    config,
+    () => new DispatchStore(config.storage.path),
+    vehicle,
+    { from: opts.from, to: opts.to, camera: opts.camera ?? null, by: opts.by, waitS: opts.wait, json: opts.json === true },
+    log,
+    (line) => process.stdout.write(`${line}\n`),
+  );
+}

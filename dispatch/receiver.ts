@@ -16,6 +16,7 @@ import {
   BusReceiptMessageSchema,
   DiagWireSchema,
   type Envelope,
+  FootageAnswerWireSchema,
   PositionWireSchema,
   type ReceiptMessage,
   StatusMessageSchema,
@@ -81,6 +82,7 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
         [sharedFilter(group, dispatchUplinkFilter('incident'))]: { qos: 1 },
         [sharedFilter(group, dispatchUplinkFilter('position'))]: { qos: 1 },
         [sharedFilter(group, dispatchUplinkFilter('diag'))]: { qos: 1 },
+        [sharedFilter(group, dispatchUplinkFilter('footage'))]: { qos: 1 },
         [sharedFilter(group, dispatchUplinkFilter('receipt'))]: { qos: 1 },
         // Not shared: retained status is not delivered to shared subscriptions (MQTT 5 §4.8.2).
         [dispatchUplinkFilter('status')]: { qos: 1 },
@@ -114,6 +116,15 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     if (!this.session?.connected || this.stopping || !alarm.ackBy || !alarm.ackAt) return;
     const msg: AckMessage = { v: 1, alarmId: alarm.id, by: alarm.ackBy, at: alarm.ackAt };
     this.session.client.publish(downlinkTopic(alarm, 'ack'), encode(msg), { qos: 1 });
+  }
+
+  /** Footage requests the bus has not answered: sent again when it comes online (it handles each id once). */
+  private resendFootageRequests(ref: VehicleRef): void {
+    if (!this.session?.connected || this.stopping) return;
+    for (const req of this.store.footage.unanswered(ref)) {
+      this.log.info({ event: 'footage.resend', requestId: req.id, fleet: ref.fleet, vehicle: ref.vehicle }, 're-sending footage request');
+      this.session.client.publish(downlinkTopic(ref, 'footage'), encode(req), { qos: 1 });
+    }
   }
 
   private resendAcks(ref?: VehicleRef): void {
@@ -209,9 +220,27 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
         this.queueReceipt(ref, m.value, upTo, m.value.id);
         return;
       }
+      case 'footage': {
+        const m = decode(FootageAnswerWireSchema, payload);
+        if (!m.ok) return this.reject(topic, m.error);
+        if (!sameVehicle(m.value)) return this.reject(topic, `payload names ${m.value.fleet}/${m.value.vehicle}, topic is ${ref.fleet}/${ref.vehicle}`);
+        if (m.value.lane !== 'clip') return this.reject(topic, `lane "${m.value.lane}" on the footage topic`);
+        const { fresh, upTo } = this.store.accept(ref, m.value, () => {
+          this.store.footage.answer(m.value);
+        });
+        if (fresh) {
+          this.log.info(
+            { event: 'footage.answered', requestId: m.value.requestId, camera: m.value.camera, status: m.value.status, reason: m.value.reason, fileId: m.value.fileId, fleet: ref.fleet, vehicle: ref.vehicle },
+            `bus ${ref.fleet}/${ref.vehicle}: footage ${m.value.status}: ${m.value.reason}`,
+          );
+        }
+        this.queueReceipt(ref, m.value, upTo, m.value.id);
+        return;
+      }
       case 'snapshot':
       case 'clip':
-        return this.reject(topic, `evidence (${t.kind}) is not handled by this dispatch version`);
+        // Evidence files come on .../up/file/... (this.files); these kinds are kept for the lanes' names.
+        return this.reject(topic, `evidence (${t.kind}) travels as a file transfer, not on this topic`);
       case 'receipt': {
         const m = decode(BusReceiptMessageSchema, payload);
         if (!m.ok) return this.reject(topic, m.error);
@@ -226,7 +255,10 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
         if (!m.ok) return this.reject(topic, m.error);
         this.store.setStatus(ref, m.value);
         this.log.info({ event: 'vehicle.status', fleet: ref.fleet, vehicle: ref.vehicle, state: m.value.state }, `vehicle ${m.value.state}`);
-        if (m.value.state === 'online') this.resendAcks(ref);
+        if (m.value.state === 'online') {
+          this.resendAcks(ref);
+          this.resendFootageRequests(ref);
+        }
         return;
       }
     }

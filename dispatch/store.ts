@@ -5,6 +5,7 @@
 
 import { type Db, migrate, openDatabase } from '../protocol/sqlite.ts';
 import { DISPATCH_FILES_SCHEMA } from './files.ts';
+import { DISPATCH_FOOTAGE_SCHEMA, FootageBook } from './footage.ts';
 import type Database from 'better-sqlite3';
 import type { AlarmKind, AlarmMessage, DiagMessage, Envelope, Fix, PositionMessage, StatusMessage, TimeSource, TrackPoint } from '../protocol/messages.ts';
 import type { Lane } from '../protocol/lanes.ts';
@@ -137,10 +138,13 @@ const toAlarm = (r: AlarmRow): StoredAlarm => ({
 
 export class DispatchStore {
   readonly db: Db;
+  /** Footage requests to buses and their answers. */
+  readonly footage: FootageBook;
 
   constructor(path: string) {
     this.db = openDatabase(path);
-    migrate(this.db, [SCHEMA + LANE_SCHEMA, DISPATCH_FILES_SCHEMA]);
+    migrate(this.db, [SCHEMA + LANE_SCHEMA, DISPATCH_FILES_SCHEMA, DISPATCH_FOOTAGE_SCHEMA]);
+    this.footage = new FootageBook(this.db);
   }
 
   /**

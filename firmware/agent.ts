@@ -26,6 +26,7 @@ import { describeFix, toFix } from './position.ts';
 import { TrackThinner } from './track.ts';
 import { PressPattern } from './press-pattern.ts';
 import { Evidence, FILE_UPLOAD_SCHEMA } from './evidence.ts';
+import { FOOTAGE_SCHEMA, FootageHandler } from './footage.ts';
 
 export const AGENT_VERSION = 'busguard-agent/0.1.0';
 
@@ -76,6 +77,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private expireTimer: NodeJS.Timeout | null = null;
   private readonly thinner: TrackThinner;
   readonly evidence: Evidence;
+  private readonly footage: FootageHandler;
 
   private constructor(
     private readonly config: AgentConfig,
@@ -85,7 +87,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.ref = { fleet: config.vehicle.fleet, vehicle: config.vehicle.id };
     this.log = log ?? createLogger('agent', config.log.level, { fleet: this.ref.fleet, vehicle: this.ref.vehicle });
     this.db = openDatabase(join(config.storage.dir, 'outbox.db'), { pageSize: 1024 });
-    migrate(this.db, [OUTBOX_SCHEMA + JOURNAL_SCHEMA, FILE_UPLOAD_SCHEMA]);
+    migrate(this.db, [OUTBOX_SCHEMA + JOURNAL_SCHEMA, FILE_UPLOAD_SCHEMA, FOOTAGE_SCHEMA]);
     this.clock = new GpsClock(this.log);
     this.thinner = new TrackThinner(config.position);
     this.outbox = new Outbox(this.db, config.outbox, (e) => this.onEvicted(e));
@@ -116,6 +118,21 @@ export class Agent extends EventEmitter<AgentEvents> {
         return { date: new Date(t.ms), iso: t.iso, timeSource: t.timeSource };
       },
       diag: (d) => this.appendDiag(d),
+    });
+    this.footage = new FootageHandler({
+      ref: this.ref,
+      db: this.db,
+      recorders: this.evidence.recorders,
+      mediaDir: this.evidence.dir,
+      log: this.log,
+      now: () => this.clock.now(),
+      fix: () => describeFix(this.gps, config.position.staleAfterS),
+      enqueue: async (f, bytes) => (await this.evidence.enqueue(f, bytes))?.id ?? null,
+      answer: (a) => {
+        const item = { id: a.id, lane: 'clip' as Lane, topic: uplinkTopic(this.ref, 'footage'), payload: encode(a) };
+        this.outbox.write('clip', () => this.outbox.append(item));
+        this.uplink.kick();
+      },
     });
   }
 
@@ -160,6 +177,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     }, 10 * 60_000);
     this.expireTimer.unref();
     this.uplink.on('ack', (ack) => this.onAck(ack));
+    this.uplink.on('footage', (req) => this.footage.handle(req));
     this.uplink.start();
     this.evidence.start();
     const open = this.journal.open();

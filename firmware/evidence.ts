@@ -251,10 +251,20 @@ export class Evidence {
   }
 
   /** Queue a finished evidence file for upload, after the quota check. */
-  async enqueue(f: { path: string; name: string; kind: 'snapshot' | 'clip'; alarmId: string | null; capturedAt: string; timeSource: TimeSource; geotag: Fix | null; mime: string }, bytes: number): Promise<QueuedFile | null> {
+  async enqueue(
+    f: { path: string; name: string; kind: 'snapshot' | 'clip'; alarmId: string | null; capturedAt: string; timeSource: TimeSource; geotag: Fix | null; mime: string; requestId?: string },
+    bytes: number,
+  ): Promise<QueuedFile | null> {
     const upload = this.upload;
     if (!upload) return null;
     const waiting = upload.list('pending').reduce((sum, q) => sum + q.size, 0);
+    if (waiting + bytes > this.o.media.maxBytes && f.alarmId === null) {
+      // Footage asked for without an alarm gives way: the quota keeps room for alarm evidence.
+      this.o.log.warn({ event: 'media.full', waiting, bytes, maxBytes: this.o.media.maxBytes, file: f.name }, 'media quota full: footage not queued');
+      this.safeDiag({ event: 'media.full', bytes: waiting + bytes, reason: `evidence waiting ${waiting} bytes + ${f.name} ${bytes} bytes > media.maxBytes ${this.o.media.maxBytes}: not queued` });
+      await rm(f.path, { force: true }).catch(() => {});
+      return null;
+    }
     if (waiting + bytes > this.o.media.maxBytes) {
       this.o.log.warn({ event: 'media.over-quota', waiting, bytes, maxBytes: this.o.media.maxBytes, file: f.name }, 'media quota exceeded by alarm evidence: kept all the same');
       this.safeDiag({ event: 'media.over-quota', bytes: waiting + bytes, reason: `evidence waiting ${waiting + bytes} bytes > media.maxBytes ${this.o.media.maxBytes}; ${f.name} kept (alarm evidence is never dropped)` });

@@ -123,6 +123,8 @@ export interface EvidenceFile {
   name?: string;
   /** A stable id (the evidence's own) makes enqueue idempotent; a new UUID when not given. */
   id?: string;
+  /** The footage request this clip answers. */
+  requestId?: string;
 }
 
 export interface QueuedFile {
@@ -346,6 +348,7 @@ export class FileUpload extends EventEmitter<FileUploadEvents> {
       timeSource: e.timeSource,
       geotag: e.geotag,
       ...(e.mime ? { mime: e.mime } : {}),
+      ...(e.requestId ? { requestId: e.requestId } : {}),
     };
     const name = e.name ?? basename(e.path);
     const init = InitPayloadSchema.safeParse({ name, size: hashed.size, checksum: hashed.sha256, user_data: meta });

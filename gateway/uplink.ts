@@ -23,6 +23,8 @@ import {
 import {
   type AckMessage,
   AckMessageSchema,
+  type FootageRequest,
+  FootageRequestSchema,
   ReceiptMessageSchema,
   type StatusMessage,
   decode,
@@ -48,6 +50,8 @@ export interface UplinkEvents {
   /** Dispatch confirmed these outbox ids (they were removed). */
   confirmed: [ids: string[], lane: Lane];
   ack: [ack: AckMessage];
+  /** Dispatch asks for a window of video (validated). */
+  footage: [request: FootageRequest];
 }
 
 /** Per lane: what has been read from the outbox and not yet published, and how far reading got. */
@@ -330,6 +334,15 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     }
     // File receipts go to the evidence upload, which listens on the same session.
     if (parsed.kind === 'file') return;
+    if (parsed.kind === 'footage') {
+      const req = decode(FootageRequestSchema, payload);
+      if (!req.ok) {
+        this.o.log.warn({ event: 'downlink.rejected', topic, reason: req.error }, 'malformed footage request ignored');
+        return;
+      }
+      this.emit('footage', req.value);
+      return;
+    }
     const msg = decode(AckMessageSchema, payload);
     if (!msg.ok) {
       this.o.log.warn({ event: 'downlink.rejected', topic, reason: msg.error }, 'malformed ack ignored');

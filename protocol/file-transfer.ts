@@ -67,6 +67,8 @@ export const EvidenceMetaSchema = z.object({
   /** Where: the fix at capture (the EXIF/MP4 location inside the file says the same). */
   geotag: FixSchema.nullable(),
   mime: z.string().max(64).optional(),
+  /** The footage request this clip answers (busguard dispatch footage). */
+  requestId: z.uuid().optional(),
 });
 export type EvidenceMeta = z.infer<typeof EvidenceMetaSchema>;
 

@@ -159,6 +159,53 @@ export const StatusMessageSchema = z.object({
 });
 export type StatusMessage = z.infer<typeof StatusMessageSchema>;
 
+/** The longest window a footage request may ask for (a dispatcher asks again for more). */
+export const FOOTAGE_MAX_WINDOW_S = 600;
+
+/**
+ * Dispatch → bus (down/footage): send the video of [from, to] from the ring
+ * of one camera (or of each, camera null). Re-sent by dispatch until the bus
+ * answers; the bus handles each id once.
+ */
+export const FootageRequestSchema = z
+  .object({
+    v: z.literal(1),
+    id: uuid,
+    from: isoTime,
+    to: isoTime,
+    camera: z.string().regex(/^[A-Za-z0-9_-]{1,32}$/).nullable(),
+    by: z.string().min(1).max(64),
+    at: isoTime,
+  })
+  .refine((r) => Date.parse(r.from) < Date.parse(r.to), { message: 'from must be before to', path: ['to'] })
+  .refine((r) => Date.parse(r.to) - Date.parse(r.from) <= FOOTAGE_MAX_WINDOW_S * 1000, { message: `the window may be at most ${FOOTAGE_MAX_WINDOW_S} s`, path: ['to'] });
+export type FootageRequest = z.infer<typeof FootageRequestSchema>;
+
+export const FOOTAGE_STATUSES = ['accepted', 'partial', 'unavailable', 'failed'] as const;
+
+/**
+ * Bus → dispatch (up/footage, lane clip): the answer to a footage request,
+ * one per camera. accepted/partial: a clip is on its way as file `fileId`
+ * (partial: the reason says which parts are missing and why); unavailable:
+ * the window is no longer (or not) in the ring; failed: the bus could not
+ * cut it.
+ */
+export const FootageAnswerSchema = z.object({
+  v: z.literal(1),
+  id: uuid,
+  fleet: id,
+  vehicle: id,
+  requestId: uuid,
+  camera: z.string().max(32).nullable(),
+  status: z.enum(FOOTAGE_STATUSES),
+  reason: z.string().max(1000),
+  /** What the camera's ring holds now, when known. */
+  ring: z.object({ from: isoTime, to: isoTime }).nullable(),
+  fileId: id.nullable(),
+  at: isoTime,
+});
+export type FootageAnswer = z.infer<typeof FootageAnswerSchema>;
+
 export type Decoded<T> = { ok: true; value: T } | { ok: false; error: string };
 
 /** Parse a payload into a typed message, or say exactly why not. */
@@ -195,3 +242,4 @@ function preview(text: string): string {
 export const AlarmWireSchema = AlarmMessageSchema.extend(EnvelopeSchema.shape);
 export const PositionWireSchema = PositionMessageSchema.extend(EnvelopeSchema.shape);
 export const DiagWireSchema = DiagMessageSchema.extend(EnvelopeSchema.shape);
+export const FootageAnswerWireSchema = FootageAnswerSchema.extend(EnvelopeSchema.shape);

@@ -21,11 +21,14 @@ export interface VehicleRef {
 }
 
 /** What a vehicle publishes. `status` is retained and is also the last will. */
-export const UPLINK_KINDS = ['alarm', 'incident', 'position', 'snapshot', 'clip', 'diag', 'receipt', 'status'] as const;
+export const UPLINK_KINDS = ['alarm', 'incident', 'position', 'snapshot', 'clip', 'diag', 'receipt', 'status', 'footage'] as const;
 export type UplinkKind = (typeof UPLINK_KINDS)[number];
 
-/** What dispatch publishes to one vehicle. `file`: receipts for evidence files (protocol/file-transfer.ts). */
-export const DOWNLINK_KINDS = ['receipt', 'ack', 'file'] as const;
+/**
+ * What dispatch publishes to one vehicle. `file`: receipts for evidence files
+ * (protocol/file-transfer.ts); `footage`: a request for a window of video.
+ */
+export const DOWNLINK_KINDS = ['receipt', 'ack', 'file', 'footage'] as const;
 export type DownlinkKind = (typeof DOWNLINK_KINDS)[number];
 
 export function vehicleBase(ref: VehicleRef): string {

@@ -73,6 +73,26 @@ dispatch
     await ackCommand(opts.config, id, opts.by);
   });
 
+dispatch
+  .command('footage')
+  .description("ask a bus for a window of video from its ring; prints the bus's answer and, when it comes, the verified clip")
+  .argument('<vehicle>', 'FLEET/VEHICLE, e.g. city/bus-17')
+  .requiredOption('--from <time>', 'start: ISO 8601 with a zone (2026-11-23T08:15:00Z), or "-5m" / "-90s" before now')
+  .requiredOption('--to <time>', 'end, the same forms; at most 600 s after --from')
+  .option('--camera <name>', 'one video camera (default: every camera of the bus)')
+  .requiredOption('-c, --config <file>', 'dispatch config file (JSON)')
+  .option('--by <name>', 'who asks (recorded in the clip)', process.env.USER ?? 'dispatcher')
+  .option('--wait <seconds>', 'wait this long for the answer and the clip (0: only queue the request)', (v) => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0 || n > 86_400) throw new InvalidArgumentError(`--wait must be 0 to 86400 seconds (got "${v}")`);
+    return n;
+  }, 120)
+  .option('--json', 'one JSON object per line')
+  .action(async (vehicle: string, opts: { from: string; to: string; camera?: string; config: string; by: string; wait: number; json?: boolean }) => {
+    const { footageCliCommand } = await import('../dispatch/main.ts');
+    process.exitCode = await footageCliCommand(opts.config, vehicle, opts);
+  });
+
 const sim = program.command('sim').description('drive the simulated hardware of a running agent');
 sim
   .command('press')
