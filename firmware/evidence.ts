@@ -18,7 +18,7 @@
 // quota, a diag record says so. Files confirmed by dispatch are deleted from
 // the bus at once: dispatch has verified its copy.
 
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -226,10 +226,16 @@ export class Evidence {
         if (clip.gaps.length) {
           this.safeDiag({ event: 'clip.gap', reason: `alarm ${alarm.id}: camera ${rec.name}: ${clip.gaps.length} gap(s) in the recording, stated in the clip`.slice(0, 500) });
         }
-        await this.enqueue(
-          { path: clip.file, name, kind: 'clip', alarmId: alarm.id, capturedAt: new Date(clip.coveredFromMs).toISOString(), timeSource: o.now().timeSource, geotag: alarm.fix, mime: 'video/mp4' },
-          clip.bytes,
-        );
+        const capturedAt = new Date(clip.coveredFromMs).toISOString();
+        await this.enqueue({ path: clip.file, name, kind: 'clip', alarmId: alarm.id, capturedAt, timeSource: o.now().timeSource, geotag: alarm.fix, mime: 'video/mp4' }, clip.bytes);
+        // The track over the clip goes with it, as a file of its own beside the clip at dispatch.
+        const sidecarBytes = await stat(clip.sidecar).then((st) => st.size).catch(() => 0);
+        if (sidecarBytes > 0) {
+          await this.enqueue(
+            { path: clip.sidecar, name: name.replace(/\.mp4$/, '.geojson'), kind: 'clip', alarmId: alarm.id, capturedAt, timeSource: o.now().timeSource, geotag: alarm.fix, mime: 'application/geo+json' },
+            sidecarBytes,
+          );
+        }
       })(),
     );
   }

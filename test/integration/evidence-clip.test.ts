@@ -28,6 +28,7 @@ async function ffprobe(file: string): Promise<{ durationS: number; tags: Record<
 }
 
 interface FileRow {
+  name: string;
   sha256: string;
   size: number;
   kind: string;
@@ -58,7 +59,7 @@ describe('evidence: a clip with pre-roll from the cabin video on alarm', () => {
   function clipsAtDispatch(alarmId: string): FileRow[] {
     const db = new Database(join(bus.dir, 'dispatch.db'), { readonly: true, fileMustExist: true });
     try {
-      return db.prepare("SELECT * FROM evidence_files WHERE alarm_id = ? AND kind = 'clip'").all(alarmId) as FileRow[];
+      return db.prepare("SELECT * FROM evidence_files WHERE alarm_id = ? AND kind = 'clip' ORDER BY name DESC").all(alarmId) as FileRow[];
     } finally {
       db.close();
     }
@@ -73,8 +74,8 @@ describe('evidence: a clip with pre-roll from the cabin video on alarm', () => {
     recorderKill?.();
     const alarm = await bus.dispatch.waitForEvent('emergency.received', (l) => l.alarmId === alarmId, 10_000, dFrom);
     await bus.agent.waitForEvent('clip.pinned', (l) => l.alarmId === alarmId, 10_000, from);
-    const stored = await bus.dispatch.waitForEvent('file.stored', (l) => l.alarmId === alarmId && l.kind === 'clip', 60_000, dFrom);
-    const [row] = clipsAtDispatch(alarmId);
+    const stored = await bus.dispatch.waitForEvent('file.stored', (l) => l.alarmId === alarmId && l.kind === 'clip' && String(l.fileName).endsWith('.mp4'), 60_000, dFrom);
+    const row = clipsAtDispatch(alarmId).find((r) => r.name.endsWith('.mp4'));
     return { alarmId, fix: alarm.fix as { lat: number; lon: number }, row: row!, stored };
   }
 
@@ -103,6 +104,13 @@ describe('evidence: a clip with pre-roll from the cabin video on alarm', () => {
     const exif = JSON.parse(await run('exiftool', ['-j', '-n', row.path])) as Array<Record<string, number>>;
     expect(exif[0]!.GPSLatitude).toBeCloseTo(fix.lat, 4);
     expect(exif[0]!.GPSLongitude).toBeCloseTo(fix.lon, 4);
+    // The track over the clip follows as its own file: a GeoJSON FeatureCollection with the route as a LineString.
+    await bus.dispatch.waitForEvent('file.stored', (l) => l.alarmId === alarmId && String(l.fileName).endsWith('.geojson'), 30_000);
+    const sidecar = clipsAtDispatch(alarmId).find((r) => r.name === `${alarmId}-cabin.geojson`)!;
+    const geo = JSON.parse(readFileSync(sidecar.path, 'utf8')) as { type: string; features: Array<{ geometry: { type: string; coordinates: number[][] } }> };
+    expect(geo.type).toBe('FeatureCollection');
+    const line = geo.features.find((f) => f.geometry.type === 'LineString');
+    expect(line?.geometry.coordinates.length).toBeGreaterThanOrEqual(2);
     await bus.ack(alarmId); // closed, so the next hold raises a new alarm
     await bus.agent.waitForEvent('alarm.acknowledged', (l) => l.alarmId === alarmId, 10_000);
   }, 90_000);
