@@ -5,10 +5,11 @@
 // online, and records the bus's answers (up/footage, one per camera) and
 // the clip when its file is stored verified.
 
+import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
-import { type FootageAnswer, type FootageRequest, FootageRequestSchema, encode } from '../protocol/messages.ts';
+import { type FootageAnswer, type FootageRequest, FootageRequestSchema, encode, footageWindowProblem } from '../protocol/messages.ts';
 import { MqttSession } from '../protocol/mqtt-session.ts';
 import type { Db } from '../protocol/sqlite.ts';
 import { type VehicleRef, downlinkTopic } from '../protocol/topics.ts';
@@ -36,10 +37,29 @@ CREATE TABLE footage_answers (
 CREATE INDEX footage_answers_request ON footage_answers (request_id);
 `;
 
+/** Second step: the cameras each answer says the request covers (JSON array; null from buses that do not say). */
+export const DISPATCH_FOOTAGE_CAMERAS_SCHEMA = `
+ALTER TABLE footage_answers ADD COLUMN cameras TEXT;
+`;
+
+/** A clip (or its GeoJSON) of a request, verified and stored at dispatch. */
+export interface FootageFileAtDispatch {
+  fileId: string;
+  name: string;
+  path: string;
+  sha256: string;
+  bytes: number;
+  mime: string | null;
+}
+
 export interface FootageStatus {
   request: FootageRequest & VehicleRef;
   requestedAt: string;
-  answers: Array<Pick<FootageAnswer, 'camera' | 'status' | 'reason' | 'ring' | 'fileId'> & { receivedAt: string }>;
+  answers: Array<Pick<FootageAnswer, 'camera' | 'status' | 'reason' | 'ring' | 'fileId'> & { receivedAt: string; cameras: string[] | null; delivered: FootageFileAtDispatch | null }>;
+  /** Every camera the bus said the request covers, once any answer says (null: no answer yet, or a bus that does not say). */
+  cameras: string[] | null;
+  /** Every camera answered and every clip announced is stored: nothing more will come. */
+  complete: boolean;
 }
 
 export class FootageBook {
@@ -53,8 +73,8 @@ export class FootageBook {
   answer(a: FootageAnswer, at = new Date().toISOString()): boolean {
     const fresh =
       this.db
-        .prepare('INSERT OR IGNORE INTO footage_answers (id, request_id, camera, status, reason, ring, file_id, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
-        .run(a.id, a.requestId, a.camera, a.status, a.reason, a.ring ? JSON.stringify(a.ring) : null, a.fileId, at).changes > 0;
+        .prepare('INSERT OR IGNORE INTO footage_answers (id, request_id, camera, status, reason, ring, file_id, received_at, cameras) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+        .run(a.id, a.requestId, a.camera, a.status, a.reason, a.ring ? JSON.stringify(a.ring) : null, a.fileId, at, a.cameras ? JSON.stringify(a.cameras) : null).changes > 0;
     this.db.prepare('UPDATE footage_requests SET answered_at = coalesce(answered_at, ?) WHERE id = ?').run(at, a.requestId);
     return fresh;
   }
@@ -69,15 +89,52 @@ export class FootageBook {
   get(id: string): FootageStatus | null {
     const r = this.db.prepare('SELECT * FROM footage_requests WHERE id = ?').get(id) as { fleet: string; vehicle: string; request: string; requested_at: string } | undefined;
     if (!r) return null;
-    const answers = (this.db.prepare('SELECT * FROM footage_answers WHERE request_id = ? ORDER BY received_at').all(id) as Record<string, string | null>[]).map((a) => ({
-      camera: a.camera ?? null,
+    // Delivered is read from the stored files themselves, not kept as a flag: the clip may be stored before or after its answer arrives.
+    const rows = this.db
+      .prepare(
+        `SELECT a.*, f.name AS f_name, f.path AS f_path, f.sha256 AS f_sha256, f.size AS f_size, f.meta AS f_meta
+         FROM footage_answers a
+         LEFT JOIN evidence_files f ON f.fleet = ? AND f.vehicle = ? AND f.file_id = a.file_id AND f.state = 'complete'
+         WHERE a.request_id = ? ORDER BY a.received_at, a.rowid`,
+      )
+      .all(r.fleet, r.vehicle, id) as Record<string, string | number | null>[];
+    const answers = rows.map((a) => ({
+      camera: (a.camera as string | null) ?? null,
       status: a.status as FootageAnswer['status'],
       reason: a.reason as string,
-      ring: a.ring ? (JSON.parse(a.ring) as FootageAnswer['ring']) : null,
-      fileId: a.file_id ?? null,
+      ring: a.ring ? (JSON.parse(a.ring as string) as FootageAnswer['ring']) : null,
+      fileId: (a.file_id as string | null) ?? null,
       receivedAt: a.received_at as string,
+      cameras: a.cameras ? (JSON.parse(a.cameras as string) as string[]) : null,
+      delivered:
+        a.f_path && a.file_id
+          ? {
+              fileId: a.file_id as string,
+              name: a.f_name as string,
+              path: a.f_path as string,
+              sha256: a.f_sha256 as string,
+              bytes: a.f_size as number,
+              mime: ((JSON.parse(a.f_meta as string) as { mime?: string }).mime ?? null) as string | null,
+            }
+          : null,
     }));
-    return { request: { ...(JSON.parse(r.request) as FootageRequest), fleet: r.fleet, vehicle: r.vehicle }, requestedAt: r.requested_at, answers };
+    const cameras = answers.find((a) => a.cameras)?.cameras ?? null;
+    const answered = new Set(answers.map((a) => a.camera ?? '*'));
+    const everyCamera = cameras ? (cameras.length === 0 ? answered.has('*') : cameras.every((c) => answered.has(c))) : answers.length > 0;
+    const complete = everyCamera && answers.every((a) => !a.fileId || a.delivered);
+    return { request: { ...(JSON.parse(r.request) as FootageRequest), fleet: r.fleet, vehicle: r.vehicle }, requestedAt: r.requested_at, answers, cameras, complete };
+  }
+
+  /** The footage request a stored file answers (its meta's requestId), or null. */
+  requestOfFile(file: { fleet: string; vehicle: string; fileId: string }): string | null {
+    const row = this.db.prepare('SELECT meta FROM evidence_files WHERE fleet = ? AND vehicle = ? AND file_id = ?').get(file.fleet, file.vehicle, file.fileId) as { meta: string } | undefined;
+    if (!row) return null;
+    try {
+      const requestId = (JSON.parse(row.meta) as { requestId?: unknown }).requestId;
+      return typeof requestId === 'string' ? requestId : null;
+    } catch {
+      return null;
+    }
   }
 }
 
@@ -120,43 +177,72 @@ export interface FootageCommandOptions {
 /** Exit codes of `busguard dispatch footage`. */
 export const FOOTAGE_EXIT = { delivered: 0, usage: 2, unavailable: 3, timedOut: 4 } as const;
 
-/** A time for --from/--to: ISO 8601 (with Z or an offset), or "-N" / "-Nm" / "-Ns": that long before now. */
+/**
+ * A time for --from/--to: ISO 8601 with Z or an offset (2026-11-23T08:15:00Z,
+ * 2026-11-23T09:15:00+01:00, seconds and fractions optional), "now", or a
+ * span before now: "-90s", "-5m", "-1h" ("-90" is seconds). A time without a
+ * zone is refused: dispatch and the bus may not share one.
+ */
 export function parseWhen(text: string, nowMs = Date.now()): number | null {
-  const rel = /^-(\d+(?:\.\d+)?)([sm]?)$/.exec(text.trim());
-  if (rel) return nowMs - Number(rel[1]) * (rel[2] === 'm' ? 60_000 : 1000);
-  if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)$/.test(text.trim())) return null;
-  const ms = Date.parse(text);
+  const t = text.trim();
+  if (t === 'now') return nowMs;
+  const rel = /^-(\d+(?:\.\d+)?)([smh]?)$/.exec(t);
+  if (rel) return nowMs - Number(rel[1]) * (rel[2] === 'h' ? 3_600_000 : rel[2] === 'm' ? 60_000 : 1000);
+  if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)$/i.test(t)) return null;
+  const ms = Date.parse(t);
   return Number.isNaN(ms) ? null : ms;
+}
+
+/** Duration and gaps of a clip as the file itself states them (ffprobe; the gaps from its busguard comment), or nulls. */
+export function probeClip(path: string, timeoutMs = 10_000): Promise<{ durationS: number | null; gaps: [number, number][] | null }> {
+  return new Promise((resolve) => {
+    execFile('ffprobe', ['-v', 'error', '-show_entries', 'format=duration:format_tags=comment', '-of', 'json', path], { timeout: timeoutMs }, (err, stdout) => {
+      if (err) return resolve({ durationS: null, gaps: null });
+      try {
+        const format = (JSON.parse(stdout) as { format?: { duration?: string; tags?: Record<string, string> } }).format ?? {};
+        const durationS = format.duration !== undefined && Number.isFinite(Number(format.duration)) ? Number(format.duration) : null;
+        const comment = format.tags?.comment ?? format.tags?.COMMENT;
+        const gaps = comment ? ((JSON.parse(comment) as Record<string, unknown>)['busguard:gaps'] as [number, number][] | undefined) ?? null : null;
+        resolve({ durationS, gaps });
+      } catch {
+        resolve({ durationS: null, gaps: null });
+      }
+    });
+  });
 }
 
 /**
  * Record and send a request, then (unless waitS is 0) wait for the bus's
  * answers and the clips. Reads the store the running receiver writes to.
+ * Exit: 0 a clip delivered (or, with waitS 0, the request queued), 3 every
+ * camera answered and none has a clip, 4 still waiting at the deadline, 2 bad
+ * arguments.
  */
 export async function footageCommand(
   config: DispatchConfig,
-  openStore: () => { footage: FootageBook; db: Db; close(): void },
+  openStore: () => { footage: FootageBook; close(): void },
   vehicle: string,
   o: FootageCommandOptions,
   log: Logger,
   out: (line: string) => void,
 ): Promise<number> {
+  const say = (event: string, fields: Record<string, unknown>, text: string) => out(o.json ? JSON.stringify({ event, ...fields }) : text);
+  const usage = (why: string) => {
+    say('refused', { error: why }, `busguard dispatch footage: ${why}`);
+    return FOOTAGE_EXIT.usage;
+  };
   const [fleet, id, extra] = vehicle.split('/');
-  if (!fleet || !id || extra !== undefined) {
-    out(`busguard dispatch footage: vehicle "${vehicle}" must be FLEET/VEHICLE, e.g. city/bus-17`);
-    return FOOTAGE_EXIT.usage;
-  }
-  const fromMs = parseWhen(o.from);
-  const toMs = parseWhen(o.to);
+  if (!fleet || !id || extra !== undefined) return usage(`vehicle "${vehicle}" must be FLEET/VEHICLE, e.g. city/bus-17`);
+  const nowMs = Date.now();
+  const fromMs = parseWhen(o.from, nowMs);
+  const toMs = parseWhen(o.to, nowMs);
   if (fromMs === null || toMs === null) {
-    out(`busguard dispatch footage: --from and --to take ISO 8601 times with a zone (2026-11-23T08:15:00Z) or "-90s" / "-5m" before now (got "${o.from}", "${o.to}")`);
-    return FOOTAGE_EXIT.usage;
+    return usage(`--from and --to take ISO 8601 times with a zone (2026-11-23T08:15:00Z), "now", or a span before now ("-90s", "-5m", "-1h") (got "${o.from}", "${o.to}")`);
   }
-  const req = FootageRequestSchema.safeParse({ v: 1, id: crypto.randomUUID(), from: new Date(fromMs).toISOString(), to: new Date(toMs).toISOString(), camera: o.camera, by: o.by, at: new Date().toISOString() });
-  if (!req.success) {
-    out(`busguard dispatch footage: ${req.error.issues.map((i) => i.message).join('; ')}`);
-    return FOOTAGE_EXIT.usage;
-  }
+  const req = FootageRequestSchema.safeParse({ v: 1, id: crypto.randomUUID(), from: new Date(fromMs).toISOString(), to: new Date(toMs).toISOString(), camera: o.camera, by: o.by, at: new Date(nowMs).toISOString() });
+  if (!req.success) return usage(req.error.issues.map((i) => `${i.path.join('.') || 'request'}: ${i.message}`).join('; '));
+  const problem = footageWindowProblem(req.data, { nowMs });
+  if (problem) return usage(problem);
   const ref = { fleet, vehicle: id };
   const store = openStore();
   try {
@@ -165,47 +251,61 @@ export async function footageCommand(
     store.close();
   }
   const sent = await publishFootageRequest(config, ref, req.data, log);
-  out(`footage request ${req.data.id} to ${fleet}/${id}: ${req.data.from} to ${req.data.to}${o.camera ? `, camera ${o.camera}` : ''}${sent.published ? '' : ` (not sent yet: ${sent.error}; a running "busguard dispatch" sends it when the bus comes online)`}`);
+  const r = req.data;
+  say(
+    'requested',
+    { requestId: r.id, fleet, vehicle: id, from: r.from, to: r.to, camera: r.camera, sent: sent.published, ...(sent.error ? { error: sent.error } : {}) },
+    `footage request ${r.id} to ${fleet}/${id}: ${r.from} to ${r.to}${r.camera ? `, camera ${r.camera}` : ', every camera'}${sent.published ? '' : ` (not sent yet: ${sent.error}; a running "busguard dispatch" sends it when the bus comes online)`}`,
+  );
   if (o.waitS <= 0) return FOOTAGE_EXIT.delivered;
 
   const deadline = Date.now() + o.waitS * 1000;
   const printed = new Set<string>();
   for (;;) {
     const s = openStore();
-    let done = false;
-    let anyClip = false;
+    let st: FootageStatus | null;
     try {
-      const st = s.footage.get(req.data.id);
-      const answers = st?.answers ?? [];
-      let pending = 0;
-      for (const a of answers) {
-        const key = `${a.camera}/${a.status}`;
-        const file = a.fileId ? (s.db.prepare("SELECT path, sha256, size FROM evidence_files WHERE file_id = ? AND fleet = ? AND vehicle = ? AND state = 'complete'").get(a.fileId, fleet, id) as { path: string; sha256: string; size: number } | undefined) : undefined;
-        if (a.fileId && !file) pending++;
-        if (!printed.has(key)) {
-          printed.add(key);
-          out(o.json ? JSON.stringify({ requestId: req.data.id, ...a }) : `  ${a.camera ?? '(no camera)'}: ${a.status}: ${a.reason}`);
-        }
-        if (file && !printed.has(`${key}/file`)) {
-          printed.add(`${key}/file`);
-          anyClip = true;
-          out(o.json ? JSON.stringify({ requestId: req.data.id, camera: a.camera, fileId: a.fileId, path: file.path, sha256: file.sha256, bytes: file.size }) : `  ${a.camera}: clip at dispatch, SHA-256 verified: ${file.path} (${file.size} bytes, sha256 ${file.sha256})`);
-        }
-        if (file) anyClip = true;
-      }
-      // With camera null, each camera answers on its own: the first complete set ends the wait.
-      done = answers.length > 0 && pending === 0;
-      if (done) {
-        // Every camera answered and every clip announced is here.
-        return anyClip ? FOOTAGE_EXIT.delivered : FOOTAGE_EXIT.unavailable;
-      }
+      st = s.footage.get(r.id);
     } finally {
       s.close();
     }
+    const answers = st?.answers ?? [];
+    for (const a of answers) {
+      const key = `${a.camera ?? '*'}/${a.status}/${a.fileId}`;
+      if (!printed.has(key)) {
+        printed.add(key);
+        const ring = a.ring ? ` [ring now ${a.ring.from} to ${a.ring.to}]` : '';
+        say('answer', { requestId: r.id, camera: a.camera, status: a.status, reason: a.reason, ring: a.ring, fileId: a.fileId }, `  ${a.camera ?? '(no camera)'}: ${a.status}: ${a.reason}${a.status === 'unavailable' ? ring : ''}`);
+      }
+      if (a.delivered && !printed.has(`${key}/file`)) {
+        printed.add(`${key}/file`);
+        const f = a.delivered;
+        const probe = await probeClip(f.path);
+        const gaps = probe.gaps === null ? 'gaps unknown' : probe.gaps.length === 0 ? 'no gaps' : `gaps ${probe.gaps.map(([x, y]) => `${new Date(x).toISOString()} to ${new Date(y).toISOString()}`).join(', ')}`;
+        say(
+          'clip',
+          { requestId: r.id, camera: a.camera, fileId: f.fileId, path: f.path, sha256: f.sha256, bytes: f.bytes, durationS: probe.durationS, gaps: probe.gaps },
+          `  ${a.camera}: clip at dispatch, SHA-256 verified: ${f.path} (${f.bytes} bytes, ${probe.durationS === null ? 'duration unknown' : `${probe.durationS.toFixed(2)} s`}, ${gaps}, sha256 ${f.sha256})`,
+        );
+      }
+    }
+    if (st?.complete) return answers.some((a) => a.delivered) ? FOOTAGE_EXIT.delivered : FOOTAGE_EXIT.unavailable;
     if (Date.now() > deadline) {
-      out(`  no complete answer within ${o.waitS} s; the request stays queued (the bus answers when it is online)`);
+      const answered = new Set(answers.map((a) => a.camera ?? '*'));
+      const silent = (st?.cameras ?? []).filter((c) => !answered.has(c));
+      const inFlight = answers.filter((a) => a.fileId && !a.delivered).map((a) => a.camera);
+      const what = [
+        answers.length === 0 ? 'no answer from the bus' : '',
+        silent.length ? `no answer yet for camera ${silent.join(', ')}` : '',
+        inFlight.length ? `clip of ${inFlight.join(', ')} still on its way` : '',
+      ].filter(Boolean);
+      say(
+        'timeout',
+        { requestId: r.id, waitS: o.waitS, missing: what },
+        `  ${what.join('; ') || 'not complete'} within ${o.waitS} s; the request stays queued (a running "busguard dispatch" re-sends it when the bus comes online; the clip keeps coming on its own)`,
+      );
       return FOOTAGE_EXIT.timedOut;
     }
-    await new Promise((r) => setTimeout(r, 250));
+    await new Promise((res) => setTimeout(res, 250));
   }
 }

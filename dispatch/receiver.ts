@@ -69,6 +69,19 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
         if (this.session?.connected && !this.stopping) this.session.client.publish(topic, payload, { qos: 1 });
       },
     });
+    // A clip asked for with `busguard dispatch footage` is linked to its request by the requestId in its meta.
+    this.files.on('stored', (f) => {
+      try {
+        const requestId = this.store.footage.requestOfFile(f);
+        if (!requestId) return;
+        this.log.info(
+          { event: 'footage.delivered', requestId, fileId: f.fileId, fileName: f.name, path: f.path, sha256: f.sha256, size: f.size, fleet: f.fleet, vehicle: f.vehicle },
+          `footage of request ${requestId} from ${f.fleet}/${f.vehicle} stored: ${f.name}`,
+        );
+      } catch (err) {
+        this.log.warn({ event: 'footage.link-failed', fileId: f.fileId, err: (err as Error).message }, 'could not look up the footage request of a stored file');
+      }
+    });
   }
 
   start(): void {

@@ -5,7 +5,7 @@
 
 import { type Db, migrate, openDatabase } from '../protocol/sqlite.ts';
 import { DISPATCH_FILES_SCHEMA } from './files.ts';
-import { DISPATCH_FOOTAGE_SCHEMA, FootageBook } from './footage.ts';
+import { DISPATCH_FOOTAGE_CAMERAS_SCHEMA, DISPATCH_FOOTAGE_SCHEMA, FootageBook } from './footage.ts';
 import type Database from 'better-sqlite3';
 import type { AlarmKind, AlarmMessage, DiagMessage, Envelope, Fix, PositionMessage, StatusMessage, TimeSource, TrackPoint } from '../protocol/messages.ts';
 import type { Lane } from '../protocol/lanes.ts';
@@ -143,7 +143,7 @@ export class DispatchStore {
 
   constructor(path: string) {
     this.db = openDatabase(path);
-    migrate(this.db, [SCHEMA + LANE_SCHEMA, DISPATCH_FILES_SCHEMA, DISPATCH_FOOTAGE_SCHEMA]);
+    migrate(this.db, [SCHEMA + LANE_SCHEMA, DISPATCH_FILES_SCHEMA, DISPATCH_FOOTAGE_SCHEMA, DISPATCH_FOOTAGE_CAMERAS_SCHEMA]);
     this.footage = new FootageBook(this.db);
   }
 

@@ -128,9 +128,14 @@ export class Agent extends EventEmitter<AgentEvents> {
       now: () => this.clock.now(),
       fix: () => describeFix(this.gps, config.position.staleAfterS),
       enqueue: async (f, bytes) => (await this.evidence.enqueue(f, bytes))?.id ?? null,
-      answer: (a) => {
+      track: () => this.evidence.trackPoints(),
+      // The answer and the "handled" record in one transaction: a crash between them would answer twice.
+      answer: (a, commit) => {
         const item = { id: a.id, lane: 'clip' as Lane, topic: uplinkTopic(this.ref, 'footage'), payload: encode(a) };
-        this.outbox.write('clip', () => this.outbox.append(item));
+        this.outbox.write('clip', () => {
+          this.outbox.append(item);
+          commit();
+        });
         this.uplink.kick();
       },
     });

@@ -142,6 +142,11 @@ export class Evidence {
     }
   }
 
+  /** The recent track (corrected UTC times), for clip sidecars. */
+  trackPoints(): readonly ClipTrackPoint[] {
+    return this.track;
+  }
+
   /** A fix with its corrected UTC time: kept for the clips' track sidecar. */
   noteFix(lat: number, lon: number, altM: number | null, atMs: number): void {
     const last = this.track.at(-1);

@@ -161,25 +161,53 @@ export type StatusMessage = z.infer<typeof StatusMessageSchema>;
 
 /** The longest window a footage request may ask for (a dispatcher asks again for more). */
 export const FOOTAGE_MAX_WINDOW_S = 600;
+/** How far after now a window may end: the bus waits that long at most for it to be recorded. */
+export const FOOTAGE_MAX_AHEAD_S = 120;
 
 /**
  * Dispatch → bus (down/footage): send the video of [from, to] from the ring
  * of one camera (or of each, camera null). Re-sent by dispatch until the bus
  * answers; the bus handles each id once.
+ *
+ * The schema checks the shape only; footageWindowProblem() checks the window.
+ * They are apart so that a well-formed request with a bad window (a newer
+ * dispatch allowing longer windows, a clock far off) is answered 'failed'
+ * with the reason instead of being dropped: dropped, it would be re-sent
+ * every time the bus comes online, and never answered.
  */
-export const FootageRequestSchema = z
-  .object({
-    v: z.literal(1),
-    id: uuid,
-    from: isoTime,
-    to: isoTime,
-    camera: z.string().regex(/^[A-Za-z0-9_-]{1,32}$/).nullable(),
-    by: z.string().min(1).max(64),
-    at: isoTime,
-  })
-  .refine((r) => Date.parse(r.from) < Date.parse(r.to), { message: 'from must be before to', path: ['to'] })
-  .refine((r) => Date.parse(r.to) - Date.parse(r.from) <= FOOTAGE_MAX_WINDOW_S * 1000, { message: `the window may be at most ${FOOTAGE_MAX_WINDOW_S} s`, path: ['to'] });
+export const FootageRequestSchema = z.object({
+  v: z.literal(1),
+  id: uuid,
+  from: isoTime,
+  to: isoTime,
+  camera: z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, 'camera: letters, digits, "_" or "-", 1 to 32 characters').nullable(),
+  by: z.string().min(1).max(64),
+  at: isoTime,
+});
 export type FootageRequest = z.infer<typeof FootageRequestSchema>;
+
+/**
+ * Why a footage window cannot be served as asked, in one sentence, or null
+ * when it can: from before to, at most maxWindowS long, ending at most
+ * maxAheadS after nowMs (the clock of whoever checks: dispatch before sending,
+ * the bus on receipt).
+ */
+export function footageWindowProblem(
+  w: { from: string; to: string },
+  o: { nowMs: number; maxWindowS?: number; maxAheadS?: number },
+): string | null {
+  const fromMs = Date.parse(w.from);
+  const toMs = Date.parse(w.to);
+  const maxWindowS = o.maxWindowS ?? FOOTAGE_MAX_WINDOW_S;
+  const maxAheadS = o.maxAheadS ?? FOOTAGE_MAX_AHEAD_S;
+  if (!Number.isFinite(fromMs) || !Number.isFinite(toMs)) return `the window ${w.from} to ${w.to} is not two times`;
+  if (fromMs >= toMs) return `from (${w.from}) must be before to (${w.to})`;
+  if (toMs - fromMs > maxWindowS * 1000) return `the window is ${((toMs - fromMs) / 1000).toFixed(0)} s; it may be at most ${maxWindowS} s (ask again for the rest)`;
+  if (toMs - o.nowMs > maxAheadS * 1000) {
+    return `the window ends at ${w.to}, ${((toMs - o.nowMs) / 1000).toFixed(0)} s after now (${new Date(o.nowMs).toISOString()}); it may end at most ${maxAheadS} s ahead: ask again once it has been recorded`;
+  }
+  return null;
+}
 
 export const FOOTAGE_STATUSES = ['accepted', 'partial', 'unavailable', 'failed'] as const;
 
@@ -203,6 +231,12 @@ export const FootageAnswerSchema = z.object({
   ring: z.object({ from: isoTime, to: isoTime }).nullable(),
   fileId: id.nullable(),
   at: isoTime,
+  /**
+   * Every camera this request covers on the bus (each answers on its own),
+   * so that dispatch knows when it has every answer. Absent from buses
+   * before it was added.
+   */
+  cameras: z.array(z.string().max(32)).max(16).optional(),
 });
 export type FootageAnswer = z.infer<typeof FootageAnswerSchema>;
 

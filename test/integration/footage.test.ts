@@ -5,7 +5,7 @@
 // is no longer in the ring.
 
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import crypto, { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -42,13 +42,16 @@ describe('footage on request', () => {
     const from = to - 2000;
     const r = await footage(['--from', new Date(from).toISOString(), '--to', new Date(to).toISOString(), '--json', '--wait', '60']);
     expect(r.code, `exit ${r.code}: ${r.stdout}${r.stderr}\n${JSON.stringify(bus.agent.events('footage.answered'))}`).toBe(0);
-    const lines = r.stdout.trim().split('\n');
-    const requestId = /footage request ([0-9a-f-]{36})/.exec(lines[0]!)![1]!;
-    const json = lines.slice(1).map((l) => JSON.parse(l) as Record<string, unknown>);
-    expect(json[0]).toMatchObject({ requestId, camera: 'cabin', status: 'accepted' });
-    const clip = json.find((j) => j.path) as { path: string; sha256: string; fileId: string };
+    const json = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(json[0]).toMatchObject({ event: 'requested', fleet: 'city', vehicle: 'bus-1', sent: true });
+    const requestId = json[0]!.requestId as string;
+    expect(json[1]).toMatchObject({ event: 'answer', requestId, camera: 'cabin', status: 'accepted' });
+    const clip = json.find((j) => j.event === 'clip') as { path: string; sha256: string; fileId: string; durationS: number; gaps: unknown[] };
+    expect(clip.fileId).toBe(json[1]!.fileId);
     expect(createHash('sha256').update(readFileSync(clip.path)).digest('hex')).toBe(clip.sha256);
+    expect(clip.gaps).toEqual([]);
     const durationS = await ffprobeDuration(clip.path);
+    expect(clip.durationS).toBeCloseTo(durationS, 2);
     expect(durationS).toBeGreaterThanOrEqual(2 - 0.15);
     expect(durationS).toBeLessThanOrEqual(2 + 1 + 0.15); // one keyframe interval before the window's start
     const db = new Database(join(bus.dir, 'dispatch.db'), { readonly: true });
@@ -60,6 +63,10 @@ describe('footage on request', () => {
     } finally {
       db.close();
     }
+    // The receiver links the stored clip to its request; the GeoJSON of the clip follows it, linked the same way.
+    await bus.dispatch.waitForEvent('footage.delivered', (l) => l.requestId === requestId && l.fileId === clip.fileId, 10_000);
+    const geo = await bus.dispatch.waitForEvent('footage.delivered', (l) => l.requestId === requestId && String(l.fileName).endsWith('.geojson'), 30_000);
+    expect(readFileSync(String(geo.path), 'utf8')).toContain(requestId);
   }, 90_000);
 
   it('a window the ring has already overwritten → "no longer in the ring", with what the ring holds now, and exit code 3', async () => {
@@ -84,6 +91,11 @@ describe('footage on request', () => {
       await client.publishAsync('busguard/v1/city/bus-1/down/footage', '{"v":1,"id":"not-a-uuid","from":"yesterday"}', { qos: 1 });
       const rejected = await bus.agent.waitForEvent('downlink.rejected', (l) => String(l.topic).endsWith('/down/footage'), 10_000, from);
       expect(String(rejected.reason)).toMatch(/id|from|to/);
+      // Well-formed but a window the bus will not serve (dispatch's CLI would refuse it; an older or misconfigured one might not):
+      // answered 'failed' with the reason, so that dispatch stops re-sending it.
+      const bad = { v: 1, id: crypto.randomUUID(), from: new Date(Date.now() - 1000).toISOString(), to: new Date(Date.now() - 2000).toISOString(), camera: null, by: 'test', at: new Date().toISOString() };
+      await client.publishAsync('busguard/v1/city/bus-1/down/footage', JSON.stringify(bad), { qos: 1 });
+      await bus.agent.waitForEvent('footage.answered', (l) => l.requestId === bad.id && l.status === 'failed' && /must be before to/.test(String(l.reason)), 10_000, from);
     } finally {
       await client.endAsync();
     }
@@ -99,6 +111,34 @@ describe('footage on request', () => {
     } finally {
       d2.close();
     }
+  }, 90_000);
+
+  it('a request made while the bus is off: the CLI gives up waiting (exit 4), the request stays queued, and the bus answers it once when it is back', async () => {
+    const offAt = Date.now();
+    await bus.agent.kill('SIGTERM');
+    const r = await footage(['--from', new Date(offAt - 2500).toISOString(), '--to', new Date(offAt - 500).toISOString(), '--wait', '2', '--json']);
+    expect(r.code, r.stdout + r.stderr).toBe(4);
+    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const requestId = lines[0]!.requestId as string;
+    expect(lines.at(-1)).toMatchObject({ event: 'timeout', requestId, missing: ['no answer from the bus'] });
+
+    const agent = await bus.startAgent();
+    const db = new Database(join(bus.dir, 'dispatch.db'), { readonly: true });
+    try {
+      const delivered = () =>
+        db
+          .prepare("SELECT a.status, f.path FROM footage_answers a JOIN evidence_files f ON f.file_id = a.file_id AND f.state = 'complete' WHERE a.request_id = ?")
+          .get(requestId) as { status: string; path: string } | undefined;
+      await until(() => delivered() !== undefined, 45_000, 'the clip of the queued request at dispatch').catch((err: Error) => {
+        const seen = (p: typeof agent, prefix: string) => p.lines.filter((l) => String(l.event ?? '').startsWith(prefix) || l.requestId === requestId);
+        throw new Error(`${err.message}\nbus: ${JSON.stringify(seen(agent, 'footage'))}\ndispatch: ${JSON.stringify(seen(bus.dispatch, 'footage'))}`);
+      });
+      expect(delivered()!.status).toBe('accepted');
+    } finally {
+      db.close();
+    }
+    // The broker's queued copy and dispatch's re-send on "online" may both arrive: cut once.
+    expect(agent.events('footage.requested').filter((l) => l.requestId === requestId)).toHaveLength(1);
   }, 90_000);
 
   it('refuses a bad vehicle, a bad time or a window too long, before sending anything (exit 2)', async () => {
