@@ -113,7 +113,7 @@ describe('footage on request', () => {
     }
   }, 90_000);
 
-  it('a request made while the bus is off: the CLI gives up waiting (exit 4), the request stays queued, and the bus answers it once when it is back', async () => {
+  it('a request made while the bus is off: the CLI gives up waiting (exit 4), the request stays queued, and the bus answers it once when it is back (with the clip, or "overwritten" if its small ring moved on)', async () => {
     const offAt = Date.now();
     await bus.agent.kill('SIGTERM');
     const r = await footage(['--from', new Date(offAt - 2500).toISOString(), '--to', new Date(offAt - 500).toISOString(), '--wait', '2', '--json']);
@@ -125,15 +125,28 @@ describe('footage on request', () => {
     const agent = await bus.startAgent();
     const db = new Database(join(bus.dir, 'dispatch.db'), { readonly: true });
     try {
-      const delivered = () =>
-        db
-          .prepare("SELECT a.status, f.path FROM footage_answers a JOIN evidence_files f ON f.file_id = a.file_id AND f.state = 'complete' WHERE a.request_id = ?")
-          .get(requestId) as { status: string; path: string } | undefined;
-      await until(() => delivered() !== undefined, 45_000, 'the clip of the queued request at dispatch').catch((err: Error) => {
+      const answers = () => db.prepare('SELECT status, file_id AS fileId FROM footage_answers WHERE request_id = ?').all(requestId) as { status: string; fileId: string | null }[];
+      await until(() => answers().length > 0, 45_000, 'the answer to the queued request at dispatch').catch((err: Error) => {
         const seen = (p: typeof agent, prefix: string) => p.lines.filter((l) => String(l.event ?? '').startsWith(prefix) || l.requestId === requestId);
         throw new Error(`${err.message}\nbus: ${JSON.stringify(seen(agent, 'footage'))}\ndispatch: ${JSON.stringify(seen(bus.dispatch, 'footage'))}`);
       });
-      expect(delivered()!.status).toBe('accepted');
+      // The ring here holds 4 s and records again from the restart: on a slow
+      // machine the window may be overwritten before the bus gets to it, and
+      // it must then say so rather than send something else. Either way: one
+      // answer, and a clip at dispatch unless it says unavailable.
+      const [answer] = answers();
+      expect(['accepted', 'partial', 'unavailable']).toContain(answer!.status);
+      if (answer!.status !== 'unavailable') {
+        await until(
+          () => db.prepare("SELECT 1 FROM evidence_files WHERE file_id = ? AND state = 'complete'").get(answer!.fileId),
+          45_000,
+          'the clip of the queued request at dispatch',
+        );
+      } else {
+        expect(agent.events('footage.answered').find((l) => l.requestId === requestId)?.reason).toMatch(/no longer in the ring/);
+      }
+      await new Promise((r) => setTimeout(r, 1000)); // a second answer, if there were one, would be here by now
+      expect(answers()).toHaveLength(1);
     } finally {
       db.close();
     }
