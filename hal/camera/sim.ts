@@ -14,10 +14,10 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { SerialPort } from 'serialport';
+import { HANGUP_AWARE_BINDING } from '../serial/hangup-aware-binding.ts';
 import {
   BAUD_DIVISORS,
   FBUF_CTRL,
-  HANGUP_AWARE_BINDING,
   IMAGE_SIZE_CODES,
   IMAGE_SIZE_REGISTER,
   type ImageSize,

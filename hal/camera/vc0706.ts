@@ -11,11 +11,10 @@
 //   READ_FBUF's reply is a header (76 ss 32 00 00), the JPEG bytes, then the
 //   same five bytes again as a footer.
 
-import { read as fsReadCb } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import { SerialPort } from 'serialport';
+import { HANGUP_AWARE_BINDING } from '../serial/hangup-aware-binding.ts';
 
 export const VC0706_REQUEST = 0x56;
 export const VC0706_REPLY = 0x76;
@@ -893,49 +892,5 @@ function errText(err: unknown): string {
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
-
-// serialport's Linux binding (bindings-cpp 13) retries a read that returns 0
-// bytes, which a tty does only after a hang-up (adapter unplugged, pty master
-// closed): the retry spins at 100% CPU and the disconnect is never reported
-// (serialport/bindings-cpp#162). Same workaround as hal/gps/reader.ts, which
-// does not export its copy: serialport's own binding with a read that takes
-// 0 bytes for a disconnect.
-interface UnixPortBinding {
-  fd: number | null;
-  readonly isOpen: boolean;
-  poller?: { once(event: 'readable', cb: (err: Error | null) => void): unknown };
-  read(buffer: Buffer, offset: number, length: number): Promise<{ buffer: Buffer; bytesRead: number }>;
-}
-
-const fsRead = promisify(fsReadCb);
-const BASE_BINDING = SerialPort.binding as unknown as { list(): Promise<unknown[]>; open(options: unknown): Promise<UnixPortBinding> };
-
-export const HANGUP_AWARE_BINDING = {
-  list: () => BASE_BINDING.list(),
-  async open(options: unknown): Promise<UnixPortBinding> {
-    const port = await BASE_BINDING.open(options);
-    const poller = port.poller;
-    if (typeof port.fd !== 'number' || !poller) return port;
-    port.read = async (buffer, offset, length) => {
-      for (;;) {
-        const fd = port.fd;
-        if (fd === null) throw Object.assign(new Error('Port is not open'), { canceled: true });
-        let bytesRead: number;
-        try {
-          ({ bytesRead } = await fsRead(fd, buffer, offset, length, null));
-        } catch (err) {
-          const code = (err as NodeJS.ErrnoException).code;
-          if (code !== 'EAGAIN' && code !== 'EWOULDBLOCK' && code !== 'EINTR') throw err;
-          if (!port.isOpen) throw Object.assign(new Error('Port is not open'), { canceled: true });
-          await new Promise<void>((resolve, reject) => poller.once('readable', (e) => (e ? reject(e) : resolve())));
-          continue;
-        }
-        if (bytesRead === 0) throw new Error('end of file: the tty hung up (camera unplugged or pty closed)');
-        return { buffer, bytesRead };
-      }
-    };
-    return port;
-  },
-};
 
 export type { SerialPortOptions };
