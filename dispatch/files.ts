@@ -15,6 +15,7 @@
 import { EventEmitter } from 'node:events';
 import { constants, existsSync } from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { fsyncDir } from '../protocol/durable-file.ts';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -556,12 +557,3 @@ async function writeAt(path: string, offset: number, data: Buffer): Promise<void
   }
 }
 
-/** A rename is durable once its folder is fsync'd. */
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, constants.O_RDONLY);
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}

@@ -140,6 +140,24 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     }
   }
 
+  /**
+   * The bus says these of its alarms are open. Any that dispatch has
+   * acknowledged lost its acknowledgement on the bus (a write lost to a power
+   * cut, a journal restored from a backup): mark it unseen so it is sent again
+   * (by resendAcks, now and until the bus confirms it). Only this vehicle's
+   * own alarms are touched: a bus naming another bus's alarm changes nothing.
+   */
+  private reconcileOpenAlarms(ref: VehicleRef, open: readonly string[]): void {
+    if (open.length === 0) return;
+    const reopened = this.store.reopenAcks(ref, open);
+    if (reopened.length) {
+      this.log.warn(
+        { event: 'ack.lost-on-bus', fleet: ref.fleet, vehicle: ref.vehicle, alarmIds: reopened },
+        `bus ${ref.fleet}/${ref.vehicle} lists as open ${reopened.length} alarm(s) dispatch acknowledged: sending the acknowledgement again`,
+      );
+    }
+  }
+
   private resendAcks(ref?: VehicleRef): void {
     if (!this.session?.connected) return;
     for (const a of this.store.unseenAcks(ref)) {
@@ -269,6 +287,7 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
         this.store.setStatus(ref, m.value);
         this.log.info({ event: 'vehicle.status', fleet: ref.fleet, vehicle: ref.vehicle, state: m.value.state }, `vehicle ${m.value.state}`);
         if (m.value.state === 'online') {
+          this.reconcileOpenAlarms(ref, m.value.openAlarms ?? []);
           this.resendAcks(ref);
           this.resendFootageRequests(ref);
         }

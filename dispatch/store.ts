@@ -312,6 +312,20 @@ export class DispatchStore {
     return n;
   }
 
+  /**
+   * Of these alarm ids, those of this vehicle that were acknowledged and seen
+   * by the bus: the bus says it does not have the ack after all. Their
+   * ack_seen_at is cleared so the acknowledgement is re-sent. Returns them.
+   */
+  reopenAcks(ref: VehicleRef, ids: readonly string[]): string[] {
+    const stmt = this.db.prepare('UPDATE alarms SET ack_seen_at = NULL WHERE id = ? AND fleet = ? AND vehicle = ? AND ack_at IS NOT NULL AND ack_seen_at IS NOT NULL');
+    const out: string[] = [];
+    this.db.transaction(() => {
+      for (const id of ids) if (stmt.run(id, ref.fleet, ref.vehicle).changes > 0) out.push(id);
+    })();
+    return out;
+  }
+
   /** Acknowledgements the bus has not confirmed yet (to re-send). */
   unseenAcks(ref?: VehicleRef): StoredAlarm[] {
     const sql = 'SELECT * FROM alarms WHERE ack_at IS NOT NULL AND ack_seen_at IS NULL';

@@ -99,6 +99,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       resendMs: config.alarm.resendS * 1000,
       agent: AGENT_VERSION,
       log: this.log,
+      openAlarms: () => this.journal.open().map((a) => a.id),
     });
     this.pattern = new PressPattern(config.alarm);
     this.evidence = new Evidence({

@@ -2,8 +2,12 @@
 // stored → delivered (dispatch's receipt) → acknowledged (a dispatcher).
 // It lives in the outbox's SQLite file so an alarm and its outbox row are
 // committed in one transaction, and the LED comes back right after a restart.
+// Every change is committed with fsync (FULL) whatever the last write on the
+// connection was: the bus tells dispatch it has an acknowledgement once it is
+// recorded here, and dispatch stops re-sending it then, so a change lost to a
+// power cut would leave the alarm open for ever (see protocol/sqlite.ts).
 
-import type { Db } from '../protocol/sqlite.ts';
+import { type Db, writeTx } from '../protocol/sqlite.ts';
 import type { AlarmKind } from '../protocol/messages.ts';
 
 export type JourneyState = 'stored' | 'delivered' | 'acknowledged';
@@ -55,9 +59,9 @@ export class AlarmJournal {
   constructor(private readonly db: Db) {}
 
   insert(e: { id: string; kind: AlarmKind; raisedAt: string }): void {
-    this.db
-      .prepare("INSERT INTO alarms (id, kind, raised_at, state) VALUES (?, ?, ?, 'stored')")
-      .run(e.id, e.kind, e.raisedAt);
+    writeTx(this.db, 'FULL', () =>
+      this.db.prepare("INSERT INTO alarms (id, kind, raised_at, state) VALUES (?, ?, ?, 'stored')").run(e.id, e.kind, e.raisedAt),
+    );
   }
 
   /** Alarms not yet acknowledged, newest first. */
@@ -85,19 +89,21 @@ export class AlarmJournal {
   markDelivered(ids: readonly string[], at: string): string[] {
     const stmt = this.db.prepare("UPDATE alarms SET state = 'delivered', delivered_at = ? WHERE id = ? AND state = 'stored'");
     const changed: string[] = [];
-    this.db.transaction(() => {
+    writeTx(this.db, 'FULL', () => {
       for (const id of ids) if (stmt.run(at, id).changes > 0) changed.push(id);
-    })();
+    });
     return changed;
   }
 
   /** Returns false when the alarm is unknown or already acknowledged (a re-sent ack). */
   markAcknowledged(id: string, by: string, at: string): boolean {
-    const r = this.db
-      .prepare(
-        "UPDATE alarms SET state = 'acknowledged', delivered_at = COALESCE(delivered_at, ?), acknowledged_at = ?, acknowledged_by = ? WHERE id = ? AND state != 'acknowledged'",
-      )
-      .run(at, at, by, id);
+    const r = writeTx(this.db, 'FULL', () =>
+      this.db
+        .prepare(
+          "UPDATE alarms SET state = 'acknowledged', delivered_at = COALESCE(delivered_at, ?), acknowledged_at = ?, acknowledged_by = ? WHERE id = ? AND state != 'acknowledged'",
+        )
+        .run(at, at, by, id),
+    );
     return r.changes > 0;
   }
 }

@@ -171,7 +171,6 @@ export class Evidence {
       session,
       config: o.files,
       log: o.log,
-      durably: (fn) => o.outbox.write('snapshot', fn),
       yieldTo: () => Date.now() - this.lastAlarmAt < ALARM_PRIORITY_MS && o.uplink.alarmsWaiting(),
     });
     upload.on('delivered', (f) => this.keep(this.onDelivered(f)));

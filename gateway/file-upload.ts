@@ -50,7 +50,7 @@ import {
 import { LANES } from '../protocol/lanes.ts';
 import { type Fix, type TimeSource, decode, encode, formatIssues } from '../protocol/messages.ts';
 import type { MqttSession } from '../protocol/mqtt-session.ts';
-import type { Db } from '../protocol/sqlite.ts';
+import { type Db, writeTx } from '../protocol/sqlite.ts';
 import type { VehicleRef } from '../protocol/topics.ts';
 
 export const FileUploadConfigSchema = z
@@ -232,13 +232,6 @@ export interface FileUploadOptions {
   subscribe?: boolean;
   /** True while something more urgent waits to go (an alarm not yet confirmed): no new segment starts then. Call kick() when it turns false. */
   yieldTo?: () => boolean;
-  /**
-   * Runs the queueing INSERT. On the outbox's connection pass
-   * `(fn) => outbox.write('snapshot', fn)`: the Outbox switches `synchronous`
-   * per lane, and a queued file must be as durable as the evidence lanes
-   * (FULL). Default: a plain transaction at the connection's current level.
-   */
-  durably?: <T>(fn: () => T) => T;
 }
 
 /** EMQX file-transfer PUBACK reason codes (its synchronous mode). */
@@ -355,8 +348,8 @@ export class FileUpload extends EventEmitter<FileUploadEvents> {
     if (!init.success) throw new Error(`evidence file ${e.path} (id ${id}): cannot be described for sending: ${formatIssues(init.error.issues)}`);
     const priority = LANES.indexOf(e.kind);
     const insert = () => this.q.insert.run(id, e.path, name, hashed.size, hashed.sha256, Math.trunc(st.mtimeMs), e.kind, priority, e.alarmId, JSON.stringify(init.data.user_data), nowMs, nowMs);
-    if (this.o.durably) this.o.durably(insert);
-    else this.o.db.transaction(insert)();
+    // As durable as the evidence lanes: the file is evidence from here on.
+    writeTx(this.o.db, 'FULL', insert);
     const row = this.q.get.get(id)!;
     this.o.log.info(
       { event: 'file.queued', fileId: id, kind: e.kind, alarmId: e.alarmId, fileName: name, size: hashed.size, sha256: hashed.sha256 },
@@ -395,7 +388,7 @@ export class FileUpload extends EventEmitter<FileUploadEvents> {
 
   /** Put a failed file back in the queue (after fixing what made it fail). */
   retry(id: string): boolean {
-    if (this.q.retry.run(Date.now(), id).changes === 0) return false;
+    if (writeTx(this.o.db, 'FULL', () => this.q.retry.run(Date.now(), id)).changes === 0) return false;
     if (!this.stopped) {
       this.activate(this.q.get.get(id)!);
       this.kick();
@@ -405,7 +398,7 @@ export class FileUpload extends EventEmitter<FileUploadEvents> {
 
   /** Forget delivered files last updated before this time; returns how many. */
   prune(beforeMs: number): number {
-    return this.q.prune.run(beforeMs).changes;
+    return writeTx(this.o.db, 'NORMAL', () => this.q.prune.run(beforeMs)).changes;
   }
 
   get(id: string): QueuedFile | null {
@@ -510,7 +503,8 @@ export class FileUpload extends EventEmitter<FileUploadEvents> {
   private saveProgress(f: Active): void {
     f.row.confirmed = JSON.stringify(f.confirmed);
     f.row.updated_ms = Date.now();
-    this.q.progress.run(f.row.confirmed, f.row.attempt, f.row.restarts, f.row.updated_ms, f.row.id);
+    // Losing this to a power cut only makes the bus ask dispatch again which ranges it holds.
+    writeTx(this.o.db, 'NORMAL', () => this.q.progress.run(f.row.confirmed, f.row.attempt, f.row.restarts, f.row.updated_ms, f.row.id));
   }
 
   private confirm(f: Active, have: readonly Range[], replace: boolean): void {
@@ -525,7 +519,8 @@ export class FileUpload extends EventEmitter<FileUploadEvents> {
     this.clearInflight(f);
     this.active.delete(f.row.id);
     const all: Range[] = f.row.size > 0 ? [[0, f.row.size]] : [];
-    this.q.finish.run('delivered', null, JSON.stringify(all), Date.now(), f.row.id);
+    // fsync'd before anyone deletes the file on the strength of it.
+    writeTx(this.o.db, 'FULL', () => this.q.finish.run('delivered', null, JSON.stringify(all), Date.now(), f.row.id));
     const file = toQueued(this.q.get.get(f.row.id)!);
     this.o.log.info(
       { event: 'file.delivered', fileId: file.id, kind: file.kind, alarmId: file.alarmId, fileName: file.name, size: file.size, restarts: file.restarts },
@@ -539,7 +534,7 @@ export class FileUpload extends EventEmitter<FileUploadEvents> {
     if (!this.active.has(f.row.id)) return;
     this.clearInflight(f);
     this.active.delete(f.row.id);
-    this.q.finish.run('failed', reason, JSON.stringify(f.confirmed), Date.now(), f.row.id);
+    writeTx(this.o.db, 'FULL', () => this.q.finish.run('failed', reason, JSON.stringify(f.confirmed), Date.now(), f.row.id));
     const file = toQueued(this.q.get.get(f.row.id)!);
     this.o.log.error({ event: 'file.failed', fileId: file.id, kind: file.kind, alarmId: file.alarmId, path: file.path, reason }, `${file.kind} ${file.name} not sent: ${reason}`);
     this.emit('failed', file);
@@ -699,7 +694,7 @@ export class FileUpload extends EventEmitter<FileUploadEvents> {
       if (now.sha256 !== sha256) return `file ${path} changed or is corrupted on the bus: queued with sha256 ${sha256}, now ${now.sha256}`;
       if (Math.trunc(st.mtimeMs) !== f.row.mtime_ms) {
         f.row.mtime_ms = Math.trunc(st.mtimeMs);
-        this.q.mtime.run(f.row.mtime_ms, f.row.id);
+        writeTx(this.o.db, 'NORMAL', () => this.q.mtime.run(f.row.mtime_ms, f.row.id));
       }
       return null;
     } catch (err) {

@@ -12,7 +12,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import type { Db } from '../protocol/sqlite.ts';
+import { type Db, type Durability, writeTx } from '../protocol/sqlite.ts';
 import { LANES, LANE_TIER, type Lane, PROTECTED_LANES } from '../protocol/lanes.ts';
 
 export type { Lane } from '../protocol/lanes.ts';
@@ -25,7 +25,7 @@ export type { Lane } from '../protocol/lanes.ts';
  * (batched every position.intervalS anyway) and diagnostics is the price of
  * not wearing the flash with an fsync per point.
  */
-export const LANE_SYNC: Readonly<Record<Lane, 'FULL' | 'NORMAL'>> = {
+export const LANE_SYNC: Readonly<Record<Lane, Durability>> = {
   alarm: 'FULL',
   incident: 'FULL',
   snapshot: 'FULL',
@@ -149,7 +149,6 @@ export class Outbox {
   /** Lanes that give way when the outbox is full, in the order they do: the least important first. */
   private readonly evictOrder: Lane[];
   private usedBytes: number;
-  private currentSync: 'FULL' | 'NORMAL' | null = null;
   private readonly q;
 
   constructor(
@@ -193,14 +192,9 @@ export class Outbox {
    * in one transaction at the durability of `lane` (LANE_SYNC).
    */
   write<T>(lane: Lane, fn: () => T): T {
-    const sync = LANE_SYNC[lane];
-    if (sync !== this.currentSync) {
-      this.db.pragma(`synchronous = ${sync}`);
-      this.currentSync = sync;
-    }
     const before = this.usedBytes;
     try {
-      return this.db.transaction(fn)();
+      return writeTx(this.db, LANE_SYNC[lane], fn);
     } catch (err) {
       this.usedBytes = before; // rolled back
       throw err;

@@ -42,6 +42,8 @@ export interface UplinkOptions {
   resendMs: number;
   agent: string;
   log: Logger;
+  /** Ids of the alarms the bus holds open, listed in the "online" status so dispatch can re-send a lost ack. */
+  openAlarms?: () => string[];
 }
 
 export interface UplinkEvents {
@@ -156,7 +158,15 @@ export class Uplink extends EventEmitter<UplinkEvents> {
   }
 
   private status(state: StatusMessage['state']): Buffer {
-    return encode({ v: 1, state, at: new Date().toISOString(), agent: this.o.agent } satisfies StatusMessage);
+    let open: string[] | undefined;
+    if (state === 'online' && this.o.openAlarms) {
+      try {
+        open = this.o.openAlarms().slice(0, 100);
+      } catch (err) {
+        this.o.log.error({ event: 'status.open-alarms-failed', err: (err as Error).message }, 'cannot list open alarms for dispatch');
+      }
+    }
+    return encode({ v: 1, state, at: new Date().toISOString(), agent: this.o.agent, ...(open ? { openAlarms: open } : {}) } satisfies StatusMessage);
   }
 
   private onConnect(sessionPresent: boolean): void {

@@ -156,6 +156,14 @@ export const StatusMessageSchema = z.object({
   /** For "online": when it came online. For the will: when the session began. */
   at: isoTime,
   agent: z.string().max(64),
+  /**
+   * With "online": the alarms and incidents the bus's journal holds open (not
+   * acknowledged). Dispatch re-sends the acknowledgement of any it has
+   * acknowledged: the bus and dispatch then agree again even when one write
+   * on the bus was lost (a power cut, a restored backup), and no lost ack can
+   * leave the button refusing new alarms. Absent from buses before it was added.
+   */
+  openAlarms: z.array(uuid).max(100).optional(),
 });
 export type StatusMessage = z.infer<typeof StatusMessageSchema>;
 

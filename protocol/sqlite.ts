@@ -29,6 +29,7 @@ export function openDatabase(file: string, opts: OpenOptions = {}): Db {
   if (opts.pageSize) db.pragma(`page_size = ${opts.pageSize}`); // takes effect only before the first table
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = FULL');
+  levelOf.set(db, 'FULL');
   // Another process (the dispatch CLI, a second receiver) may hold the lock briefly.
   db.pragma('busy_timeout = 5000');
   return db;
@@ -46,4 +47,52 @@ export function migrate(db: Db, steps: readonly string[]): void {
       db.pragma(`user_version = ${v + 1}`);
     })();
   }
+}
+
+/**
+ * How far a commit must reach before it returns. FULL: fsync'd (the WAL is on
+ * flash); NORMAL: in the WAL, fsync'd at the next checkpoint (a process crash
+ * loses nothing, a power cut may lose the last commits).
+ */
+export type Durability = 'FULL' | 'NORMAL';
+
+/** The `synchronous` level each connection was last set to (a connection keeps it until changed). */
+const levelOf = new WeakMap<Db, Durability>();
+/** The level of the transaction a connection is inside, for writes nested in it. */
+const openTx = new WeakMap<Db, Durability>();
+
+/**
+ * Run `fn` in one transaction committed at `level`. Every write to a database
+ * shared by writes of different durability goes through here and names its
+ * own level: `synchronous` is a setting of the connection, so a write that
+ * relied on whatever the previous write left would be committed without an
+ * fsync after a NORMAL one (a power cut then lost an acknowledgement the bus
+ * had already reported to dispatch). A write nested in another's transaction
+ * commits with it, so it may not ask for more than the outer one gives.
+ */
+export function writeTx<T>(db: Db, level: Durability, fn: () => T): T {
+  const outer = openTx.get(db);
+  if (outer !== undefined || db.inTransaction) {
+    if (level === 'FULL' && outer !== 'FULL') {
+      throw new Error(`SQLite ${db.name}: a FULL write nested in a ${outer ?? 'foreign'} transaction would commit without fsync; run it on its own`);
+    }
+    return fn();
+  }
+  if (levelOf.get(db) !== level) {
+    // Cannot change inside a transaction, and takes effect for the next commit.
+    db.pragma(`synchronous = ${level}`);
+    levelOf.set(db, level);
+  }
+  openTx.set(db, level);
+  try {
+    return db.transaction(fn)();
+  } finally {
+    openTx.delete(db);
+  }
+}
+
+/** The level the connection commits at now (for tests and diagnostics). */
+export function currentDurability(db: Db): Durability {
+  const v = db.pragma('synchronous', { simple: true }) as number;
+  return v >= 2 ? 'FULL' : 'NORMAL';
 }

@@ -10,7 +10,7 @@ PACKAGES=(
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   ffmpeg libimage-exiftool-perl iproute2
-  python3 make g++
+  python3 make g++ gcc
 )
 
 missing=()

@@ -18,7 +18,8 @@
 
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdtemp, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { fsyncFile, renameDurably, writeFileDurably } from '../../protocol/durable-file.ts';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { type MediaTools, type VideoPackets, probeFormat, probeVideoPackets, runTool } from './ffprobe.ts';
@@ -177,7 +178,9 @@ export async function cutClip(o: CutClipOptions): Promise<ClipResult> {
     } catch (err) {
       throw new ClipError('ffmpeg', errText(err), { cause: err });
     }
-    await rename(tmpOut, o.out);
+    // ffmpeg does not fsync: the clip is on flash before it takes its name, and the name before it is queued.
+    await fsyncFile(tmpOut);
+    await renameDurably(tmpOut, o.out);
   } finally {
     await rm(work, { recursive: true, force: true });
     await rm(tmpOut, { force: true });
@@ -194,8 +197,7 @@ export async function cutClip(o: CutClipOptions): Promise<ClipResult> {
     ...(o.pressMs !== undefined ? { pointMs: o.pressMs } : {}),
     properties: { clip: basename(o.out), sha256, window: [o.fromMs, o.toMs], gaps, ...(o.meta ? { meta: o.meta } : {}) },
   });
-  await writeFile(`${sidecar}.part`, JSON.stringify(geo));
-  await rename(`${sidecar}.part`, sidecar);
+  await writeFileDurably(sidecar, JSON.stringify(geo));
   return {
     file: o.out,
     sidecar,

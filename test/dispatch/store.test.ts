@@ -73,6 +73,21 @@ describe('dispatch store (real SQLite file)', () => {
     expect(store.unseenAcks()).toHaveLength(0);
   });
 
+  it('re-opens an acknowledgement a bus says it lacks, only for that bus\'s own acknowledged alarms', () => {
+    const mine = alarm();
+    const unacked = alarm();
+    const other = alarm({ vehicle: 'bus-2' });
+    for (const a of [mine, unacked, other]) store.addAlarm(a);
+    for (const a of [mine, other]) {
+      store.acknowledge(a.id, 'officer-1', '2026-11-22T10:00:00.000Z');
+      store.markAckSeen([a.id]);
+    }
+    // bus-1 lists as open its own acked alarm, its own unacked one, and bus-2's acked one.
+    expect(store.reopenAcks({ fleet: 'city', vehicle: 'bus-1' }, [mine.id, unacked.id, other.id, randomUUID()])).toEqual([mine.id]);
+    expect(store.unseenAcks().map((x) => x.id)).toEqual([mine.id]);
+    expect(store.get(other.id)?.ackSeenAt).not.toBeNull();
+  });
+
   it('stores every point of a track batch once, however often the batch is re-sent', () => {
     const fix = (lat: number): Fix => ({ valid: true, lat, lon: 108.94, altM: null, speedMps: 5, trackDeg: 90, time: null, ageS: 0, stale: false, sats: null, hdop: null });
     const batch: PositionMessage = {

@@ -63,8 +63,8 @@ export class BusFixture {
     this.agent = await this.startAgent();
   }
 
-  async startAgent(): Promise<LoggedProcess> {
-    const p = busguard(['agent', '--config', this.agentConfigPath]);
+  async startAgent(env: Record<string, string> = {}): Promise<LoggedProcess> {
+    const p = busguard(['agent', '--config', this.agentConfigPath], env);
     await p.waitForEvent('agent.started');
     this.agent = p;
     return p;
