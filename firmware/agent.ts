@@ -25,7 +25,7 @@ import { GpsClock } from './clock.ts';
 import { describeFix, toFix } from './position.ts';
 import { TrackThinner } from './track.ts';
 import { PressPattern } from './press-pattern.ts';
-import { Evidence, FILE_UPLOAD_SCHEMA } from './evidence.ts';
+import { CLIP_JOBS_SCHEMA, Evidence, FILE_UPLOAD_SCHEMA } from './evidence.ts';
 import { FOOTAGE_SCHEMA, FootageHandler } from './footage.ts';
 
 export const AGENT_VERSION = 'busguard-agent/0.1.0';
@@ -64,7 +64,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private positionFast = false;
   private readonly clock: GpsClock;
   /** Thinned points waiting for the next batch (position.intervalS, or the alarm rate). */
-  private pendingPoints: TrackPoint[] = [];
+  private pendingPoints: { mono: number; fix: TrackPoint['fix'] }[] = [];
   /**
    * Alarms the disk could not hold (ENOSPC, I/O error): sent from memory and
    * re-sent until dispatch receipts them, shown as "fault" on the LED until
@@ -87,7 +87,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.ref = { fleet: config.vehicle.fleet, vehicle: config.vehicle.id };
     this.log = log ?? createLogger('agent', config.log.level, { fleet: this.ref.fleet, vehicle: this.ref.vehicle });
     this.db = openDatabase(join(config.storage.dir, 'outbox.db'), { pageSize: 1024 });
-    migrate(this.db, [OUTBOX_SCHEMA + JOURNAL_SCHEMA, FILE_UPLOAD_SCHEMA, FOOTAGE_SCHEMA]);
+    migrate(this.db, [OUTBOX_SCHEMA + JOURNAL_SCHEMA, FILE_UPLOAD_SCHEMA, FOOTAGE_SCHEMA, CLIP_JOBS_SCHEMA]);
     this.clock = new GpsClock(this.log);
     this.thinner = new TrackThinner(config.position);
     this.outbox = new Outbox(this.db, config.outbox, (e) => this.onEvicted(e));
@@ -114,10 +114,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       storageDir: config.storage.dir,
       files: config.files,
       log: this.log,
-      now: () => {
-        const t = this.clock.now();
-        return { date: new Date(t.ms), iso: t.iso, timeSource: t.timeSource };
-      },
+      clock: this.clock,
       diag: (d) => this.appendDiag(d),
     });
     this.footage = new FootageHandler({
@@ -204,7 +201,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.emit('duplicatePress', kind, open.id);
       return null;
     }
-    const stamp = this.clock.now();
+    const stamp = this.clock.stampAt(confirmedAtMs);
     const alarm: AlarmMessage = {
       v: 1,
       id: randomUUID(),
@@ -235,14 +232,14 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.uplink.sendVolatile(item);
       this.refreshLed();
       if (kind === 'emergency') this.schedulePosition();
-      this.evidence.onAlarm(alarm); // on a full disk the snapshot fails and says why; the alarm has gone already
+      this.evidence.onAlarm(alarm, confirmedAtMs); // on a full disk the snapshot fails and says why; the alarm has gone already
       return alarm.id;
     }
     this.journey({ alarmId: alarm.id, kind, step: 'stored', monoMs: monoMs(), alarm });
     this.refreshLed();
     this.uplink.kick();
     if (kind === 'emergency') this.schedulePosition();
-    this.evidence.onAlarm(alarm);
+    this.evidence.onAlarm(alarm, confirmedAtMs);
     return alarm.id;
   }
 
@@ -364,15 +361,15 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** Every fix from the receiver: learn the clock offset, keep it as a track point if the thinning rules say so. */
   private onFix(f: GpsFix): void {
     this.clock.observe(f);
-    if (f.valid) this.evidence.noteFix(f.lat, f.lon, f.altM, this.clock.now().ms);
+    if (f.valid) this.evidence.noteFix(f.lat, f.lon, f.altM, f.receivedAtMs);
     const emergencyOpen = this.positionFast;
     // Without routine reporting, points are kept only while an emergency is open.
     if (!emergencyOpen && this.config.position.intervalS <= 0) return;
     const heartbeatS = emergencyOpen ? this.config.position.alarmIntervalS : this.config.position.maxGapS;
     const reason = this.thinner.offer(f, heartbeatS);
     if (!reason) return;
-    const stamp = this.clock.now();
-    this.pendingPoints.push({ at: stamp.iso, timeSource: stamp.timeSource, fix: toFix(f, this.config.position.staleAfterS) });
+    // Stamped when the batch is made: a point kept before GPS time was known gets it too.
+    this.pendingPoints.push({ mono: f.receivedAtMs, fix: toFix(f, this.config.position.staleAfterS) });
     // A link down for days must not grow memory without bound: batches go to the outbox, whose quota governs.
     if (this.pendingPoints.length >= this.config.position.batchMax * 10) this.sendTrack();
   }
@@ -462,14 +459,16 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (alarmId && this.pendingPoints.length === 0) {
       const fix = describeFix(this.gps, this.config.position.staleAfterS);
       if (fix) {
-        const stamp = this.clock.now();
-        this.pendingPoints.push({ at: stamp.iso, timeSource: stamp.timeSource, fix });
+        this.pendingPoints.push({ mono: performance.now(), fix });
       }
     }
     if (this.pendingPoints.length === 0) return;
     // Positions while an emergency is open are its follow-ups: their own lane, drained before the routine track.
     const lane: Lane = alarmId ? 'followup' : 'track';
-    const points = this.pendingPoints;
+    const points: TrackPoint[] = this.pendingPoints.map((p) => {
+      const stamp = this.clock.stampAt(p.mono);
+      return { at: stamp.iso, timeSource: stamp.timeSource, fix: p.fix };
+    });
     this.pendingPoints = [];
     const batches: PositionMessage[] = [];
     for (let i = 0; i < points.length; i += this.config.position.batchMax) {

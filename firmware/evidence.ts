@@ -12,6 +12,11 @@
 // confirmed by dispatch, for at most ALARM_PRIORITY_MS after the last one, so
 // a segment of a photo is never in the socket ahead of a fresh alarm.
 //
+// A clip is owed from the moment it is pinned until it is queued for upload,
+// on disk (clip-jobs.ts): an agent stopped during the post-roll (a power cut
+// right after the press) cuts it at its next start from what is left, and
+// the clip says what the stop cost.
+//
 // Media quota (`media.maxBytes`): the bytes of evidence files waiting on the
 // bus for dispatch to confirm them. Evidence of an alarm is never dropped
 // for it (the quota is soft for it, as for alarms in the outbox): over the
@@ -25,13 +30,18 @@ import { z } from 'zod';
 import { FILE_UPLOAD_SCHEMA, FileUpload, type FileUploadConfig, type QueuedFile } from '../gateway/file-upload.ts';
 import type { Outbox } from '../gateway/outbox.ts';
 import type { Uplink } from '../gateway/uplink.ts';
-import type { AlarmMessage, DiagMessage, Fix, TimeSource } from '../protocol/messages.ts';
+import type { AlarmKind, AlarmMessage, DiagMessage, Fix, TimeSource } from '../protocol/messages.ts';
 import type { Db } from '../protocol/sqlite.ts';
 import type { VehicleRef } from '../protocol/topics.ts';
 import { type CameraConfig, SnapshotTaker } from './snapshots.ts';
 import { VideoRecorder } from '../hal/video/recorder.ts';
 import { captureAlarmClip } from '../hal/video/alarm-clip.ts';
+import type { Instant } from '../hal/video/clock.ts';
 import type { TrackPoint as ClipTrackPoint } from '../hal/video/track-geojson.ts';
+import { CLIP_JOBS_SCHEMA, type ClipJob, ClipJobBook } from './clip-jobs.ts';
+import type { GpsClock } from './clock.ts';
+
+export { CLIP_JOBS_SCHEMA };
 
 export { FILE_UPLOAD_SCHEMA };
 
@@ -101,8 +111,8 @@ export interface EvidenceOptions {
   storageDir: string;
   files: FileUploadConfig;
   log: Logger;
-  /** Corrected UTC time now (firmware/clock.ts). */
-  now: () => { date: Date; iso: string; timeSource: TimeSource };
+  /** The agent's clock (firmware/clock.ts): monotonic instants to corrected UTC. */
+  clock: GpsClock;
   /** Record a diagnostics message for dispatch. */
   diag: (d: Omit<DiagMessage, 'v' | 'id' | 'fleet' | 'vehicle' | 'at'>) => void;
 }
@@ -112,15 +122,25 @@ export class Evidence {
   private readonly snapshots: SnapshotTaker;
   /** One recorder per video camera, by name. */
   readonly recorders = new Map<string, VideoRecorder>();
-  /** Recent fixes with corrected UTC times, for the clips' GeoJSON track. */
-  private track: ClipTrackPoint[] = [];
+  /** Recent fixes at their monotonic arrival, for the clips' GeoJSON track (UTC read when a clip asks). */
+  private track: (Omit<ClipTrackPoint, 't'> & { mono: number })[] = [];
   private upload: FileUpload | null = null;
   private lastAlarmAt = 0;
   private readonly work = new Set<Promise<unknown>>();
   private stopped = false;
+  /** Clips owed to dispatch, on disk until queued. */
+  private readonly jobs: ClipJobBook;
+  /** Presses of this process's clips still being made: their rows follow the clock when it moves. */
+  private readonly pressOf = new Map<string, { alarmId: string; camera: string; mono: number }>();
+  /** Aborts clips waiting for their post-roll at stop(): the next start cuts them. */
+  private readonly stopping = new AbortController();
+  /** Each recorder's start (its ring loaded from disk): resumed clips wait for it. */
+  private readonly recorderStarts = new Map<string, Promise<void>>();
 
   constructor(private readonly o: EvidenceOptions) {
     this.dir = o.media.dir ?? join(o.storageDir, 'media');
+    this.jobs = new ClipJobBook(o.db);
+    o.clock.on('change', () => this.clockMoved());
     this.snapshots = new SnapshotTaker(o.cameras, join(this.dir, 'snapshots'), o.log);
     for (const v of o.video) {
       this.recorders.set(
@@ -134,25 +154,25 @@ export class Evidence {
           maxSegments: v.maxSegments,
           maxBytes: v.maxBytes,
           ...(v.bitrateKbps ? { bitrateKbps: v.bitrateKbps } : {}),
-          // Segment times and press times on the same clock: the GPS-corrected one.
-          clock: () => o.now().date.getTime(),
+          // Segment times, press times and track on one clock: the GPS-corrected one.
+          clock: o.clock,
           log: o.log,
         }),
       );
     }
   }
 
-  /** The recent track (corrected UTC times), for clip sidecars. */
-  trackPoints(): readonly ClipTrackPoint[] {
-    return this.track;
+  /** The recent track in corrected UTC as of now, for clip sidecars. */
+  trackPoints(): ClipTrackPoint[] {
+    return this.track.map(({ mono, ...p }) => ({ t: this.o.clock.utcAt(mono), ...p }));
   }
 
-  /** A fix with its corrected UTC time: kept for the clips' track sidecar. */
-  noteFix(lat: number, lon: number, altM: number | null, atMs: number): void {
+  /** A fix, at the monotonic time it arrived: kept for the clips' track sidecar. */
+  noteFix(lat: number, lon: number, altM: number | null, atMono: number): void {
     const last = this.track.at(-1);
-    if (last && atMs - last.t < 1000) return;
-    this.track.push({ t: atMs, lat, lon, ...(altM === null ? {} : { altM }) });
-    if (this.track[0]!.t < atMs - TRACK_KEEP_MS) this.track = this.track.filter((p) => p.t >= atMs - TRACK_KEEP_MS);
+    if (last && atMono - last.mono < 1000) return;
+    this.track.push({ mono: atMono, lat, lon, ...(altM === null ? {} : { altM }) });
+    if (this.track[0]!.mono < atMono - TRACK_KEEP_MS) this.track = this.track.filter((p) => p.mono >= atMono - TRACK_KEEP_MS);
   }
 
   /** Open the cameras and start the upload on the uplink's MQTT session (call after uplink.start()). */
@@ -163,7 +183,10 @@ export class Evidence {
     this.snapshots.start();
     for (const rec of this.recorders.values()) {
       rec.on('error', (err) => o.log.warn({ event: 'video.error', camera: rec.name, err: err.message }, 'video recorder error'));
-      rec.start().catch((err: Error) => o.log.error({ event: 'video.start-failed', camera: rec.name, err: err.message }, 'video recorder could not start'));
+      this.recorderStarts.set(
+        rec.name,
+        rec.start().catch((err: Error) => o.log.error({ event: 'video.start-failed', camera: rec.name, err: err.message }, 'video recorder could not start')),
+      );
     }
     const upload = new FileUpload({
       ref: o.ref,
@@ -180,6 +203,49 @@ export class Evidence {
     o.uplink.on('confirmed', () => upload.kick());
     upload.start();
     this.upload = upload;
+    this.keep(this.resumeClips());
+  }
+
+  /** Clips a stopped run owed: cut now from the pins and the ring, stating the outage (after the upload is up, to queue them). */
+  private async resumeClips(): Promise<void> {
+    let owed: ClipJob[];
+    try {
+      owed = this.jobs.pending();
+    } catch (err) {
+      this.o.log.error({ event: 'clip.resume-failed', err: (err as Error).message }, 'cannot read the clips owed from the last run');
+      return;
+    }
+    for (const job of owed) {
+      const rec = this.recorders.get(job.camera);
+      const name = `${job.alarmId}-${job.camera}.mp4`;
+      if (this.upload?.list().some((f) => f.alarmId === job.alarmId && f.name === name)) {
+        this.jobs.done(job.alarmId, job.camera); // queued just before the stop
+        continue;
+      }
+      if (!rec) {
+        this.clipFailed(job.alarmId, job.camera, `camera ${job.camera} is no longer in the config; the clip owed from before the restart cannot be cut`);
+        continue;
+      }
+      // The ring must be loaded from disk before anything can be pinned from it.
+      await this.recorderStarts.get(rec.name);
+      if (this.stopped) return;
+      this.o.log.warn(
+        { event: 'clip.resumed', alarmId: job.alarmId, camera: job.camera, pressAt: new Date(job.pressMs).toISOString() },
+        'cutting an alarm clip the last run did not finish (the agent stopped during its post-roll)',
+      );
+      this.startClip(rec, job, { utc: job.pressMs }, true);
+    }
+  }
+
+  /** GPS time arrived (or moved) while clips were being made: their rows on disk follow, so a restart cuts the same window. */
+  private clockMoved(): void {
+    for (const p of this.pressOf.values()) {
+      try {
+        this.jobs.repress(p.alarmId, p.camera, this.o.clock.utcAt(p.mono), this.o.clock.timeSource);
+      } catch (err) {
+        this.o.log.warn({ event: 'clip.repress-failed', alarmId: p.alarmId, camera: p.camera, err: (err as Error).message });
+      }
+    }
   }
 
   /** The file upload (for tests, benches and the footage handler). */
@@ -187,35 +253,68 @@ export class Evidence {
     return this.upload;
   }
 
-  /** An alarm was stored and handed to the uplink: gather its evidence. Never throws. */
-  onAlarm(alarm: AlarmMessage, pressMs = Date.parse(alarm.raisedAt)): void {
+  /**
+   * An alarm was stored and handed to the uplink: gather its evidence. Never
+   * throws. `pressMono`: the monotonic time of the press (performance.now()).
+   */
+  onAlarm(alarm: AlarmMessage, pressMono: number): void {
     this.lastAlarmAt = Date.now();
     if (this.stopped) return;
     // Pin the pre-roll first, synchronously: the ring must not drop it while the cameras are asked.
-    for (const rec of this.recorders.values()) this.startClip(rec, alarm, pressMs);
+    for (const rec of this.recorders.values()) {
+      const job: ClipJob = {
+        alarmId: alarm.id,
+        camera: rec.name,
+        kind: alarm.kind as AlarmKind,
+        pressMs: this.o.clock.utcAt(pressMono),
+        timeSource: this.o.clock.timeSource,
+        fix: alarm.fix,
+        createdAt: new Date().toISOString(),
+      };
+      try {
+        this.jobs.add(job);
+        this.pressOf.set(`${alarm.id}/${rec.name}`, { alarmId: alarm.id, camera: rec.name, mono: pressMono });
+      } catch (err) {
+        // A full or failing disk: the clip is still made while this process lives.
+        this.o.log.error({ event: 'clip.job-store-failed', alarmId: alarm.id, camera: rec.name, err: (err as Error).message }, 'cannot record the clip owed on disk; it is lost if the agent stops before it is cut');
+      }
+      this.startClip(rec, job, { mono: pressMono }, false);
+    }
     if (this.snapshots.cameras.length) this.keep(this.takeSnapshots(alarm));
   }
 
-  private startClip(rec: VideoRecorder, alarm: AlarmMessage, pressMs: number): void {
+  private startClip(rec: VideoRecorder, owed: ClipJob, press: Instant, resumed: boolean): void {
     const { o } = this;
-    const name = `${alarm.id}-${rec.name}.mp4`;
+    const alarmId = owed.alarmId;
+    const name = `${alarmId}-${rec.name}.mp4`;
+    const fix = owed.fix;
+    const settle = () => {
+      this.pressOf.delete(`${alarmId}/${rec.name}`);
+      try {
+        this.jobs.done(alarmId, rec.name);
+      } catch (err) {
+        o.log.warn({ event: 'clip.job-done-failed', alarmId, camera: rec.name, err: (err as Error).message });
+      }
+    };
     let job;
     try {
       job = captureAlarmClip(rec, {
-        pressMs,
+        press,
         preS: o.clips.preRollS,
         postS: o.clips.postRollS,
-        pinDir: join(this.dir, 'pins', `${alarm.id}-${rec.name}`),
+        pinDir: join(this.dir, 'pins', `${alarmId}-${rec.name}`),
         out: join(this.dir, 'clips', name),
-        location: alarm.fix ? { lat: alarm.fix.lat, lon: alarm.fix.lon, ...(alarm.fix.altM === null ? {} : { altM: alarm.fix.altM }) } : null,
-        track: () => this.track,
-        meta: { alarmId: alarm.id, kind: alarm.kind, fleet: o.ref.fleet, vehicle: o.ref.vehicle, camera: rec.name },
+        location: fix ? { lat: fix.lat, lon: fix.lon, ...(fix.altM === null ? {} : { altM: fix.altM }) } : null,
+        track: () => this.trackPoints(),
+        meta: { alarmId, kind: owed.kind, fleet: o.ref.fleet, vehicle: o.ref.vehicle, camera: rec.name, ...(resumed ? { resumedAfterRestart: true } : {}) },
+        signal: this.stopping.signal,
       });
     } catch (err) {
-      this.clipFailed(alarm.id, rec.name, (err as Error).message);
+      this.clipFailed(alarmId, rec.name, (err as Error).message);
+      settle();
       return;
     }
-    o.log.info({ event: 'clip.pinned', alarmId: alarm.id, camera: rec.name, segments: job.pinned.length, preRollS: o.clips.preRollS, postRollS: o.clips.postRollS });
+    o.log.info({ event: 'clip.pinned', alarmId, camera: rec.name, segments: job.pinned.length, preRollS: o.clips.preRollS, postRollS: o.clips.postRollS, resumed });
     this.keep(
       (async () => {
         await mkdir(join(this.dir, 'clips'), { recursive: true });
@@ -223,23 +322,32 @@ export class Evidence {
         try {
           clip = await job.done;
         } catch (err) {
-          this.clipFailed(alarm.id, rec.name, (err as Error).message);
+          if (this.stopping.signal.aborted) {
+            // Stopping during the post-roll: the row and the pins stay, the next start cuts it.
+            o.log.info({ event: 'clip.deferred', alarmId, camera: rec.name }, 'agent stopping before the post-roll ended: the clip is cut at the next start');
+            return;
+          }
+          this.clipFailed(alarmId, rec.name, (err as Error).message);
+          settle();
           return;
         }
-        o.log.info({ event: 'clip.cut', alarmId: alarm.id, camera: rec.name, durationS: clip.durationS, bytes: clip.bytes, gaps: clip.gaps, file: name });
+        o.log.info({ event: 'clip.cut', alarmId, camera: rec.name, durationS: clip.durationS, bytes: clip.bytes, gaps: clip.gaps, file: name, resumed });
         if (clip.gaps.length) {
-          this.safeDiag({ event: 'clip.gap', reason: `alarm ${alarm.id}: camera ${rec.name}: ${clip.gaps.length} gap(s) in the recording, stated in the clip`.slice(0, 500) });
+          this.safeDiag({ event: 'clip.gap', reason: `alarm ${alarmId}: camera ${rec.name}: ${clip.gaps.length} gap(s) in the recording${resumed ? ' (the agent stopped during the post-roll)' : ''}, stated in the clip`.slice(0, 500) });
         }
         const capturedAt = new Date(clip.coveredFromMs).toISOString();
-        await this.enqueue({ path: clip.file, name, kind: 'clip', alarmId: alarm.id, capturedAt, timeSource: o.now().timeSource, geotag: alarm.fix, mime: 'video/mp4' }, clip.bytes);
+        const timeSource = o.clock.timeSource;
+        const queued = await this.enqueue({ path: clip.file, name, kind: 'clip', alarmId, capturedAt, timeSource, geotag: fix, mime: 'video/mp4' }, clip.bytes);
         // The track over the clip goes with it, as a file of its own beside the clip at dispatch.
         const sidecarBytes = await stat(clip.sidecar).then((st) => st.size).catch(() => 0);
-        if (sidecarBytes > 0) {
+        if (queued && sidecarBytes > 0) {
           await this.enqueue(
-            { path: clip.sidecar, name: name.replace(/\.mp4$/, '.geojson'), kind: 'clip', alarmId: alarm.id, capturedAt, timeSource: o.now().timeSource, geotag: alarm.fix, mime: 'application/geo+json' },
+            { path: clip.sidecar, name: name.replace(/\.mp4$/, '.geojson'), kind: 'clip', alarmId, capturedAt, timeSource, geotag: fix, mime: 'application/geo+json' },
             sidecarBytes,
           );
         }
+        // Queued (or refused with a diag record saying why): nothing more is owed.
+        settle();
       })(),
     );
   }
@@ -250,13 +358,13 @@ export class Evidence {
   }
 
   private async takeSnapshots(alarm: AlarmMessage): Promise<void> {
-    const results = await this.snapshots.take(alarm.id, alarm.fix, () => this.o.now().date);
+    const results = await this.snapshots.take(alarm.id, alarm.fix, () => new Date(this.o.clock.utcNow()));
     for (const r of results) {
       if (!r.ok) {
         this.safeDiag({ event: 'snapshot.failed', reason: `alarm ${alarm.id}: camera ${r.camera}: ${r.error}`.slice(0, 500) });
         continue;
       }
-      await this.enqueue({ path: r.file, name: r.name, kind: 'snapshot', alarmId: alarm.id, capturedAt: r.takenAt.toISOString(), timeSource: this.o.now().timeSource, geotag: alarm.fix, mime: 'image/jpeg' }, r.bytes);
+      await this.enqueue({ path: r.file, name: r.name, kind: 'snapshot', alarmId: alarm.id, capturedAt: r.takenAt.toISOString(), timeSource: this.o.clock.timeSource, geotag: alarm.fix, mime: 'image/jpeg' }, r.bytes);
     }
   }
 
@@ -317,8 +425,9 @@ export class Evidence {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    // A clip waiting for its post-roll is not waited for: its pins stay, and
-    // the pinned segments are in the ring's folder for a footage request.
+    // A clip waiting for its post-roll is not waited for: its row and its pins
+    // stay, and the next start cuts it (stating the outage).
+    this.stopping.abort();
     await Promise.all([...this.recorders.values()].map((r) => r.stop().catch(() => {})));
     await Promise.race([this.idle(), new Promise((r) => setTimeout(r, 2000))]);
     await this.upload?.stop();

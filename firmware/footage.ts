@@ -171,7 +171,7 @@ export class FootageHandler {
       }
       // Nothing of it in the ring now and nothing to wait for: answer at once, without pinning anything.
       const now = rec.now();
-      const coverage = footageCoverage(rec.segments(), fromMs, toMs, { nowMs: now, gaps: rec.gaps() });
+      const coverage = footageCoverage(rec.segments(), fromMs, toMs, { nowMs: now, gaps: rec.gaps(), overwrittenBefore: rec.overwrittenBefore() });
       if (coverage.status === 'none' && toMs <= now) {
         this.reply(req, rec.name, cameras, 'unavailable', coverage.message, ringSpan(rec), null);
         return;

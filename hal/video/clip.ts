@@ -49,6 +49,13 @@ export interface CutClipOptions {
   track?: readonly TrackPoint[];
   /** Written under "busguard:meta" in the clip's comment and the sidecar (alarm id, vehicle, camera…). */
   meta?: Record<string, unknown>;
+  /**
+   * The recorder's outages (RecordingGap: from, to, why): those overlapping
+   * the window are written under "busguard:outages" and name the reason of
+   * each hole in the description ("the agent was not running", "gst-launch-1.0
+   * killed by SIGKILL"), so a clip says what a stop cost, not only where.
+   */
+  outages?: readonly { fromMs: number; toMs: number | null; reason: string }[];
   /** A hole between segments longer than this is a gap. Default 250 ms (within a run segments join exactly). */
   gapToleranceMs?: number;
   tools?: MediaTools & { ffmpegTimeoutMs?: number };
@@ -142,10 +149,15 @@ export async function cutClip(o: CutClipOptions): Promise<ClipResult> {
   }
   const coveredFromMs = pieces[0]!.wallFromMs;
   const coveredToMs = pieces.at(-1)!.wallToMs;
+  const outages = (o.outages ?? [])
+    .filter((g) => g.fromMs < o.toMs && (g.toMs ?? Infinity) > o.fromMs)
+    .map((g) => ({ fromMs: round3(Math.max(g.fromMs, o.fromMs)), toMs: round3(Math.min(g.toMs ?? o.toMs, o.toMs)), reason: g.reason }));
+  const why = ([a, b]: [number, number]) => outages.find((g) => g.fromMs < b && g.toMs > a)?.reason;
   const comment = JSON.stringify({
     'busguard:window': [o.fromMs, o.toMs],
     'busguard:covered': [round3(coveredFromMs), round3(coveredToMs)],
     'busguard:gaps': gaps,
+    ...(outages.length ? { 'busguard:outages': outages } : {}),
     'busguard:timeline': timeline,
     ...(o.location ? { 'busguard:location': o.location } : {}),
     ...(o.pressMs !== undefined ? { 'busguard:press': o.pressMs } : {}),
@@ -153,7 +165,9 @@ export async function cutClip(o: CutClipOptions): Promise<ClipResult> {
   });
   const description =
     `busguard clip ${iso(coveredFromMs)} to ${iso(coveredToMs)}; ` +
-    (gaps.length === 0 ? 'no gaps in the recording' : `NO VIDEO ${gaps.map(([a, b]) => `${iso(a)} to ${iso(b)} (${((b - a) / 1000).toFixed(1)} s)`).join(', ')}`);
+    (gaps.length === 0
+      ? 'no gaps in the recording'
+      : `NO VIDEO ${gaps.map((g) => `${iso(g[0])} to ${iso(g[1])} (${((g[1] - g[0]) / 1000).toFixed(1)} s${why(g) ? `: ${why(g)}` : ''})`).join(', ')}`);
 
   const work = await mkdtemp(join(tmpdir(), 'busguard-clip-'));
   const tmpOut = join(dirname(o.out), `.${basename(o.out)}.${process.pid}-${randomBytes(4).toString('hex')}.part`);

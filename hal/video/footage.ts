@@ -5,6 +5,7 @@
 
 import { rmdir, unlink } from 'node:fs/promises';
 import { type ClipResult, cutClip } from './clip.ts';
+import type { RecorderClock } from './clock.ts';
 import type { MediaTools } from './ffprobe.ts';
 import type { PinnedSegment, RecordingGap, VideoSegment } from './recorder.ts';
 import type { GeoPoint, TrackPoint } from './track-geojson.ts';
@@ -14,15 +15,25 @@ export interface SegmentSource {
   readonly name: string;
   readonly segmentS: number;
   readonly keyframeIntervalS: number;
+  /** Turns the recorder's instants into UTC. */
+  readonly clock: RecorderClock;
   now(): number;
   segments(): VideoSegment[];
   gaps(): RecordingGap[];
+  /** UTC end of the newest segment deleted for space (footage at or before it was overwritten), null if none ever was. */
+  overwrittenBefore(): number | null;
   pin(fromMs: number, toMs: number, pinDir: string): PinnedSegment[];
-  waitForRecording(untilMs: number, timeoutMs: number): Promise<boolean>;
+  /** `until` a UTC time, or a function read again at each check (an instant whose UTC follows the clock). */
+  waitForRecording(until: number | (() => number), timeoutMs: number): Promise<boolean>;
 }
 
-/** overwritten: older than the oldest footage in the ring. not-recorded: the recorder was not recording. not-yet-recorded: after now. */
-export type MissingReason = 'overwritten' | 'not-recorded' | 'not-yet-recorded';
+/**
+ * overwritten: recorded, then deleted by the ring to make room.
+ * before-recording: older than anything this camera ever recorded into its ring (it was never recorded).
+ * not-recorded: the recorder was not recording (an outage).
+ * not-yet-recorded: after now.
+ */
+export type MissingReason = 'overwritten' | 'before-recording' | 'not-recorded' | 'not-yet-recorded';
 
 export interface MissingFootage {
   fromMs: number;
@@ -53,6 +64,12 @@ export interface CoverageOptions {
   gaps?: readonly RecordingGap[];
   /** Oldest footage in the ring; default: the oldest of `segments`. */
   oldestMs?: number | null;
+  /**
+   * End of the newest footage the ring deleted for space (null: it never
+   * deleted any). Before the oldest footage, only up to here was recorded
+   * and overwritten; the rest was never recorded. Default null.
+   */
+  overwrittenBefore?: number | null;
 }
 
 /** How much of [fromMs, toMs] the segments hold. A segment still being written counts up to nowMs. */
@@ -82,31 +99,38 @@ export function footageCoverage(segments: readonly { startMs: number; endMs: num
   }
   if (toMs - cursor > tol) holes.push([cursor, toMs]);
 
+  const overwritten = o.overwrittenBefore ?? null;
   const missing: MissingFootage[] = [];
   for (const [a, b] of holes) {
-    // Split a hole at the ring's oldest footage and at now: the parts have different reasons.
-    const cuts = [a, ...[oldestMs, o.nowMs].filter((c): c is number => c !== null && c > a && c < b).sort((x, y) => x - y), b];
+    // Split a hole where its reason changes: the end of what the ring overwrote, its oldest footage, now.
+    const cuts = [a, ...[overwritten, oldestMs, o.nowMs].filter((c): c is number => c !== null && c > a && c < b).sort((x, y) => x - y), b];
     for (let i = 0; i + 1 < cuts.length; i++) {
       const lo = cuts[i]!;
       const hi = cuts[i + 1]!;
       if (hi - lo <= tol) continue;
-      const reason: MissingReason = lo >= o.nowMs ? 'not-yet-recorded' : oldestMs !== null && hi <= oldestMs ? 'overwritten' : 'not-recorded';
+      const beforeRing = oldestMs === null || hi <= oldestMs;
+      const reason: MissingReason =
+        lo >= o.nowMs ? 'not-yet-recorded' : overwritten !== null && hi <= overwritten + tol ? 'overwritten' : beforeRing && (overwritten === null || lo >= overwritten) ? 'before-recording' : 'not-recorded';
       const outage = reason === 'not-recorded' ? o.gaps?.find((g) => g.fromMs < hi && (g.toMs ?? Infinity) > lo) : undefined;
       missing.push({ fromMs: lo, toMs: hi, reason, ...(outage ? { detail: outage.reason } : {}) });
     }
   }
 
   const status = available.length === 0 ? 'none' : missing.length === 0 ? 'full' : 'partial';
-  return { status, fromMs, toMs, available, missing, oldestMs, message: coverageMessage(status, fromMs, toMs, missing, oldestMs) };
+  return { status, fromMs, toMs, available, missing, oldestMs, message: coverageMessage(status, fromMs, toMs, missing, oldestMs, overwritten) };
 }
 
-function coverageMessage(status: FootageCoverage['status'], fromMs: number, toMs: number, missing: readonly MissingFootage[], oldestMs: number | null): string {
+function coverageMessage(status: FootageCoverage['status'], fromMs: number, toMs: number, missing: readonly MissingFootage[], oldestMs: number | null, overwritten: number | null): string {
   const window = `${iso(fromMs)} to ${iso(toMs)}`;
   if (status === 'full') return `footage ${window} is in the ring`;
   const why = (m: MissingFootage) => {
     switch (m.reason) {
       case 'overwritten':
-        return `no longer in the ring (overwritten; the oldest footage in the ring starts at ${iso(oldestMs!)})`;
+        return `no longer in the ring (overwritten; the oldest footage in the ring starts at ${oldestMs === null ? 'nothing: the ring is empty' : iso(oldestMs)})`;
+      case 'before-recording':
+        return oldestMs === null
+          ? 'not recorded (this camera has recorded nothing into its ring yet)'
+          : `not recorded (before this camera's earliest recording in its ring, which starts at ${iso(oldestMs)}; nothing was overwritten${overwritten === null ? '' : ` after ${iso(overwritten)}`})`;
       case 'not-yet-recorded':
         return 'not recorded yet';
       case 'not-recorded':
@@ -167,13 +191,15 @@ export async function cutFootage(rec: SegmentSource, req: FootageRequest): Promi
     nowMs: rec.now(),
     gaps: rec.gaps(),
     oldestMs: oldest === null ? (pinned[0]?.startMs ?? null) : Math.min(oldest, pinned[0]?.startMs ?? Infinity),
+    overwrittenBefore: rec.overwrittenBefore(),
   });
   if (coverage.status === 'none') {
     await releasePins(pinned, req.pinDir);
     return { coverage, clip: null };
   }
   const clip = await cutClip({
-    segments: pinned,
+    // Times read now: the clock may move while the cut runs.
+    segments: pinned.map((p) => ({ path: p.path, startMs: p.startMs, endMs: p.endMs })),
     fromMs: req.fromMs,
     toMs: req.toMs,
     out: req.out,
@@ -194,7 +220,7 @@ export function mergePins(...lists: readonly PinnedSegment[][]): PinnedSegment[]
 }
 
 /** Remove the pinned links (the ring's own files are not touched), and the pin folder if it is empty then. */
-export async function releasePins(pinned: readonly PinnedSegment[], pinDir: string): Promise<void> {
+export async function releasePins(pinned: readonly { path: string }[], pinDir: string): Promise<void> {
   for (const p of pinned) await unlink(p.path).catch(() => undefined);
   await rmdir(pinDir).catch(() => undefined);
 }

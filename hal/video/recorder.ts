@@ -9,10 +9,12 @@
 // (gst-launch-1.0 -m): each carries the running time of the split, exact to
 // the frame and free of the lag with which the messages arrive (a fragment is
 // closed about one GOP after its end, when splitmuxsink has seen the next
-// keyframe). Running time 0 is pinned to the wall clock once per run, when
-// the pipeline picks its clock on the way to PLAYING. File mtimes would be a
-// GOP late and ffprobe per segment costs a process every few seconds; they
-// are used only for files found on disk without an index entry.
+// keyframe). Running time 0 is pinned to the monotonic clock once per run,
+// when the pipeline picks its clock on the way to PLAYING; UTC comes from the
+// agent's clock when a time is read (clock.ts), so segments recorded before
+// GPS time was known move with it once it is. File mtimes would be a GOP late
+// and ffprobe per segment costs a process every few seconds; they are used
+// only for files found on disk without an index entry.
 //
 // Sim: the sim camera is `videotestsrc is-live=true …` through this same
 // recorder; there is no separate fake.
@@ -20,15 +22,18 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { linkSync, mkdirSync, statSync } from 'node:fs';
+import { fsyncDirSync } from '../../protocol/durable-file.ts';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
 import type { MediaTools } from './ffprobe.ts';
 import { checkSource, parseGstLine, recorderArgs, sourceFramerate } from './gst-launch.ts';
-import { type RecordingGap, SegmentRing, type SegmentState, type VideoSegment } from './segment-ring.ts';
+import { type Instant, type RecorderClock, SystemClock, monoNow, utcOf } from './clock.ts';
+import { type GapRecord, type RecordingGap, SegmentRing, type SegmentRecord, type SegmentState, type VideoSegment, segmentView, settleRecord } from './segment-ring.ts';
 
 export type { RecordingGap, SegmentState, VideoSegment } from './segment-ring.ts';
+export type { RecorderClock } from './clock.ts';
 
 export interface VideoRecorderOptions {
   /** Camera name for logs and errors, e.g. "front". */
@@ -76,8 +81,8 @@ export interface VideoRecorderOptions {
   /** Default 'gst-launch-1.0'. */
   gstLaunch?: string;
   tools?: MediaTools;
-  /** Wall clock (UTC ms); pass the GPS-corrected clock when there is one. Default Date.now. */
-  clock?: () => number;
+  /** Monotonic instants to UTC: pass the agent's GPS-corrected clock. Default: the system clock. */
+  clock?: RecorderClock;
   /** Jitter source for the backoff, [0, 1). Default Math.random. */
   random?: () => number;
   log?: Logger;
@@ -96,16 +101,42 @@ export interface VideoRecorderStatus {
   restartInMs?: number;
 }
 
-/** A segment hard-linked out of the ring. Updated in place when a segment that was open at pin time is finalised. */
-export interface PinnedSegment {
-  name: string;
-  /** The link in the pin folder. */
-  path: string;
-  ringPath: string;
-  startMs: number;
-  endMs: number | null;
-  state: SegmentState;
-  run: number;
+/**
+ * A segment hard-linked out of the ring. It reads its times from the ring's
+ * record of the segment, so a segment still being written at pin time gets
+ * its end when it is finalised, and every time follows the clock.
+ */
+export class PinnedSegment {
+  constructor(
+    private readonly record: SegmentRecord,
+    /** The link in the pin folder. */
+    readonly path: string,
+    private readonly clock: RecorderClock,
+  ) {}
+
+  get name(): string {
+    return this.record.name;
+  }
+
+  get ringPath(): string {
+    return this.record.path;
+  }
+
+  get startMs(): number {
+    return utcOf(this.clock, this.record.start);
+  }
+
+  get endMs(): number | null {
+    return this.record.end === null ? null : utcOf(this.clock, this.record.end);
+  }
+
+  get state(): SegmentState {
+    return this.record.state;
+  }
+
+  get run(): number {
+    return this.record.run;
+  }
 }
 
 export type VideoRecorderEvents = {
@@ -134,7 +165,7 @@ export class VideoRecorder extends EventEmitter<VideoRecorderEvents> {
   private readonly restartMinMs: number;
   private readonly restartMaxMs: number;
   private readonly stopTimeoutMs: number;
-  private readonly clock: () => number;
+  readonly clock: RecorderClock;
   private readonly random: () => number;
   private readonly log: Logger | undefined;
   private readonly ring: SegmentRing;
@@ -152,11 +183,10 @@ export class VideoRecorder extends EventEmitter<VideoRecorderEvents> {
   private exitWaiters: (() => void)[] = [];
   private stopPromise: Promise<void> | null = null;
   private readonly settling = new Set<Promise<void>>();
-  private readonly openPins = new Map<string, PinnedSegment[]>();
 
-  // Per run:
-  private anchorMs: number | null = null;
-  private clockSeenMs: number | null = null;
+  // Per run (monotonic ms):
+  private anchorMono: number | null = null;
+  private clockSeenMono: number | null = null;
   private lastProgress = 0;
   private lastOpenSize = -1;
   private eosAt: number | null = null;
@@ -190,11 +220,11 @@ export class VideoRecorder extends EventEmitter<VideoRecorderEvents> {
     this.restartMaxMs = Math.max(this.restartMinMs, opts.restartMaxMs ?? 30_000);
     this.stallMs = positive(opts.name, 'stallMs', opts.stallMs ?? Math.max(10_000, 4000 * this.segmentS));
     this.stopTimeoutMs = opts.stopTimeoutMs ?? 5000;
-    this.clock = opts.clock ?? Date.now;
+    this.clock = opts.clock ?? new SystemClock();
     this.random = opts.random ?? Math.random;
     this.log = opts.log;
     this.args(0); // a folder or encoder the command line cannot carry fails here, not in the first restart
-    this.ring = new SegmentRing({ camera: opts.name, dir: this.dir, maxSegments, maxBytes, fileNumbers: this.fileNumbers, tools: opts.tools, log: opts.log });
+    this.ring = new SegmentRing({ camera: opts.name, dir: this.dir, maxSegments, maxBytes, fileNumbers: this.fileNumbers, clock: this.clock, tools: opts.tools, log: opts.log });
   }
 
   /** The gst-launch-1.0 child's PID while one runs. */
@@ -206,9 +236,14 @@ export class VideoRecorder extends EventEmitter<VideoRecorderEvents> {
     return { ...this.lastStatus, pid: this.pid };
   }
 
-  /** Wall-clock now, by the recorder's clock. */
+  /** UTC now, by the recorder's clock. */
   now(): number {
-    return this.clock();
+    return this.clock.utcNow();
+  }
+
+  /** UTC end of the newest segment the ring deleted for space, or null if it never deleted one (see footage.ts). */
+  overwrittenBefore(): number | null {
+    return this.ring.overwrittenBefore();
   }
 
   /** Load the ring from disk and start recording. Resolves once the child is spawned (not when video flows). */
@@ -221,8 +256,8 @@ export class VideoRecorder extends EventEmitter<VideoRecorderEvents> {
       await this.ring.load();
       this.loaded = true;
     }
-    const newest = this.ring.list().at(-1);
-    if (newest?.endMs != null) this.ring.openGap({ fromMs: newest.endMs, toMs: null, reason: 'recorder not running' });
+    const newest = this.ring.records().at(-1);
+    if (newest?.end) this.ring.openGap({ from: newest.end, reason: 'recorder not running (the agent was stopped or restarting)' });
     this.spawnRun();
   }
 
@@ -264,7 +299,7 @@ export class VideoRecorder extends EventEmitter<VideoRecorderEvents> {
     }
     await Promise.all([...this.settling]);
     const lastEnd = this.lastMediaEnd();
-    if (lastEnd !== null) this.ring.openGap({ fromMs: lastEnd, toMs: null, reason: 'recorder stopped' });
+    if (lastEnd !== null) this.ring.openGap({ from: lastEnd, reason: 'recorder stopped' });
     await this.ring.save();
     if (this.state !== 'stopped') this.setState('stopped', `video camera ${this.name}: stopped`);
   }
@@ -290,26 +325,32 @@ export class VideoRecorder extends EventEmitter<VideoRecorderEvents> {
   pin(fromMs: number, toMs: number, pinDir: string): PinnedSegment[] {
     mkdirSync(pinDir, { recursive: true });
     const out: PinnedSegment[] = [];
-    for (const seg of this.ring.list()) {
+    let linked = 0;
+    for (const rec of this.ring.records()) {
+      const seg = { startMs: utcOf(this.clock, rec.start), endMs: rec.end === null ? null : utcOf(this.clock, rec.end) };
       if ((seg.endMs ?? Infinity) <= fromMs || seg.startMs >= toMs) continue;
-      const path = join(pinDir, `${Math.round(seg.startMs)}-${seg.name}`);
+      // Named by the start as first read (fixed for the record): re-pinning finds the same link however the clock moved since.
+      const path = join(pinDir, `${rec.key}-${rec.name}`);
       try {
-        linkSync(seg.path, path);
+        linkSync(rec.path, path);
+        linked++;
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if (code === 'EXDEV') {
-          throw new Error(`video camera ${this.name}: cannot pin ${seg.path} into ${pinDir}: another filesystem; put the pin folder on the same filesystem as ${this.dir}`, { cause: err });
+          throw new Error(`video camera ${this.name}: cannot pin ${rec.path} into ${pinDir}: another filesystem; put the pin folder on the same filesystem as ${this.dir}`, { cause: err });
         }
         if (code === 'ENOENT') continue; // deleted behind the ring's back (prune drops the index entry before the file): nothing to pin
-        if (code !== 'EEXIST' || statSync(path).ino !== statSync(seg.path).ino) throw err;
+        if (code !== 'EEXIST' || statSync(path).ino !== statSync(rec.path).ino) throw err;
       }
-      const pinned: PinnedSegment = { name: seg.name, path, ringPath: seg.path, startMs: seg.startMs, endMs: seg.endMs, state: seg.state, run: seg.run };
-      if (seg.state === 'open') {
-        const list = this.openPins.get(seg.name) ?? [];
-        list.push(pinned);
-        this.openPins.set(seg.name, list);
+      out.push(new PinnedSegment(rec, path, this.clock));
+    }
+    if (linked > 0) {
+      // The links are entries of the pin folder: made durable, a power cut right after the press keeps the pre-roll.
+      try {
+        fsyncDirSync(pinDir);
+      } catch (err) {
+        this.log?.warn({ event: 'video.pin.fsync-failed', camera: this.name, pinDir, err: errText(err) });
       }
-      out.push(pinned);
     }
     this.log?.info({ event: 'video.pinned', camera: this.name, fromMs, toMs, pinDir, segments: out.length });
     return out;
@@ -319,8 +360,15 @@ export class VideoRecorder extends EventEmitter<VideoRecorderEvents> {
    * Resolves true once a finalised segment reaches `untilMs` (so everything
    * the ring will ever hold before it is on disk), false after timeoutMs or on stop().
    */
-  waitForRecording(untilMs: number, timeoutMs: number): Promise<boolean> {
-    const reached = () => this.ring.list().some((s) => s.state !== 'open' && s.endMs !== null && s.endMs >= untilMs);
+  waitForRecording(until: number | (() => number), timeoutMs: number): Promise<boolean> {
+    // A function is read again at each check: a press is a monotonic instant whose UTC moves with the clock, as the segments' do.
+    const untilMs = typeof until === 'function' ? until : () => until;
+    // Only this process's segments can be recorded after `until`: a ring loaded from disk may hold
+    // segments stamped on another clock (GPS time known then, not yet now) that read as later.
+    const reached = () => {
+      const u = untilMs();
+      return this.ring.records().some((r) => 'mono' in r.start && r.state !== 'open' && r.end !== null && utcOf(this.clock, r.end) >= u);
+    };
     if (reached()) return Promise.resolve(true);
     return new Promise((res) => {
       const done = (ok: boolean) => {
@@ -363,8 +411,8 @@ export class VideoRecorder extends EventEmitter<VideoRecorderEvents> {
     this.restartTimer = null;
     if (this.stopping) return;
     this.run = this.ring.nextRun();
-    this.anchorMs = null;
-    this.clockSeenMs = null;
+    this.anchorMono = null;
+    this.clockSeenMono = null;
     this.eosAt = null;
     this.killReason = null;
     this.firstError = null;
@@ -413,7 +461,7 @@ export class VideoRecorder extends EventEmitter<VideoRecorderEvents> {
     if (!msg) return;
     switch (msg.kind) {
       case 'clock':
-        this.clockSeenMs ??= this.clock();
+        this.clockSeenMono ??= monoNow();
         break;
       case 'fragment-opened':
         this.onOpened(msg.name, msg.number, msg.runningTimeNs);
@@ -433,16 +481,16 @@ export class VideoRecorder extends EventEmitter<VideoRecorderEvents> {
 
   private onOpened(name: string, number: number, runningTimeNs: number): void {
     const rtMs = runningTimeNs / 1e6;
-    if (this.anchorMs === null) {
-      // Both are upper bounds of the wall time at running time 0: the clock
-      // message is printed just after the base time is taken, a fragment
-      // message some time after its running time. Take the tighter one.
-      this.anchorMs = Math.min(this.clockSeenMs ?? Infinity, this.clock() - rtMs);
+    if (this.anchorMono === null) {
+      // Both are upper bounds of the monotonic time at running time 0: the
+      // clock message is printed just after the base time is taken, a
+      // fragment message some time after its running time. Take the tighter one.
+      this.anchorMono = Math.min(this.clockSeenMono ?? Infinity, monoNow() - rtMs);
     }
-    const startMs = this.anchorMs + rtMs;
-    this.ring.open(name, number, startMs, this.run);
+    const start: Instant = { mono: this.anchorMono + rtMs };
+    this.ring.open(name, number, start, this.run);
     this.progress();
-    const gap = this.ring.closeGap(startMs);
+    const gap = this.ring.closeGap(start);
     if (gap) {
       this.log?.warn({ event: 'video.gap', camera: this.name, ...gap, seconds: (gap.toMs! - gap.fromMs) / 1000 });
       this.safeEmit('gap', gap);
@@ -453,8 +501,8 @@ export class VideoRecorder extends EventEmitter<VideoRecorderEvents> {
   }
 
   private onClosed(name: string, runningTimeNs: number): void {
-    if (this.anchorMs === null) return;
-    const seg = this.ring.settle(name, this.anchorMs + runningTimeNs / 1e6, 'closed');
+    if (this.anchorMono === null) return;
+    const seg = this.ring.settle(name, { mono: this.anchorMono + runningTimeNs / 1e6 }, 'closed');
     this.progress();
     if (!seg) return;
     this.failures = 0; // a finished segment proves the pipeline works
@@ -466,19 +514,15 @@ export class VideoRecorder extends EventEmitter<VideoRecorderEvents> {
     }
   }
 
-  private async refineEnd(seg: VideoSegment): Promise<void> {
+  private async refineEnd(seg: SegmentRecord): Promise<void> {
     const end = await this.ring.probeEnd(seg);
-    const settled = end === null ? seg : (this.ring.settle(seg.name, end, 'closed') ?? { ...seg, endMs: end });
-    this.segmentDone(settled);
+    // Settled on the record itself: a pin holding it sees the end even if the ring has let it go.
+    if (end !== null) settleRecord(this.clock, seg, end, 'closed');
+    this.segmentDone(seg);
   }
 
-  private segmentDone(seg: VideoSegment): void {
-    for (const p of this.openPins.get(seg.name) ?? []) {
-      if (Math.abs(p.startMs - seg.startMs) > 1) continue;
-      p.endMs = seg.endMs;
-      p.state = seg.state;
-    }
-    this.openPins.delete(seg.name);
+  private segmentDone(rec: SegmentRecord): void {
+    const seg = segmentView(this.clock, rec);
     this.log?.debug({ event: 'video.segment', camera: this.name, name: seg.name, startMs: seg.startMs, endMs: seg.endMs, bytes: seg.bytes, state: seg.state });
     // Prune first: listeners see the ring within its bounds.
     this.ring.prune();
@@ -487,23 +531,16 @@ export class VideoRecorder extends EventEmitter<VideoRecorderEvents> {
   }
 
   /** A segment the muxer never finalised: its end is where its readable packets end. */
-  private async settleCutOff(seg: VideoSegment): Promise<void> {
+  private async settleCutOff(seg: SegmentRecord): Promise<void> {
     const end = await this.ring.probeEnd(seg);
     if (end === null) {
       this.ring.remove(seg.name, 'no readable video in a segment cut off by the child’s death');
-      this.segmentDoneEmpty(seg);
+      // A pin of it holds an empty span.
+      settleRecord(this.clock, seg, seg.start, 'cut-off');
       return;
     }
-    const settled = this.ring.settle(seg.name, end, 'cut-off');
-    if (settled) this.segmentDone(settled);
-  }
-
-  private segmentDoneEmpty(seg: VideoSegment): void {
-    for (const p of this.openPins.get(seg.name) ?? []) {
-      p.endMs = p.startMs;
-      p.state = 'cut-off';
-    }
-    this.openPins.delete(seg.name);
+    settleRecord(this.clock, seg, end, 'cut-off');
+    this.segmentDone(seg);
   }
 
   private runEnded(child: ChildProcess | null, exitText: string | null): void {
@@ -513,7 +550,7 @@ export class VideoRecorder extends EventEmitter<VideoRecorderEvents> {
     this.watchdog = null;
     const run = this.run;
     const why = [this.killReason ?? exitText ?? 'gst-launch-1.0 ended', this.firstError].filter(Boolean).join(': ');
-    const exitedAt = this.clock();
+    const exitedAt: Instant = { mono: monoNow() };
     // Segments this run left open were never finalised by the muxer.
     const leftOpen = this.ring.openSegments().filter((s) => s.run === run);
     this.track(Promise.all(leftOpen.map((s) => this.settleCutOff(s))).then(() => undefined));
@@ -525,7 +562,7 @@ export class VideoRecorder extends EventEmitter<VideoRecorderEvents> {
     }
     // Opened at the exit, moved back to where this run's video really ends
     // once its cut-off segments are probed.
-    const gap = this.ring.openGap({ fromMs: exitedAt, toMs: null, reason: why });
+    const gap: GapRecord = this.ring.openGap({ from: exitedAt, reason: why });
     this.track(
       Promise.all([...this.settling]).then(() => {
         const end = this.lastMediaEnd(run);
@@ -564,7 +601,7 @@ export class VideoRecorder extends EventEmitter<VideoRecorderEvents> {
     } else if (now - this.lastProgress > this.stallMs) {
       this.killChild(
         child,
-        this.anchorMs === null
+        this.anchorMono === null
           ? `no video from the source within ${this.stallMs / 1000} s`
           : `stalled: no new segment and no file growth in ${this.stallMs / 1000} s`,
       );
@@ -587,9 +624,11 @@ export class VideoRecorder extends EventEmitter<VideoRecorderEvents> {
   }
 
   /** Where the recorded video ends (of runs up to `run`). */
-  private lastMediaEnd(run = Infinity): number | null {
-    let end: number | null = null;
-    for (const s of this.ring.list()) if (s.run <= run && s.endMs !== null && (end === null || s.endMs > end)) end = s.endMs;
+  private lastMediaEnd(run = Infinity): Instant | null {
+    let end: Instant | null = null;
+    for (const s of this.ring.records()) {
+      if (s.run <= run && s.end !== null && (end === null || utcOf(this.clock, s.end) > utcOf(this.clock, end))) end = s.end;
+    }
     return end;
   }
 

@@ -10,11 +10,18 @@
 // So splitmuxsink cycles through more numbers than the ring keeps, and this
 // module unlinks the oldest files itself, long before their number comes
 // round again; a pinned hard link then keeps the old inode whole.
+//
+// Times: a segment recorded by this process keeps its start and end as
+// monotonic instants, read out in UTC through the agent's clock at the
+// moment they are asked for (clock.ts), so they move with the clock when GPS
+// time arrives. The index on disk holds UTC as read when it was saved; a
+// segment loaded from it keeps that UTC.
 
 import { existsSync, statSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { type Instant, type RecorderClock, SystemClock, later, utcOf } from './clock.ts';
 import { type MediaTools, probeVideoPackets } from './ffprobe.ts';
 import { SEGMENT_NAME } from './gst-launch.ts';
 
@@ -50,12 +57,36 @@ export interface RecordingGap {
   reason: string;
 }
 
+/** A segment as the ring keeps it: its instants, read out in UTC on demand. */
+export interface SegmentRecord {
+  name: string;
+  path: string;
+  number: number;
+  start: Instant;
+  end: Instant | null;
+  /** UTC ms of the start as first read: fixed for the life of the record, for names that must not change (pins). */
+  key: number;
+  bytes: number;
+  state: SegmentState;
+  run: number;
+  timeSource: 'pipeline' | 'file';
+}
+
+/** An outage as the ring keeps it. */
+export interface GapRecord {
+  from: Instant;
+  to: Instant | null;
+  reason: string;
+}
+
 export interface SegmentRingOptions {
   camera: string;
   dir: string;
   maxSegments: number;
   maxBytes: number;
   fileNumbers: number;
+  /** Turns this process's monotonic instants into UTC. Default: the system clock. */
+  clock?: RecorderClock;
   tools?: MediaTools;
   log?: Logger;
 }
@@ -63,42 +94,83 @@ export interface SegmentRingOptions {
 const INDEX_FILE = 'index.json';
 const INDEX_VERSION = 1;
 
+/** A record read out in UTC. */
+export function segmentView(clock: RecorderClock, r: SegmentRecord): VideoSegment {
+  return {
+    name: r.name,
+    path: r.path,
+    number: r.number,
+    startMs: utcOf(clock, r.start),
+    endMs: r.end === null ? null : utcOf(clock, r.end),
+    bytes: r.bytes,
+    state: r.state,
+    run: r.run,
+    timeSource: r.timeSource,
+  };
+}
+
 export class SegmentRing {
   readonly dir: string;
-  private readonly byName = new Map<string, VideoSegment>();
-  private gapList: RecordingGap[] = [];
+  readonly clock: RecorderClock;
+  private readonly byName = new Map<string, SegmentRecord>();
+  private gapList: GapRecord[] = [];
   private runCounter = 0;
+  /**
+   * UTC end of the newest segment the ring has deleted to stay within its
+   * bounds (null: it never deleted one). Footage before the oldest segment
+   * and after this was never recorded; at or before it, it was overwritten.
+   */
+  private overwrittenUntil: number | null = null;
   private saving: Promise<void> = Promise.resolve();
   private saveAgain = false;
   private saveRunning = false;
 
   constructor(private readonly o: SegmentRingOptions) {
     this.dir = o.dir;
+    this.clock = o.clock ?? new SystemClock();
   }
+
+  private utc(i: Instant): number {
+    return utcOf(this.clock, i);
+  }
+
+  private byTime = (a: SegmentRecord, b: SegmentRecord): number => this.utc(a.start) - this.utc(b.start) || a.run - b.run;
 
   /** Read the saved index and the folder; index files it does not know, delete files nothing can be read from. */
   async load(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
     const saved = await this.readIndex();
     this.runCounter = saved.lastRun;
-    this.gapList = saved.gaps;
+    this.gapList = saved.gaps.map((g) => ({ from: { utc: g.fromMs }, to: g.toMs === null ? null : { utc: g.toMs }, reason: g.reason }));
+    this.overwrittenUntil = saved.overwrittenUntil ?? null;
     const onDisk = new Set((await readdir(this.dir)).filter((n) => SEGMENT_NAME.test(n)));
     for (const seg of saved.segments) {
       if (!onDisk.has(seg.name)) continue;
       onDisk.delete(seg.name);
       const st = await stat(seg.path);
-      if (seg.state === 'open') {
+      const rec: SegmentRecord = {
+        name: seg.name,
+        path: seg.path,
+        number: seg.number,
+        start: { utc: seg.startMs },
+        end: seg.endMs === null ? null : { utc: seg.endMs },
+        key: Math.round(seg.startMs),
+        bytes: st.size,
+        state: seg.state,
+        run: seg.run,
+        timeSource: seg.timeSource,
+      };
+      if (rec.state === 'open') {
         // The agent died while this one was being written.
-        const end = await this.probeEnd(seg);
+        const end = await this.probeEnd(rec);
         if (end === null) {
-          await this.discard(seg.path, 'no readable video in a segment left open by the last run');
+          await this.discard(rec.path, 'no readable video in a segment left open by the last run');
           continue;
         }
-        seg.endMs = end;
-        seg.state = 'cut-off';
+        rec.end = end;
+        rec.state = 'cut-off';
       }
-      seg.bytes = st.size;
-      this.byName.set(seg.name, seg);
+      this.byName.set(rec.name, rec);
     }
     for (const name of onDisk) {
       const path = join(this.dir, name);
@@ -108,17 +180,24 @@ export class SegmentRing {
         continue;
       }
       const endMs = st.mtimeMs;
+      const startMs = endMs - (packets.endPtsS - packets.firstPtsS) * 1000;
       this.byName.set(name, {
         name,
         path,
         number: Number(SEGMENT_NAME.exec(name)![1]),
-        startMs: endMs - (packets.endPtsS - packets.firstPtsS) * 1000,
-        endMs,
+        start: { utc: startMs },
+        end: { utc: endMs },
+        key: Math.round(startMs),
         bytes: st.size,
         state: 'cut-off',
         run: 0,
         timeSource: 'file',
       });
+    }
+    // An index written before it said what the ring overwrote: a ring that had filled had overwritten up to its oldest segment.
+    const oldest = this.records()[0];
+    if (saved.overwrittenUntil === undefined && oldest && (this.byName.size >= this.o.maxSegments - 1 || this.totalBytes() >= this.o.maxBytes * 0.9)) {
+      this.overwrittenUntil = this.utc(oldest.start);
     }
     this.prune();
     await this.save();
@@ -129,18 +208,28 @@ export class SegmentRing {
     return ++this.runCounter;
   }
 
-  /** Segments, oldest first by wall-clock time. Copies. */
+  /** Segments, oldest first by wall-clock time, in UTC as of now. Copies. */
   list(): VideoSegment[] {
-    return [...this.byName.values()].sort(byTime).map((s) => ({ ...s }));
+    return this.records().map((r) => segmentView(this.clock, r));
   }
 
-  get(name: string): VideoSegment | undefined {
+  /** The records themselves, oldest first (a pin keeps a reference: the record outlives its place in the ring). */
+  records(): SegmentRecord[] {
+    return [...this.byName.values()].sort(this.byTime);
+  }
+
+  get(name: string): SegmentRecord | undefined {
     return this.byName.get(name);
   }
 
   /** Segments being written (with async finalisation, one may still be closing while the next is open). */
-  openSegments(): VideoSegment[] {
-    return [...this.byName.values()].filter((s) => s.state === 'open').sort(byTime);
+  openSegments(): SegmentRecord[] {
+    return this.records().filter((s) => s.state === 'open');
+  }
+
+  /** UTC end of the newest segment deleted to keep the ring's bounds, or null if none ever was. */
+  overwrittenBefore(): number | null {
+    return this.overwrittenUntil;
   }
 
   totalBytes(): number {
@@ -150,34 +239,39 @@ export class SegmentRing {
   }
 
   gaps(): RecordingGap[] {
-    return this.gapList.map((g) => ({ ...g }));
+    return this.gapList.map((g) => this.gapView(g));
+  }
+
+  private gapView(g: GapRecord): RecordingGap {
+    const fromMs = this.utc(g.from);
+    return { fromMs, toMs: g.to === null ? null : Math.max(fromMs, this.utc(g.to)), reason: g.reason };
   }
 
   /** Start an outage; if one is already under way it stands (its reason came first) and is returned. */
-  openGap(gap: RecordingGap): RecordingGap {
-    const open = this.gapList.find((g) => g.toMs === null);
+  openGap(gap: { from: Instant; reason: string }): GapRecord {
+    const open = this.gapList.find((g) => g.to === null);
     if (open) return open;
-    const g = { ...gap };
+    const g: GapRecord = { from: gap.from, to: null, reason: gap.reason };
     this.gapList.push(g);
     return g;
   }
 
-  /** End the outage under way at `toMs`; returns it, or null if none was open. */
-  closeGap(toMs: number): RecordingGap | null {
-    const g = this.gapList.find((x) => x.toMs === null);
+  /** End the outage under way at `to`; returns it (in UTC), or null if none was open. */
+  closeGap(to: Instant): RecordingGap | null {
+    const g = this.gapList.find((x) => x.to === null);
     if (!g) return null;
-    g.toMs = Math.max(g.fromMs, toMs);
-    return { ...g };
+    g.to = to;
+    return this.gapView(g);
   }
 
   /** Move the start of an outage back to where the video really ends (known once cut-off segments are probed). */
-  refineGapStart(gap: RecordingGap, fromMs: number): void {
-    if (fromMs < gap.fromMs) gap.fromMs = fromMs;
+  refineGapStart(gap: GapRecord, from: Instant): void {
+    if (this.utc(from) < this.utc(gap.from)) gap.from = from;
   }
 
   /** The number splitmuxsink should start at: after the newest segment, skipping numbers still in use. */
   nextStartIndex(): number {
-    const newest = [...this.byName.values()].sort(byTime).at(-1);
+    const newest = this.records().at(-1);
     let n = newest ? (newest.number + 1) % this.o.fileNumbers : 0;
     const used = new Set([...this.byName.values()].map((s) => s.number));
     for (let i = 0; i < this.o.fileNumbers && used.has(n); i++) n = (n + 1) % this.o.fileNumbers;
@@ -185,30 +279,24 @@ export class SegmentRing {
   }
 
   /** splitmuxsink opened a file. */
-  open(name: string, number: number, startMs: number, run: number): VideoSegment {
+  open(name: string, number: number, start: Instant, run: number): SegmentRecord {
     const old = this.byName.get(name);
     if (old) {
       // Only if the ring fell fileNumbers − maxSegments segments behind: the
       // old file has been truncated in place, pins of it included.
-      this.o.log?.error({ event: 'video.ring.reused', camera: this.o.camera, name, oldStartMs: old.startMs }, `segment ${name} was reopened before the ring removed it`);
+      this.o.log?.error({ event: 'video.ring.reused', camera: this.o.camera, name, oldStartMs: this.utc(old.start) }, `segment ${name} was reopened before the ring removed it`);
     }
-    const seg: VideoSegment = { name, path: join(this.dir, name), number, startMs, endMs: null, bytes: 0, state: 'open', run, timeSource: 'pipeline' };
+    const seg: SegmentRecord = { name, path: join(this.dir, name), number, start, end: null, key: Math.round(this.utc(start)), bytes: 0, state: 'open', run, timeSource: 'pipeline' };
     this.byName.set(name, seg);
     return seg;
   }
 
-  /** Set end, size and state of a segment; returns the updated copy, or null if the ring no longer has it. */
-  settle(name: string, endMs: number, state: 'closed' | 'cut-off'): VideoSegment | null {
+  /** Set end, size and state of a segment; returns the record, or null if the ring no longer has it. */
+  settle(name: string, end: Instant, state: 'closed' | 'cut-off'): SegmentRecord | null {
     const seg = this.byName.get(name);
     if (!seg) return null;
-    seg.endMs = Math.max(seg.startMs, endMs);
-    seg.state = state;
-    try {
-      seg.bytes = statSync(seg.path).size;
-    } catch {
-      // gone already: leave the last size
-    }
-    return { ...seg };
+    settleRecord(this.clock, seg, end, state);
+    return seg;
   }
 
   /** Record the current size of a file being written (for the byte budget and the stall watchdog). */
@@ -233,7 +321,7 @@ export class SegmentRing {
    */
   prune(): VideoSegment[] {
     const removed: VideoSegment[] = [];
-    const ordered = [...this.byName.values()].sort(byTime);
+    const ordered = this.records();
     let count = ordered.length;
     let bytes = this.totalBytes();
     for (const seg of ordered) {
@@ -242,11 +330,17 @@ export class SegmentRing {
       this.byName.delete(seg.name);
       count--;
       bytes -= seg.bytes;
-      removed.push({ ...seg });
+      const view = segmentView(this.clock, seg);
+      removed.push(view);
+      const end = view.endMs ?? view.startMs;
+      if (this.overwrittenUntil === null || end > this.overwrittenUntil) this.overwrittenUntil = end;
       void this.discard(seg.path, 'ring full');
     }
-    const oldest = [...this.byName.values()].sort(byTime)[0];
-    if (oldest) this.gapList = this.gapList.filter((g) => g.toMs === null || g.toMs >= oldest.startMs);
+    const oldest = this.records()[0];
+    if (oldest) {
+      const oldestMs = this.utc(oldest.start);
+      this.gapList = this.gapList.filter((g) => g.to === null || this.utc(g.to) >= oldestMs);
+    }
     return removed;
   }
 
@@ -261,7 +355,7 @@ export class SegmentRing {
       try {
         do {
           this.saveAgain = false;
-          const body = JSON.stringify({ version: INDEX_VERSION, lastRun: this.runCounter, segments: this.list(), gaps: this.gapList });
+          const body = JSON.stringify({ version: INDEX_VERSION, lastRun: this.runCounter, segments: this.list(), gaps: this.gaps(), overwrittenUntil: this.overwrittenUntil });
           const tmp = join(this.dir, `${INDEX_FILE}.tmp`);
           await writeFile(tmp, body);
           await rename(tmp, join(this.dir, INDEX_FILE));
@@ -275,10 +369,10 @@ export class SegmentRing {
     return this.saving;
   }
 
-  /** Wall-clock end of a segment from its packets; null if nothing is readable. */
-  async probeEnd(seg: VideoSegment): Promise<number | null> {
+  /** End of a segment from its packets (an instant of the same kind as its start); null if nothing is readable. */
+  async probeEnd(seg: SegmentRecord): Promise<Instant | null> {
     const p = await probeVideoPackets(seg.path, this.o.tools);
-    return p ? seg.startMs + (p.endPtsS - p.firstPtsS) * 1000 : null;
+    return p ? later(seg.start, (p.endPtsS - p.firstPtsS) * 1000) : null;
   }
 
   private async discard(path: string, why: string): Promise<void> {
@@ -292,9 +386,9 @@ export class SegmentRing {
     }
   }
 
-  private async readIndex(): Promise<{ lastRun: number; segments: VideoSegment[]; gaps: RecordingGap[] }> {
+  private async readIndex(): Promise<{ lastRun: number; segments: VideoSegment[]; gaps: RecordingGap[]; overwrittenUntil: number | null | undefined }> {
     const path = join(this.dir, INDEX_FILE);
-    const empty = { lastRun: 0, segments: [], gaps: [] };
+    const empty = { lastRun: 0, segments: [], gaps: [], overwrittenUntil: null };
     if (!existsSync(path)) return empty;
     let raw: unknown;
     try {
@@ -303,16 +397,24 @@ export class SegmentRing {
       this.o.log?.warn({ event: 'video.ring.index-unreadable', camera: this.o.camera, path, err: errText(err) }, 'segment index unreadable; rebuilding it from the files');
       return empty;
     }
-    const r = raw as { version?: unknown; lastRun?: unknown; segments?: unknown; gaps?: unknown };
+    const r = raw as { version?: unknown; lastRun?: unknown; segments?: unknown; gaps?: unknown; overwrittenUntil?: unknown };
     if (r.version !== INDEX_VERSION || !Array.isArray(r.segments)) return empty;
     const segments = r.segments.filter(isSegment).map((s) => ({ ...s, path: join(this.dir, s.name) }));
     const gaps = Array.isArray(r.gaps) ? r.gaps.filter(isGap) : [];
-    return { lastRun: typeof r.lastRun === 'number' ? r.lastRun : 0, segments, gaps };
+    const overwrittenUntil = typeof r.overwrittenUntil === 'number' && Number.isFinite(r.overwrittenUntil) ? r.overwrittenUntil : r.overwrittenUntil === null ? null : undefined;
+    return { lastRun: typeof r.lastRun === 'number' ? r.lastRun : 0, segments, gaps, overwrittenUntil };
   }
 }
 
-function byTime(a: VideoSegment, b: VideoSegment): number {
-  return a.startMs - b.startMs || a.run - b.run;
+/** Set the end, state and size of a record (in the ring or held by a pin). */
+export function settleRecord(clock: RecorderClock, seg: SegmentRecord, end: Instant, state: 'closed' | 'cut-off'): void {
+  seg.end = utcOf(clock, end) < utcOf(clock, seg.start) ? seg.start : end;
+  seg.state = state;
+  try {
+    seg.bytes = statSync(seg.path).size;
+  } catch {
+    // gone already: leave the last size
+  }
 }
 
 function isSegment(x: unknown): x is VideoSegment {

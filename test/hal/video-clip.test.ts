@@ -99,7 +99,7 @@ describe('clips and footage requests from a live ring', () => {
     const pinDir = join(dir, 'pins-alarm');
     const out = join(dir, 'alarm.mp4');
     const track = trackAround(pressMs - preS * 1000, pressMs + postS * 1000);
-    const job = captureAlarmClip(rec, { pressMs, preS, postS, pinDir, out, location: FIX, track: () => track, meta: { alarmId: 'a-1' } });
+    const job = captureAlarmClip(rec, { press: { utc: pressMs }, preS, postS, pinDir, out, location: FIX, track: () => track, meta: { alarmId: 'a-1' } });
     // The pre-roll is pinned before captureAlarmClip returns.
     expect(job.pinned.length).toBeGreaterThanOrEqual(3);
     expect(job.pinned[0]!.startMs).toBeLessThanOrEqual(pressMs - preS * 1000);
@@ -271,7 +271,7 @@ describe('cutClip on prepared segments', () => {
       ],
       t0,
       t0 + 12_000,
-      { nowMs: now, gaps: [{ fromMs: t0 + 4000, toMs: t0 + 6000, reason: 'gst-launch-1.0 killed by SIGKILL' }] },
+      { nowMs: now, gaps: [{ fromMs: t0 + 4000, toMs: t0 + 6000, reason: 'gst-launch-1.0 killed by SIGKILL' }], overwrittenBefore: t0 + 2000 },
     );
     expect(c.status).toBe('partial');
     expect(c.available).toEqual([
@@ -282,6 +282,21 @@ describe('cutClip on prepared segments', () => {
       { fromMs: t0, toMs: t0 + 2000, reason: 'overwritten' },
       { fromMs: t0 + 4000, toMs: t0 + 6000, reason: 'not-recorded', detail: 'gst-launch-1.0 killed by SIGKILL' },
       { fromMs: now, toMs: t0 + 12_000, reason: 'not-yet-recorded' },
+    ]);
+  });
+
+  it('a window from before the recorder ever recorded is "not recorded", never "overwritten"; one the ring overwrote in part says both', () => {
+    const segs = [{ startMs: t0 + 5000, endMs: t0 + 9000 }];
+    // The ring has never deleted anything: what is before its oldest footage was never recorded.
+    const never = footageCoverage(segs, t0, t0 + 3000, { nowMs: t0 + 10_000 });
+    expect(never.missing).toEqual([{ fromMs: t0, toMs: t0 + 3000, reason: 'before-recording' }]);
+    expect(never.message).toMatch(/is not recorded \(before this camera's earliest recording in its ring, which starts at .*; nothing was overwritten\)$/);
+    expect(never.message).not.toMatch(/overwritten;/);
+    // It overwrote up to t0 + 1000, then the recorder was off until t0 + 5000 (no gap known).
+    const both = footageCoverage(segs, t0, t0 + 3000, { nowMs: t0 + 10_000, overwrittenBefore: t0 + 1000 });
+    expect(both.missing.map((m) => [m.fromMs - t0, m.toMs - t0, m.reason])).toEqual([
+      [0, 1000, 'overwritten'],
+      [1000, 3000, 'before-recording'],
     ]);
   });
 });

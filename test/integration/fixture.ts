@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { SimGpsReceiver, type SimSample } from '../../hal/gps/route-sim.ts';
+import { SimGpsReceiver, type SimOptions, type SimSample } from '../../hal/gps/route-sim.ts';
 import { openPtyPair, type PtyPair } from '../helpers/pty.ts';
 import { Mosquitto, USERS } from '../helpers/mosquitto.ts';
 import { type LoggedProcess, busguard, busguardRun } from '../helpers/process.ts';
@@ -25,10 +25,10 @@ export class BusFixture {
   dispatchConfigPath = '';
   readonly socket = join(this.dir, 'panel.sock');
 
-  async start(agentOverrides: Record<string, unknown> = {}): Promise<void> {
+  async start(agentOverrides: Record<string, unknown> = {}, opts: { gps?: Partial<SimOptions> } = {}): Promise<void> {
     this.broker = await Mosquitto.start(this.dir);
     this.pty = await openPtyPair(this.dir);
-    this.gps = new SimGpsReceiver({ path: this.pty.a, baudRate: 9600, rateHz: 2 });
+    this.gps = new SimGpsReceiver({ path: this.pty.a, baudRate: 9600, rateHz: 2, ...opts.gps });
     await this.gps.start();
     this.sampler = setInterval(() => {
       const s = this.gps.position();

@@ -1,0 +1,89 @@
+// One clock for segments and presses (hal/video/clock.ts): the head unit
+// boots with a wrong clock and learns GPS time later, during recording, even
+// during a clip's post-roll. Segment times are monotonic instants read out
+// through the current mapping, so when the mapping jumps by hours the ring,
+// the press and the clip window move together, and the clip is whole.
+// Against a real gst-launch-1.0 recorder; the clock is a test clock whose
+// offset the test moves.
+
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { captureAlarmClip } from '../../hal/video/alarm-clip.ts';
+import type { RecorderClock } from '../../hal/video/clock.ts';
+import { cutFootage } from '../../hal/video/footage.ts';
+import { VideoRecorder } from '../../hal/video/recorder.ts';
+
+const SIM = 'videotestsrc is-live=true pattern=ball ! video/x-raw,width=160,height=120,framerate=10/1';
+const HOUR = 3_600_000;
+
+/** UTC = mono + base; the test moves base as GPS time arriving would. */
+class MovableClock implements RecorderClock {
+  base = Date.now() - performance.now();
+  utcAt(mono: number): number {
+    return mono + this.base;
+  }
+  utcNow(): number {
+    return this.utcAt(performance.now());
+  }
+}
+
+async function until(cond: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
+  const t0 = performance.now();
+  while (!cond()) {
+    if (performance.now() - t0 > timeoutMs) throw new Error(`not ${what} within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('segments and presses on one clock, whenever it moves', () => {
+  let dir: string;
+  let rec: VideoRecorder;
+  let clock: MovableClock;
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'busguard-video-clock-'));
+    clock = new MovableClock();
+    rec = new VideoRecorder({ name: 'cabin', source: SIM, dir: join(dir, 'ring'), segmentS: 1, keyframeIntervalS: 1, maxSegments: 30, clock });
+    rec.on('error', () => {});
+    await rec.start();
+    await until(() => rec.segments().filter((s) => s.state === 'closed').length >= 3, '3 closed segments');
+  });
+  afterEach(async () => {
+    await rec.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  for (const jumpH of [2, -3]) {
+    it(`the clock jumps ${jumpH > 0 ? 'ahead' : 'back'} ${Math.abs(jumpH)} h during the post-roll: the clip is whole, with no gap`, async () => {
+      const preS = 2;
+      const postS = 2;
+      const pressMono = performance.now();
+      const job = captureAlarmClip(rec, { press: { mono: pressMono }, preS, postS, pinDir: join(dir, 'pins'), out: join(dir, 'alarm.mp4') });
+      expect(job.pinned.length).toBeGreaterThanOrEqual(2);
+      // GPS time arrives: every reading moves by hours.
+      clock.base += jumpH * HOUR;
+      const clip = await job.done;
+      const pressMs = clock.utcAt(pressMono);
+      expect(clip.gaps).toEqual([]);
+      expect(clip.durationS).toBeGreaterThanOrEqual(preS + postS - 0.15);
+      expect(clip.coveredFromMs).toBeLessThanOrEqual(pressMs - preS * 1000 + 1);
+      expect(clip.coveredToMs).toBeGreaterThanOrEqual(pressMs + postS * 1000 - 150);
+      // The ring reads on the new clock too: its newest segment ends about now.
+      expect(Math.abs(rec.segments().at(-1)!.startMs - clock.utcNow())).toBeLessThan(5000);
+    }, 40_000);
+  }
+
+  it('a footage window in the new clock\'s terms finds video recorded before the clock moved', async () => {
+    await until(() => rec.segments().filter((s) => s.state === 'closed').length >= 5, '5 closed segments');
+    clock.base += 2 * HOUR;
+    const segs = rec.segments().filter((s) => s.state === 'closed');
+    const fromMs = segs[1]!.startMs;
+    const toMs = segs[3]!.endMs!;
+    const answer = await cutFootage(rec, { fromMs, toMs, out: join(dir, 'f.mp4'), pinDir: join(dir, 'pins-f') });
+    expect(answer.coverage.status).toBe('full');
+    expect(answer.clip!.gaps).toEqual([]);
+  }, 40_000);
+});
