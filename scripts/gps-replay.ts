@@ -5,7 +5,7 @@
 
 import { readFile } from 'node:fs/promises';
 import { gpsfakeFeed } from '../hal/gps/conformance.ts';
-import { replayNmea } from '../hal/gps/replay.ts';
+import { describeRead, emptyReplayStats, replayNmea, whyNoFix } from '../hal/gps/replay.ts';
 import type { GpsFix } from '../hal/gps/types.ts';
 
 /** `v` rounded to `digits` decimals: gpsd's own precision (9 for degrees, 3 for metres), not float noise. */
@@ -58,7 +58,15 @@ export async function gpsReplayCommand(files: string[], opts: { json: boolean })
     }
     // A capture from gpsd's regression suite may mark packet boundaries with
     // a Delay-Cookie separator: gpsfake strips it before feeding, so do we.
-    const records = replayRecords(file, replayNmea(gpsfakeFeed(data.toString('latin1'))));
+    const stats = emptyReplayStats();
+    const records = replayRecords(file, replayNmea(gpsfakeFeed(data.toString('latin1')), { stats }));
+    stats.bytes = data.length; // the file's size, not what is left once gpsfake's header is cut: "empty" means the file
+    // "0 fix(es)" alone leaves a technician guessing between a dead
+    // receiver, a wrong baud rate and the wrong file: say what was read and
+    // why it gave no fix. On stderr in both modes: --json's stdout stays one
+    // JSON line per fix for the programs that read it. The exit code stays 0:
+    // the capture was read, and "no fix" is its answer.
+    if (records.length === 0) process.stderr.write(`${file}: no 2D/3D fix; ${describeRead(stats)}\n  why: ${whyNoFix(stats)}\n`);
     if (opts.json) {
       process.stdout.write(records.map((r) => `${JSON.stringify(r)}\n`).join(''));
       continue;

@@ -167,10 +167,12 @@ describe('NmeaReader on a socat pty pair', () => {
       const status = await closed;
       expect(status.detail).toContain(pty!.b);
       expect(status.detail).toMatch(/retrying in \d+\.\d s/);
+      // The receiver is gone: the agent logs this status at warn.
+      expect(status.level).toBe('warn');
 
       const reopened = next(r, 'status', isState('open'), `status 'open' after socat came back (round ${round})`);
       pty = await openPtyPair(dir); // same link paths, new /dev/pts numbers
-      await reopened;
+      expect((await reopened).level).toBe('info');
       // The simulator reopens its side by itself too, at its next burst.
       const resumed = await fixesMatchingSim(r, sim, 2, 8000);
       expect(resumed).toHaveLength(2);
@@ -186,6 +188,7 @@ describe('NmeaReader on a socat pty pair', () => {
     r.start();
     const status = await closed;
     expect(status.detail).toMatch(/cannot open .*ENOENT|no such file/i);
+    expect(status.level).toBe('warn');
 
     const opened = next(r, 'status', isState('open'), "status 'open' once the port exists");
     pty = await openPtyPair(dir);
@@ -200,11 +203,19 @@ describe('NmeaReader on a socat pty pair', () => {
     const r = await openReader({ noDataTimeoutMs: 300, autoBaud: false });
     const silent = await next(r, 'status', isState('no-data'), "status 'no-data'");
     expect(silent.detail).toBe(`GPS port ${pty!.b}: no NMEA sentence in 0.3 s; check baud rate (set to 9600), the receiver's power and its TX wire`);
+    expect(silent.level).toBe('warn');
 
     const talking = next(r, 'status', isState('open'), "status 'open' after data resumed");
     sim = new SimGpsReceiver({ path: pty!.a, baudRate: BAUD, rateHz: 5 });
     await sim.start();
-    await talking;
+    expect(await talking).toMatchObject({ level: 'info', detail: `GPS port ${pty!.b}: NMEA sentences again` });
+  });
+
+  it("a close() the agent asked for is 'closed' at info, not the warning of a lost receiver", async () => {
+    const r = await openReader();
+    const closed = next(r, 'status', isState('closed'), "status 'closed' after close()");
+    await r.close();
+    expect(await closed).toEqual({ state: 'closed', level: 'info', detail: `GPS port ${pty!.b}: closed by the agent` });
   });
 
   it('flags fixes without lock as invalid, and latest() keeps the last valid fix through the outage', async () => {

@@ -88,6 +88,9 @@ describe('GPS reader on a serial line', () => {
     const before = got.fixes.length;
     await pty.stop();
     await until(() => got.statuses.some((s) => s.state === 'closed'), 10_000, "status 'closed'");
+    // Unplugged is a warning (the agent logs gps.closed at this level); the first open was info.
+    expect(got.statuses.find((s) => s.state === 'closed')?.level).toBe('warn');
+    expect(got.statuses.find((s) => s.state === 'open')?.level).toBe('info');
     await new Promise((r) => setTimeout(r, 500));
     pty = await openPtyPair(dir);
     await until(() => got.statuses.filter((s) => s.state === 'open').length >= 2, 15_000, "status 'open' again");
