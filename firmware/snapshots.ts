@@ -9,13 +9,22 @@
 // camera only: the alarm has already been stored and sent before any of this
 // runs, and the other cameras carry on. A failed camera is reopened on the
 // next alarm.
+//
+// A camera is looked for at every rate a VC0706 knows (the configured
+// power-on rate first, then the transfer rate, then the rest): one left at
+// another rate by SET_PORT, another tool or its EEPROM is still found, and the
+// log says at which rate. A camera that loses power behind a live port (its
+// own supply, a brown-out) fails the snapshot under way; the driver then looks
+// for it again before the next one and sets it up again (image size,
+// transfer rate), without reopening anything.
 
 import { createHash } from 'node:crypto';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { CameraError, IMAGE_SIZE_CODES, type ImageSize, Vc0706Camera } from '../hal/camera/vc0706.ts';
+import { writeFileDurably } from '../protocol/durable-file.ts';
 import type { Fix } from '../protocol/messages.ts';
 import { geotagJpeg } from './geotag.ts';
 
@@ -30,10 +39,11 @@ export const CameraConfigSchema = z
     port: z.string().min(1),
     /** The rate the camera talks at after power-on (38400 for VC0706 modules). */
     baudRate: rate.default(38400),
-    /** The rate to switch to for transfers (not kept over a power cycle); equal to baudRate = stay. */
+    /** The rate to switch to for transfers (not kept over a power cycle: set again when the camera is found at another); equal to baudRate = stay. */
     transferBaudRate: rate.default(115200),
     /** The camera's serial number, 0 unless someone changed it. */
     serial: z.number().int().min(0).max(255).default(0),
+    /** Set at start when the camera has another (with the reset the part needs to apply it). */
     imageSize: z.enum(Object.keys(IMAGE_SIZE_CODES) as [ImageSize, ...ImageSize[]]).default('640x480'),
     /** Reply timeout of one command, ms. */
     timeoutMs: z.number().int().min(100).max(10_000).default(1000),
@@ -85,30 +95,26 @@ export class SnapshotTaker {
     if (slot.opening) return slot.opening;
     const { cfg } = slot;
     slot.opening = (async () => {
-      const open = (baudRate: number) => Vc0706Camera.open({ path: cfg.port, baudRate, bootBaudRate: cfg.baudRate, serial: cfg.serial, timeoutMs: cfg.timeoutMs, log: this.log });
-      let cam = await open(cfg.baudRate);
-      let version: string;
+      // The port opens at the power-on rate, where connect() looks first;
+      // then at the transfer rate (the camera keeps a SET_PORT rate until it
+      // loses power: after an agent restart it still talks there), then at
+      // every other rate.
+      const cam = await Vc0706Camera.open({
+        path: cfg.port,
+        baudRate: cfg.baudRate,
+        bootBaudRate: cfg.baudRate,
+        transferBaudRate: cfg.transferBaudRate,
+        imageSize: cfg.imageSize,
+        serial: cfg.serial,
+        timeoutMs: cfg.timeoutMs,
+        log: this.log,
+      });
       try {
-        version = await cam.version();
-      } catch (err) {
-        // The camera keeps a rate set by SET_PORT until it loses power: after
-        // an agent restart (a crash, an update) it still talks at the
-        // transfer rate. Ask there before giving up.
-        await cam.close().catch(() => {});
-        if (!(err instanceof CameraError) || err.kind === 'io' || cfg.transferBaudRate === cfg.baudRate) throw err;
-        cam = await open(cfg.transferBaudRate);
-        try {
-          version = await cam.version();
-        } catch {
-          await cam.close().catch(() => {});
-          throw err; // the first error says what to check
-        }
-        this.log.info({ event: 'camera.found-at-transfer-rate', camera: cfg.name, baudRate: cfg.transferBaudRate }, 'camera still at its transfer rate from before');
-      }
-      try {
-        await cam.setImageSize(cfg.imageSize);
-        if (cfg.transferBaudRate !== cam.baudRate) await cam.setBaudRate(cfg.transferBaudRate);
-        this.log.info({ event: 'camera.ready', camera: cfg.name, port: cfg.port, version, imageSize: cfg.imageSize, baudRate: cam.baudRate });
+        const c = await cam.connect();
+        this.log.info(
+          { event: 'camera.ready', camera: cfg.name, port: cfg.port, version: c.version, imageSize: cfg.imageSize, foundAt: c.foundAt, baudRate: cam.baudRate },
+          `camera ${cfg.name} found at ${c.foundAt} baud, talking at ${cam.baudRate}`,
+        );
       } catch (err) {
         await cam.close().catch(() => {});
         throw err;
@@ -149,7 +155,10 @@ export class SnapshotTaker {
       try {
         jpeg = await cam.snapshot();
       } catch (err) {
-        // The port itself failed (unplugged): reopen next time.
+        // The port itself failed (unplugged): reopen next time. Any other
+        // failure keeps the camera: the driver looks for it at every rate
+        // before the next snapshot (it may have lost power and come back at
+        // its power-on rate).
         if (err instanceof CameraError && err.kind === 'io') {
           slot.cam = null;
           await cam.close().catch(() => {});
@@ -160,7 +169,8 @@ export class SnapshotTaker {
       const tagged = geotagJpeg(jpeg, { fix, takenAt: at, camera, alarmId });
       const name = `${alarmId}-${camera}.jpg`;
       const file = join(this.dir, name);
-      await writeDurably(file, tagged);
+      // fsync'd, renamed, and the folder fsync'd: the photo the upload is about to be told of survives a power cut.
+      await writeFileDurably(file, tagged);
       const result = {
         camera,
         ok: true as const,
@@ -191,20 +201,4 @@ export class SnapshotTaker {
       }),
     );
   }
-}
-
-/** Write, fsync, rename: a power cut leaves the old file or the whole new one, never half a JPEG under the final name. */
-export async function writeDurably(file: string, data: Buffer): Promise<void> {
-  const tmp = `${file}.tmp`;
-  const fh = await open(tmp, 'w');
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } catch (err) {
-    await fh.close().catch(() => {});
-    await rm(tmp, { force: true });
-    throw err;
-  }
-  await fh.close();
-  await rename(tmp, file);
 }

@@ -5,7 +5,11 @@
 // same frame until told to resume, reboots at its power-on rate after RESET
 // and prints its boot text, ignores commands while booting, and (with `peer`)
 // hears and speaks only noise when the other end's tty is set to another rate.
-// Faults can be switched on and off while it runs.
+// A new image size is written to the register at once but, as on the part,
+// only applied to frames at the next RESET or power-on. Its power can be cut
+// and restored while the serial port stays open (a camera on its own supply,
+// or a brown-out): it then comes back at its power-on rate, unfrozen, with
+// SET_PORT forgotten. Faults can be switched on and off while it runs.
 
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -26,7 +30,11 @@ import {
   VC0706_REPLY,
   VC0706_REQUEST,
   commandName,
+  jpegDimensions,
 } from './vc0706.ts';
+
+// Kept here too: the tests and benches have always taken it from the sim.
+export { jpegDimensions };
 
 /**
  * silent: executes commands, sends nothing (a broken TX wire).
@@ -45,7 +53,7 @@ export interface SimVc0706Options {
   dir?: string;
   /** The rate it talks at from start(). Default 38400. */
   baudRate?: number;
-  /** The power-on rate it comes back at after RESET. Default 38400. */
+  /** The power-on rate it comes back at after RESET or a power cycle. Default 38400. */
   bootBaud?: number;
   /** Serial number it answers to. Default 0. */
   serial?: number;
@@ -55,7 +63,7 @@ export interface SimVc0706Options {
   pace?: boolean;
   /** The rate of the 'slow' fault. Default 1200. */
   slowBaud?: number;
-  /** Reboot time after RESET before the boot text. Default 200 ms. */
+  /** Reboot time after RESET or power-on before the boot text. Default 200 ms. */
   bootMs?: number;
   /** The driver's end of the pair: while its tty speed differs from ours, both directions are noise. */
   peer?: string;
@@ -79,6 +87,7 @@ export class SimVc0706 {
   private port: SerialPort | null = null;
   private baud: number;
   private readonly serial: number;
+  /** The size frames have now; the register may hold another until the next boot. */
   private size: ImageSize;
   private faultMode: SimFault | null = null;
   private frames: Buffer[] = [];
@@ -86,6 +95,11 @@ export class SimVc0706 {
   private frame: Buffer | null = null;
   private booting = false;
   private bootTimer: NodeJS.Timeout | null = null;
+  /** Resolves the promise of the boot under way (also when it is cut short). */
+  private bootDone: (() => void) | null = null;
+  private powered = true;
+  /** Bumped at every power cut: work begun before it (a reply, a SET_PORT) must not finish after it. */
+  private epoch = 0;
   private rx: Buffer = Buffer.alloc(0);
   private rxAt = 0;
   private inbox: Buffer[] = [];
@@ -128,7 +142,7 @@ export class SimVc0706 {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.bootTimer) clearTimeout(this.bootTimer);
+    this.cancelBoot();
     const port = this.port;
     this.port = null;
     if (port?.isOpen) await new Promise<void>((resolve) => port.close(() => resolve()));
@@ -148,8 +162,55 @@ export class SimVc0706 {
     return this.baud;
   }
 
+  /** The size of the frames it serves now (applied at the last boot). */
   get imageSize(): ImageSize {
     return this.size;
+  }
+
+  /** The image size register: what READ_DATA returns, and what the next RESET or power-on applies. */
+  get imageSizeRegister(): ImageSize {
+    return this.registerSize() ?? this.size;
+  }
+
+  get poweredOn(): boolean {
+    return this.powered;
+  }
+
+  /**
+   * Cut the camera's power; the serial port stays open, as with a camera on
+   * its own supply. Until powerOn() it hears nothing and says nothing (a reply
+   * under way stops mid-byte-stream), and it forgets SET_PORT and any frozen
+   * frame. The EEPROM (the image size register) is kept.
+   */
+  powerOff(): void {
+    if (!this.powered) return;
+    this.powered = false;
+    this.epoch++;
+    this.cancelBoot();
+    this.booting = false;
+    this.frame = null;
+    this.rx = Buffer.alloc(0);
+    this.inbox = [];
+    this.o.log?.info({ event: 'camsim.power', path: this.o.path, on: false });
+  }
+
+  /**
+   * Restore power: it boots at its power-on rate (bootBaud) with the image
+   * size from its register, deaf for bootMs, then prints its boot text.
+   * Resolves once the boot text is out (or the boot was cut short).
+   */
+  powerOn(): Promise<void> {
+    if (this.powered || this.stopped) return Promise.resolve();
+    this.powered = true;
+    this.o.log?.info({ event: 'camsim.power', path: this.o.path, on: true });
+    return this.boot();
+  }
+
+  /** powerOff(), `offMs` without power, powerOn(); resolves once it has booted. */
+  async powerCycle(offMs = 0): Promise<void> {
+    this.powerOff();
+    if (offMs > 0) await sleep(offMs);
+    await this.powerOn();
   }
 
   /** Frozen on a frame (after FBUF_CTRL stop, until resume). */
@@ -165,7 +226,7 @@ export class SimVc0706 {
   // ─────────────── receiving ───────────────
 
   private onData(d: Buffer): void {
-    if (this.stopped) return;
+    if (this.stopped || !this.powered) return; // no power: the bytes fall on a dead UART
     this.inbox.push(d);
     this.kick();
   }
@@ -182,8 +243,10 @@ export class SimVc0706 {
   private async process(): Promise<void> {
     while (this.inbox.length > 0 && !this.stopped) {
       const chunk = Buffer.concat(this.inbox.splice(0));
-      if (this.booting) continue; // rebooting: not listening
+      if (this.booting || !this.powered) continue; // rebooting or off: not listening
+      const epoch = this.epoch;
       this.lineOk = await this.speedsMatch();
+      if (epoch !== this.epoch || !this.powered) continue; // power cut meanwhile
       if (!this.lineOk) {
         this.rx = Buffer.alloc(0); // heard as noise at the wrong rate
         continue;
@@ -193,7 +256,7 @@ export class SimVc0706 {
       if (this.rx.length > 0 && now - this.rxAt > 100) this.rx = this.rx.subarray(1);
       this.rx = Buffer.concat([this.rx, chunk]);
       this.rxAt = now;
-      for (let c = this.nextCommand(); c && !this.stopped; c = this.nextCommand()) {
+      for (let c = this.nextCommand(); c && !this.stopped && this.powered && !this.booting; c = this.nextCommand()) {
         this.commands.push(c);
         if (this.commands.length > 1000) this.commands.shift();
         if (this.o.pace) await sleep(this.wireMs(4 + c.args.length));
@@ -234,12 +297,13 @@ export class SimVc0706 {
 
   private async handle(c: SimCommand): Promise<void> {
     const a = c.args;
+    const epoch = this.epoch;
     switch (c.cmd) {
       case VC0706_CMD.GEN_VERSION:
         return this.reply(c.cmd, 0, Buffer.from(SIM_VERSION, 'latin1'));
       case VC0706_CMD.RESET:
         await this.reply(c.cmd, 0);
-        this.reboot();
+        if (epoch === this.epoch) void this.boot();
         return;
       case VC0706_CMD.SET_PORT: {
         if (a.length !== 3 || a[0] !== 0x01) return this.reply(c.cmd, 2);
@@ -247,7 +311,7 @@ export class SimVc0706 {
         const rate = [...BAUD_DIVISORS].find(([, d]) => d === divisor)?.[0];
         if (rate === undefined) return this.reply(c.cmd, 3);
         await this.reply(c.cmd, 0); // acknowledged at the old rate, then switched
-        this.baud = rate;
+        if (epoch === this.epoch) this.baud = rate; // unless the power went meanwhile: it boots at bootBaud
         return;
       }
       case VC0706_CMD.WRITE_DATA: {
@@ -259,7 +323,8 @@ export class SimVc0706 {
           const code = a[4] ?? -1;
           const size = (Object.keys(IMAGE_SIZE_CODES) as ImageSize[]).find((s) => IMAGE_SIZE_CODES[s] === code);
           if (!size || count !== 1) return this.reply(c.cmd, 3);
-          this.size = size;
+          // Only the register changes: the part applies a new size at its
+          // next reset or power-on; until then frames keep the old size.
         }
         for (let k = 0; k < count; k++) this.registers.set(regKey(addr + k), a[4 + k] ?? 0);
         return this.reply(c.cmd, 0);
@@ -341,17 +406,49 @@ export class SimVc0706 {
     return pool[this.nextIndex % pool.length] as Buffer;
   }
 
-  private reboot(): void {
+  /**
+   * RESET or power-on: deaf for bootMs, unfrozen, at the power-on rate (a
+   * SET_PORT is forgotten), frames at the size in the register; then the boot
+   * text, after which it listens again. Resolves when that is done or cut short.
+   */
+  private boot(): Promise<void> {
+    this.cancelBoot();
+    const epoch = this.epoch;
     this.booting = true;
     this.frame = null;
     this.rx = Buffer.alloc(0);
-    this.bootTimer = setTimeout(() => {
-      this.bootTimer = null;
-      this.baud = this.o.bootBaud ?? 38400;
-      void this.transmit([Buffer.from(BOOT_TEXT, 'latin1')], true).finally(() => {
-        this.booting = false;
-      });
-    }, this.o.bootMs ?? 200);
+    this.baud = this.o.bootBaud ?? 38400;
+    return new Promise<void>((resolve) => {
+      this.bootDone = resolve;
+      this.bootTimer = setTimeout(() => {
+        this.bootTimer = null;
+        if (epoch !== this.epoch || this.stopped) return this.finishBoot(resolve);
+        this.size = this.registerSize() ?? this.size;
+        void this.transmit([Buffer.from(BOOT_TEXT, 'latin1')], true).finally(() => {
+          if (epoch === this.epoch) this.booting = false;
+          this.finishBoot(resolve);
+        });
+      }, this.o.bootMs ?? 200);
+    });
+  }
+
+  private finishBoot(resolve: () => void): void {
+    if (this.bootDone === resolve) this.bootDone = null;
+    resolve();
+  }
+
+  /** Stop a boot under way (power cut, stop); whoever waits for it is let go. */
+  private cancelBoot(): void {
+    if (this.bootTimer) clearTimeout(this.bootTimer);
+    this.bootTimer = null;
+    const done = this.bootDone;
+    this.bootDone = null;
+    done?.();
+  }
+
+  private registerSize(): ImageSize | undefined {
+    const code = this.registers.get(regKey(IMAGE_SIZE_REGISTER));
+    return (Object.keys(IMAGE_SIZE_CODES) as ImageSize[]).find((s) => IMAGE_SIZE_CODES[s] === code);
   }
 
   // ─────────────── sending ───────────────
@@ -366,18 +463,19 @@ export class SimVc0706 {
 
   /** Parts are bytes or pauses (ms). Paced when asked (pace, or the slow fault); pauses only count when paced. */
   private async transmit(parts: Array<Buffer | number>, unprompted = false): Promise<void> {
-    if (this.faultMode === 'silent' || this.stopped) return;
+    if (this.faultMode === 'silent' || this.stopped || !this.powered) return;
+    const epoch = this.epoch;
     // A reply goes out at the rate its command came in at; only unprompted text (boot) needs a fresh look.
     const noisy = this.faultMode === 'garbage' || !(unprompted ? await this.speedsMatch() : this.lineOk);
     const bufs = parts.map((p) => (typeof p === 'number' ? p : noisy ? noise(p.length) : p));
     if (this.rate() === 0) {
-      await this.write(Buffer.concat(bufs.filter((p): p is Buffer => typeof p !== 'number')));
+      await this.write(Buffer.concat(bufs.filter((p): p is Buffer => typeof p !== 'number')), epoch);
       return;
     }
     for (const p of bufs) {
-      if (this.stopped) return;
+      if (this.stopped || epoch !== this.epoch) return;
       if (typeof p === 'number') await sleep(p);
-      else await this.paced(p);
+      else await this.paced(p, epoch);
     }
   }
 
@@ -387,11 +485,11 @@ export class SimVc0706 {
   }
 
   /** Write in ~10 ms slices on a schedule of 10 bits a byte; the rate is looked at again every slice (a fault may clear). */
-  private async paced(buf: Buffer): Promise<void> {
+  private async paced(buf: Buffer, epoch: number): Promise<void> {
     let rate = this.rate();
     let t0 = performance.now();
     let sent = 0;
-    for (let i = 0; i < buf.length && !this.stopped; ) {
+    for (let i = 0; i < buf.length && !this.stopped && epoch === this.epoch; ) {
       const now = this.rate();
       if (now !== rate) {
         rate = now;
@@ -399,12 +497,12 @@ export class SimVc0706 {
         sent = 0;
       }
       if (rate === 0) {
-        await this.write(buf.subarray(i));
+        await this.write(buf.subarray(i), epoch);
         return;
       }
       // 10 ms of bytes, or what is left: a 5-byte reply takes 5 bytes' time, not a slice's.
       const n = Math.min(Math.max(1, Math.floor(rate / 1000)), buf.length - i);
-      await this.write(buf.subarray(i, i + n));
+      await this.write(buf.subarray(i, i + n), epoch);
       i += n;
       sent += n;
       const wait = t0 + (sent * 10 * 1000) / rate - performance.now();
@@ -412,9 +510,10 @@ export class SimVc0706 {
     }
   }
 
-  private write(buf: Buffer): Promise<void> {
+  /** Write unless the power went since `epoch` (the bytes of a cut reply are never sent). */
+  private write(buf: Buffer, epoch: number): Promise<void> {
     const port = this.port;
-    if (!port?.isOpen || buf.length === 0) return Promise.resolve();
+    if (!port?.isOpen || buf.length === 0 || epoch !== this.epoch || !this.powered) return Promise.resolve();
     return new Promise((resolve) =>
       port.write(buf, (err) => {
         if (err) this.o.log?.debug({ event: 'camsim.write.failed', path: this.o.path, err: err.message });
@@ -435,30 +534,6 @@ export class SimVc0706 {
       execFile('stty', ['-F', peer, 'speed'], (err, out) => resolve(err ? true : Number(out.trim()) === this.baud)),
     );
   }
-}
-
-/** Width and height from a JPEG's SOFn segment, or null if it has none before the scan. */
-export function jpegDimensions(jpeg: Buffer): { width: number; height: number } | null {
-  if (jpeg[0] !== 0xff || jpeg[1] !== 0xd8) return null;
-  let i = 2;
-  while (i + 4 <= jpeg.length) {
-    if (jpeg[i] !== 0xff) return null;
-    const marker = jpeg[i + 1] ?? 0;
-    if (marker === 0xff) {
-      i++; // fill byte
-      continue;
-    }
-    if (marker === 0xd8 || marker === 0x01 || (marker >= 0xd0 && marker <= 0xd7)) {
-      i += 2; // no length
-      continue;
-    }
-    if (marker === 0xda || marker === 0xd9) return null; // scan or end before any frame header
-    const segLen = jpeg.readUInt16BE(i + 2);
-    const isSof = marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc;
-    if (isSof && i + 9 <= jpeg.length) return { height: jpeg.readUInt16BE(i + 5), width: jpeg.readUInt16BE(i + 7) };
-    i += 2 + segLen;
-  }
-  return null;
 }
 
 function regKey(addr: number): string {

@@ -5,6 +5,15 @@
 // garbage, and a frame frozen by a failed snapshot is resumed before the next
 // one (a camera left frozen serves the same old picture for every later alarm).
 //
+// The camera is looked for at every rate it knows (connect(), find()): a
+// module may be left at any of them by SET_PORT, another tool or its EEPROM.
+// After an exchange that got no valid answer, the next command first asks
+// again at the current rate and, failing that, at every other: a camera that
+// lost power behind a live serial port (its own supply, a brown-out) is back
+// at its power-on rate, has forgotten SET_PORT and any frozen frame, and is
+// found and set up again without reopening anything. A healthy camera costs
+// no extra round trip.
+//
 // Protocol (VC0706 protocol sheet, LinkSprite LS-Y201 manual, SC03MPD manual):
 //   command  56 <serial> <cmd> <n> <n argument bytes>
 //   reply    76 <serial> <cmd> <status> <n> <n data bytes>
@@ -66,11 +75,17 @@ export const BAUD_DIVISORS: ReadonlyMap<number, number> = new Map([
   [115200, 0x0da6],
 ]);
 
+/** Every rate a VC0706 can talk at. */
+export const VC0706_BAUD_RATES: readonly number[] = [...BAUD_DIVISORS.keys()];
+
 /** The line a VC0706 prints last after a reset, once it listens again. */
 export const BOOT_DONE = 'Init end';
 /** Replies carry at most 16 data bytes (GEN_VERSION: 11); more is not a reply. */
 const MAX_REPLY_DATA = 32;
 const MAX_STATUS = VC0706_STATUS_TEXT.length - 1;
+/** How much of a frame to read looking for its dimensions, and in what steps (the header is in the first few hundred bytes). */
+const FRAME_HEAD_MAX = 4096;
+const FRAME_HEAD_CHUNK = 512;
 
 // ───────────────────────────── reply parser ─────────────────────────────
 
@@ -124,6 +139,33 @@ export function jpegEnd(frame: Buffer): number | null {
   return null;
 }
 
+/**
+ * Width and height from a JPEG's SOFn segment, or null if it has none before
+ * the scan (or none yet, in the first bytes of a frame).
+ */
+export function jpegDimensions(jpeg: Buffer): { width: number; height: number } | null {
+  if (jpeg[0] !== 0xff || jpeg[1] !== 0xd8) return null;
+  let i = 2;
+  while (i + 4 <= jpeg.length) {
+    if (jpeg[i] !== 0xff) return null;
+    const marker = jpeg[i + 1] ?? 0;
+    if (marker === 0xff) {
+      i++; // fill byte
+      continue;
+    }
+    if (marker === 0xd8 || marker === 0x01 || (marker >= 0xd0 && marker <= 0xd7)) {
+      i += 2; // no length
+      continue;
+    }
+    if (marker === 0xda || marker === 0xd9) return null; // scan or end before any frame header
+    const segLen = jpeg.readUInt16BE(i + 2);
+    const isSof = marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc;
+    if (isSof && i + 9 <= jpeg.length) return { height: jpeg.readUInt16BE(i + 5), width: jpeg.readUInt16BE(i + 7) };
+    i += 2 + segLen;
+  }
+  return null;
+}
+
 // ───────────────────────────── errors ─────────────────────────────
 
 export type CameraErrorKind = 'timeout' | 'garbled' | 'truncated' | 'io';
@@ -170,6 +212,17 @@ export interface Vc0706Options {
   timeoutMs?: number;
   /** The rate the camera comes back at after a reset or power cycle. Default 38400. */
   bootBaudRate?: number;
+  /**
+   * The rate to talk at once the camera is found: connect() switches to it,
+   * and so does the recovery after the camera rebooted behind the port.
+   * Default: baudRate. setBaudRate() and reset() change it.
+   */
+  transferBaudRate?: number;
+  /**
+   * The image size connect() sets (with the reset the part needs) and the
+   * recovery checks again. Default: whatever the camera has. setImageSize() changes it.
+   */
+  imageSize?: ImageSize;
   /** How long a reset may take until "Init end". Default 3000 ms. */
   resetTimeoutMs?: number;
   /** After a failure, wait at most this long for the line to go quiet before the next command. Default 500 ms. */
@@ -209,6 +262,10 @@ export class Vc0706Camera {
   readonly serial: number;
   private baud: number;
   private readonly bootBaud: number;
+  /** The rate the camera is meant to talk at; restored after it rebooted behind our back. */
+  private target: number;
+  /** The image size it is meant to have; checked again after it rebooted. */
+  private wantSize: ImageSize | null;
   private readonly timeoutMs: number;
   private readonly resetTimeoutMs: number;
   private readonly maxDrainMs: number;
@@ -225,6 +282,12 @@ export class Vc0706Camera {
   private busyLine = false;
   /** The port was lost since it was last opened: the camera may have rebooted. */
   private lost = false;
+  /**
+   * The last command got no valid answer (timeout, garbage) or the port was
+   * lost: the camera may have rebooted at another rate. The next command looks
+   * for it first.
+   */
+  private suspect = false;
   private last: SnapshotStats | null = null;
 
   private constructor(opts: Vc0706Options) {
@@ -232,6 +295,11 @@ export class Vc0706Camera {
     this.path = opts.path;
     this.baud = checkBaud(opts.path, opts.baudRate ?? 38400, 'baudRate');
     this.bootBaud = checkBaud(opts.path, opts.bootBaudRate ?? 38400, 'bootBaudRate');
+    this.target = checkBaud(opts.path, opts.transferBaudRate ?? this.baud, 'transferBaudRate');
+    if (opts.imageSize !== undefined && !(opts.imageSize in IMAGE_SIZE_CODES)) {
+      throw new RangeError(`camera ${opts.path}: image size ${String(opts.imageSize)} is not one of ${Object.keys(IMAGE_SIZE_CODES).join(', ')}`);
+    }
+    this.wantSize = opts.imageSize ?? null;
     this.serial = opts.serial ?? 0;
     if (!Number.isInteger(this.serial) || this.serial < 0 || this.serial > 255) {
       throw new Error(`camera ${opts.path}: serial number ${String(opts.serial)} is not 0..255; it is 0 unless someone changed it`);
@@ -268,11 +336,45 @@ export class Vc0706Camera {
   }
 
   /**
+   * Look for the camera at every VC0706 rate: the port's current rate first,
+   * then the power-on rate, the transfer rate, and the rest. The port is left
+   * at the rate it answered at. Throws a CameraError naming every rate tried
+   * when none answers.
+   */
+  find(): Promise<{ baudRate: number; version: string }> {
+    return this.run('find', () => this.doFind(this.probeOrder(), 'asked'), { recover: false });
+  }
+
+  /**
+   * Find the camera at whatever rate it talks (find()), give it the image size
+   * (with the reset the part needs, only when it differs) and switch to the
+   * transfer rate. The agent calls this once per camera at start.
+   */
+  connect(): Promise<{ version: string; foundAt: number; baudRate: number; imageSize: ImageSize | null }> {
+    return this.run(
+      'connect',
+      async () => {
+        const found = await this.doFind(this.probeOrder(), 'connect');
+        const size = this.wantSize;
+        const applied = size ? await this.applyImageSize(size, false) : false;
+        if (this.baud !== this.target) await this.switchBaud(this.target);
+        if (size && !applied) await this.checkPendingSize(size);
+        return { version: found.version, foundAt: found.baudRate, baudRate: this.baud, imageSize: size };
+      },
+      { recover: false },
+    );
+  }
+
+  /**
    * Reset the camera and wait until it has booted ("Init end"). The camera
-   * comes back at its power-on rate (bootBaudRate); the port follows it.
+   * comes back at its power-on rate (bootBaudRate); the port follows it, and
+   * stays there.
    */
   reset(): Promise<void> {
-    return this.run('RESET', () => this.doReset());
+    return this.run('RESET', async () => {
+      await this.doReset();
+      this.target = this.baud;
+    });
   }
 
   /** Read the image size register. */
@@ -284,21 +386,17 @@ export class Vc0706Camera {
   }
 
   /**
-   * Write the image size register and read it back. The register lives in the
-   * camera's EEPROM and survives power cycles; some modules only apply it
-   * after a reset, hence `reset: true`.
+   * Give the camera this image size: read the register and, only when it
+   * differs, write it, read it back, reset the camera (the part applies a new
+   * size only at reset), return to the rate it talked at, and check that a
+   * frame has the new dimensions. The register lives in the camera's EEPROM
+   * and survives power cycles. Resolves whether anything had to change.
    */
-  setImageSize(size: ImageSize, opts: { reset?: boolean } = {}): Promise<void> {
-    const code = (IMAGE_SIZE_CODES as Record<string, number | undefined>)[size];
-    if (code === undefined) return Promise.reject(new RangeError(`camera ${this.path}: image size ${String(size)} is not one of ${Object.keys(IMAGE_SIZE_CODES).join(', ')}`));
+  setImageSize(size: ImageSize): Promise<boolean> {
+    if (!(size in IMAGE_SIZE_CODES)) return Promise.reject(new RangeError(`camera ${this.path}: image size ${String(size)} is not one of ${Object.keys(IMAGE_SIZE_CODES).join(', ')}`));
     return this.run('WRITE_DATA', async () => {
-      await this.exchange(VC0706_CMD.WRITE_DATA, [IMAGE_SIZE_DEVICE, 0x01, IMAGE_SIZE_REGISTER >> 8, IMAGE_SIZE_REGISTER & 0xff, code]);
-      const back = await this.exchange(VC0706_CMD.READ_DATA, [IMAGE_SIZE_DEVICE, 0x01, IMAGE_SIZE_REGISTER >> 8, IMAGE_SIZE_REGISTER & 0xff], 1);
-      if (back[0] !== code) {
-        throw this.error('garbled', 'WRITE_DATA', `image size register reads 0x${hex2(back[0] ?? 0)} after writing 0x${hex2(code)} (${size}); check that this is a VC0706 camera`);
-      }
-      this.log?.info({ event: 'camera.image-size', path: this.path, size });
-      if (opts.reset) await this.doReset();
+      this.wantSize = size;
+      return this.applyImageSize(size, true);
     });
   }
 
@@ -313,31 +411,8 @@ export class Vc0706Camera {
       return Promise.reject(new RangeError(`camera ${this.path}: baud rate ${baudRate} is not one the VC0706 knows (${[...BAUD_DIVISORS.keys()].join(', ')})`));
     }
     return this.run('SET_PORT', async () => {
-      const from = this.baud;
-      let acked = true;
-      try {
-        await this.exchange(VC0706_CMD.SET_PORT, [0x01, divisor >> 8, divisor & 0xff]);
-      } catch (err) {
-        // A refusal (error status) stands; a lost ack may have come at the new rate already: ask there.
-        if (!(err instanceof CameraError) || err.kind === 'io' || err.detail.status !== undefined) throw err;
-        acked = false;
-      }
-      await this.setPortBaud(baudRate);
-      try {
-        await this.exchange(VC0706_CMD.GEN_VERSION, []);
-      } catch (err) {
-        if (err instanceof CameraError && err.kind === 'io') throw err;
-        await this.setPortBaud(from);
-        const stillOld = await this.answers();
-        throw this.error(
-          'garbled',
-          'SET_PORT',
-          `camera does not answer at ${baudRate} baud after SET_PORT (${acked ? 'acknowledged' : 'not acknowledged'}); ` +
-            (stillOld ? `it still answers at ${from} baud, the port is back at ${from}` : `nor at ${from} baud; check the wiring, or reset the camera`),
-          { cause: err },
-        );
-      }
-      this.log?.info({ event: 'camera.baud.changed', path: this.path, from, to: baudRate });
+      await this.switchBaud(baudRate);
+      this.target = baudRate;
     });
   }
 
@@ -347,7 +422,8 @@ export class Vc0706Camera {
    * buffer whatever happened. Bounded: each command has its timeout, each
    * chunk its timeout and retries, the chunks together the deadline, and the
    * resume at most 2 × (maxDrainMs + timeoutMs); a failure rejects with a
-   * CameraError. Waits behind a command already under way.
+   * CameraError. Waits behind a command already under way. After a failed
+   * command it first looks for the camera (see run()).
    */
   snapshot(opts: SnapshotOptions = {}): Promise<Buffer> {
     const chunkSize = opts.chunkSize ?? 4096;
@@ -366,6 +442,200 @@ export class Vc0706Camera {
     this.rx.fail('camera closed by the agent');
     if (port?.isOpen) await new Promise<void>((resolve) => port.close(() => resolve()));
     this.log?.info({ event: 'camera.port.closed', path: this.path });
+  }
+
+  // ─────────────── finding the camera ───────────────
+
+  /** Where to look: the rate the port is at, the power-on rate, the transfer rate, then the rest. */
+  private probeOrder(): number[] {
+    return [...new Set([this.baud, this.bootBaud, this.target, ...VC0706_BAUD_RATES])];
+  }
+
+  /**
+   * GEN_VERSION at each rate in turn until one answers; the port is left
+   * there. `why` says what sent us looking, for the log.
+   */
+  private async doFind(order: readonly number[], why: string): Promise<{ baudRate: number; version: string }> {
+    const from = this.baud;
+    const tried: string[] = [];
+    const triedRates: number[] = [];
+    let noise = false;
+    for (const rate of order) {
+      if (this.baud !== rate) await this.setPortBaud(rate);
+      await this.drainQuiet();
+      try {
+        const data = await this.exchange(VC0706_CMD.GEN_VERSION, []);
+        const version = data.toString('latin1').trim();
+        this.suspect = false;
+        if (why !== 'recover' || rate !== from) {
+          this.log?.info(
+            { event: 'camera.found', path: this.path, baudRate: rate, version, tried: [...triedRates, rate], why },
+            `camera answers at ${rate} baud`,
+          );
+        }
+        return { baudRate: rate, version };
+      } catch (err) {
+        if (!(err instanceof CameraError) || err.kind === 'io') throw err;
+        noise ||= err.detail.received !== undefined;
+        triedRates.push(rate);
+        tried.push(`${rate} (${err.detail.received !== undefined ? 'bytes, no reply' : 'silent'})`);
+      }
+    }
+    this.suspect = true;
+    this.dirty = true;
+    throw this.error(
+      noise ? 'garbled' : 'timeout',
+      'find',
+      `no answer to GEN_VERSION at any VC0706 rate; tried ${tried.join(', ')} baud, ${Math.round(this.timeoutMs)} ms each; ` +
+        `check the camera's power (5 V, about 100 mA), that its TX goes to the adapter's RX and its RX to TX, the port in the config, and its serial number (${this.serial})`,
+    );
+  }
+
+  /**
+   * The last command got no valid answer: ask again at the current rate (a
+   * glitch: nothing else to do) and, failing that, at every other. Found
+   * elsewhere, the camera has rebooted (power cycle, brown-out) or been
+   * changed: it has forgotten SET_PORT and any frozen frame, so the image size
+   * is checked and the transfer rate set again.
+   */
+  private async recover(): Promise<void> {
+    const from = this.baud;
+    const found = await this.doFind(this.probeOrder(), 'recover');
+    if (found.baudRate === from) return;
+    this.log?.warn(
+      { event: 'camera.rebooted', path: this.path, was: from, foundAt: found.baudRate, baudRate: this.target },
+      `camera no longer answered at ${from} baud but does at ${found.baudRate}: it lost power or was reset; setting it up again`,
+    );
+    if (this.wantSize) await this.applyImageSize(this.wantSize, false);
+    if (this.baud !== this.target) await this.switchBaud(this.target);
+  }
+
+  // ─────────────── image size ───────────────
+
+  private readSizeCode(): Promise<number> {
+    return this.exchange(VC0706_CMD.READ_DATA, [IMAGE_SIZE_DEVICE, 0x01, IMAGE_SIZE_REGISTER >> 8, IMAGE_SIZE_REGISTER & 0xff], 1).then((d) => d[0] ?? -1);
+  }
+
+  /**
+   * Read the register; only when it differs from `size`, write it, reset, go
+   * back to the target rate and check a frame's dimensions. `strict`: a frame
+   * of other dimensions is an error (else a warning: a picture of the wrong
+   * size is still evidence). Whether it wrote the register.
+   */
+  private async applyImageSize(size: ImageSize, strict: boolean): Promise<boolean> {
+    const code = IMAGE_SIZE_CODES[size];
+    const was = await this.readSizeCode();
+    if (was === code) return false;
+    const args = [IMAGE_SIZE_DEVICE, 0x01, IMAGE_SIZE_REGISTER >> 8, IMAGE_SIZE_REGISTER & 0xff];
+    await this.exchange(VC0706_CMD.WRITE_DATA, [...args, code]);
+    const back = await this.readSizeCode();
+    if (back !== code) {
+      throw this.error('garbled', 'WRITE_DATA', `image size register reads 0x${hex2(back)} after writing 0x${hex2(code)} (${size}); check that this is a VC0706 camera`);
+    }
+    this.log?.info({ event: 'camera.image-size', path: this.path, size, was: `0x${hex2(was)}` });
+    // The VC0706 applies a new image size only when it boots: the register
+    // changes at once, but frames keep the old size until a reset or a power
+    // cycle (VC0706 protocol sheet, LinkSprite LS-Y201 manual: the size is
+    // applied at reset). Without this reset the register would read back
+    // right and every picture would still have the old size. The reset brings
+    // the camera back at its power-on rate.
+    await this.doReset();
+    if (this.baud !== this.target) await this.switchBaud(this.target);
+    await this.checkFrameSize(size, strict);
+    return true;
+  }
+
+  /**
+   * The register already holds `size`, but a writer that did not reset (an
+   * older agent, another tool) may have left it pending: if a frame has other
+   * dimensions, reset to apply it. Only at connect, never on the alarm path.
+   */
+  private async checkPendingSize(size: ImageSize): Promise<void> {
+    const dims = await this.frameDimensions();
+    if (dims === null || `${dims.width}x${dims.height}` === size) return;
+    this.log?.warn(
+      { event: 'camera.image-size.pending', path: this.path, size, frame: `${dims.width}x${dims.height}` },
+      `the image size register says ${size} but frames are ${dims.width}x${dims.height} (written without a reset); resetting the camera to apply it`,
+    );
+    await this.doReset();
+    if (this.baud !== this.target) await this.switchBaud(this.target);
+    await this.checkFrameSize(size, false);
+  }
+
+  private async checkFrameSize(size: ImageSize, strict: boolean): Promise<void> {
+    const dims = await this.frameDimensions();
+    const got = dims ? `${dims.width}x${dims.height}` : null;
+    if (got === size) {
+      this.log?.info({ event: 'camera.image-size.applied', path: this.path, size });
+      return;
+    }
+    const what = got
+      ? `frames are ${got} after the reset, not ${size}, though the register reads ${size}; this module does not apply the image size, or applies it only at power-on: power-cycle it, or set imageSize to ${got}`
+      : `no JPEG frame header in the first ${FRAME_HEAD_MAX} bytes of a frame after the reset, so ${size} cannot be checked; check that this is a VC0706 JPEG camera`;
+    if (strict) throw this.error('garbled', 'WRITE_DATA', what);
+    this.log?.warn({ event: 'camera.image-size.mismatch', path: this.path, size, frame: got }, what);
+  }
+
+  /**
+   * Freeze a frame, read only as much of it as it takes to find its JPEG
+   * frame header, resume: the dimensions of what the camera serves now, in a
+   * few hundred bytes rather than a whole picture. Null when no header shows.
+   */
+  private async frameDimensions(): Promise<{ width: number; height: number } | null> {
+    const delay = 10;
+    let failure: unknown = null;
+    try {
+      this.frozen = true;
+      await this.exchange(VC0706_CMD.FBUF_CTRL, [FBUF_CTRL.STOP_CURRENT]);
+      const length = (await this.exchange(VC0706_CMD.GET_FBUF_LEN, [0x00], 4)).readUInt32BE(0);
+      let head = Buffer.alloc(0);
+      for (let addr = 0; addr < Math.min(length, FRAME_HEAD_MAX); addr += FRAME_HEAD_CHUNK) {
+        const n = Math.min(FRAME_HEAD_CHUNK, length - addr);
+        const timeout = this.timeoutMs + 2 * wireMs(n + 26, this.baud);
+        head = Buffer.concat([head, await this.readChunk(addr, n, delay, timeout, performance.now() + timeout, length)]);
+        const dims = jpegDimensions(head);
+        if (dims) return dims;
+      }
+      return null;
+    } catch (err) {
+      failure = err;
+      throw err;
+    } finally {
+      await this.resumeAfterSnapshot(failure);
+    }
+  }
+
+  // ─────────────── baud rate ───────────────
+
+  /** SET_PORT and follow it with the port; check the camera answers at the new rate. */
+  private async switchBaud(baudRate: number): Promise<void> {
+    const divisor = BAUD_DIVISORS.get(baudRate);
+    if (divisor === undefined) throw new RangeError(`camera ${this.path}: baud rate ${baudRate} is not one the VC0706 knows (${VC0706_BAUD_RATES.join(', ')})`);
+    const from = this.baud;
+    let acked = true;
+    try {
+      await this.exchange(VC0706_CMD.SET_PORT, [0x01, divisor >> 8, divisor & 0xff]);
+    } catch (err) {
+      // A refusal (error status) stands; a lost ack may have come at the new rate already: ask there.
+      if (!(err instanceof CameraError) || err.kind === 'io' || err.detail.status !== undefined) throw err;
+      acked = false;
+    }
+    await this.setPortBaud(baudRate);
+    try {
+      await this.exchange(VC0706_CMD.GEN_VERSION, []);
+    } catch (err) {
+      if (err instanceof CameraError && err.kind === 'io') throw err;
+      await this.setPortBaud(from);
+      const stillOld = await this.answers();
+      throw this.error(
+        'garbled',
+        'SET_PORT',
+        `camera does not answer at ${baudRate} baud after SET_PORT (${acked ? 'acknowledged' : 'not acknowledged'}); ` +
+          (stillOld ? `it still answers at ${from} baud, the port is back at ${from}` : `nor at ${from} baud; check the wiring, or reset the camera`),
+        { cause: err },
+      );
+    }
+    this.log?.info({ event: 'camera.baud.changed', path: this.path, from, to: baudRate });
   }
 
   // ─────────────── snapshot ───────────────
@@ -659,13 +929,26 @@ export class Vc0706Camera {
     this.dirty = false;
   }
 
-  /** Commands run one at a time; each gets a port, reopened if it was lost. */
-  private run<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  /**
+   * Commands run one at a time; each gets a port, reopened if it was lost.
+   * After a command that got no valid answer (or a lost port) the camera is
+   * looked for first (recover()): only then, so a healthy camera pays nothing.
+   */
+  private run<T>(what: string, fn: () => Promise<T>, opts: { recover?: boolean } = {}): Promise<T> {
     const result = this.queue.then(async () => {
       if (this.closed) throw this.error('io', what, 'camera closed by the agent');
       await this.ensurePort(what);
       if (this.dirty) await this.drainQuiet();
-      return fn();
+      if (this.suspect && opts.recover !== false) await this.recover();
+      try {
+        return await fn();
+      } catch (err) {
+        // No valid answer: the camera may have rebooted at another rate. A
+        // truncated JPEG or a lost port says nothing of the kind (the port
+        // sets `lost`).
+        if (err instanceof CameraError && (err.kind === 'timeout' || err.kind === 'garbled')) this.suspect = true;
+        throw err;
+      }
     });
     this.queue = result.catch(() => undefined);
     return result;
@@ -674,13 +957,8 @@ export class Vc0706Camera {
   private async ensurePort(what: string): Promise<void> {
     if (this.port?.isOpen) return;
     await this.openPort(what);
-    if (this.lost && this.baud !== this.bootBaud) {
-      // Unplugged and back: if the camera lost power, it is at its power-on rate now.
-      for (const rate of [this.baud, this.bootBaud]) {
-        await this.setPortBaud(rate);
-        if (await this.answers()) break;
-      }
-    }
+    // Unplugged and back: if the camera lost power, it is at its power-on rate now.
+    if (this.lost) this.suspect = true;
     this.lost = false;
   }
 

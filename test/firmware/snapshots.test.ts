@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { SimVc0706 } from '../../hal/camera/sim.ts';
+import { SimVc0706, type SimVc0706Options, jpegDimensions } from '../../hal/camera/sim.ts';
+import { VC0706_CMD } from '../../hal/camera/vc0706.ts';
 import { geotagJpeg } from '../../firmware/geotag.ts';
 import { CamerasConfigSchema, SnapshotTaker } from '../../firmware/snapshots.ts';
 import type { Fix } from '../../protocol/messages.ts';
@@ -78,12 +79,12 @@ describe('SnapshotTaker through a socat pair and the simulated VC0706', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  async function camera(name: string): Promise<{ sim: SimVc0706; cfg: unknown }> {
+  async function camera(name: string, simOpts: Partial<SimVc0706Options> = {}): Promise<{ sim: SimVc0706; cfg: unknown }> {
     const sub = join(dir, name); // each pair's links live in their own folder
     await mkdir(sub);
     const pty = await openPtyPair(sub);
     ptys.push(pty);
-    const sim = new SimVc0706({ path: pty.a, peer: pty.b, dir: new URL('.', FIXTURES).pathname, bootMs: 50 });
+    const sim = new SimVc0706({ path: pty.a, peer: pty.b, dir: new URL('.', FIXTURES).pathname, bootMs: 50, ...simOpts });
     await sim.start();
     sims.push(sim);
     return { sim, cfg: { name, port: pty.b, imageSize: '320x240' } };
@@ -174,6 +175,75 @@ describe('SnapshotTaker through a socat pair and the simulated VC0706', () => {
     await first.close(); // as a SIGKILLed agent leaves it: the camera stays at 115200
     taker = new SnapshotTaker(cfg, join(dir, 'media'), log);
     expect((await taker.take('alarm-2', fix, () => new Date()))[0]).toMatchObject({ ok: true, name: 'alarm-2-front.jpg' });
+  }, 30_000);
+
+  /** A logger whose records land in an array: what the agent would have logged. */
+  function capture(): { log: pino.Logger; events: (name: string) => Array<Record<string, unknown>> } {
+    const records: Array<Record<string, unknown>> = [];
+    const l = pino({ level: 'debug' }, { write: (line: string) => void records.push(JSON.parse(line) as Record<string, unknown>) });
+    return { log: l, events: (name) => records.filter((r) => r.event === name) };
+  }
+
+  it.each([57600, 9600])('finds a camera left at %i baud (not its power-on or transfer rate), logs the rate, and takes its picture', async (rate) => {
+    const cam = await camera('front', { baudRate: rate });
+    const { log: l, events } = capture();
+    taker = new SnapshotTaker(CamerasConfigSchema.parse([{ ...(cam.cfg as object), timeoutMs: 1000 }]), join(dir, 'media'), l);
+    const [r] = await taker.take('alarm-1', fix, () => new Date());
+    expect(r).toMatchObject({ camera: 'front', ok: true });
+    expect(events('camera.ready')).toEqual([expect.objectContaining({ camera: 'front', foundAt: rate, baudRate: 115200, msg: `camera front found at ${rate} baud, talking at 115200` })]);
+    expect(events('camera.found')).toEqual([expect.objectContaining({ baudRate: rate, tried: [38400, 115200, ...[9600, 19200, 57600].filter((x) => x <= rate)] })]);
+    expect(cam.sim.baudRate).toBe(115200);
+  }, 30_000);
+
+  it('an absent camera: the error names every rate tried and what to check', async () => {
+    const cam = await camera('front');
+    cam.sim.setFault('silent'); // powered, but its TX wire is broken: nothing at any rate
+    taker = new SnapshotTaker(CamerasConfigSchema.parse([{ ...(cam.cfg as object), timeoutMs: 1000 }]), join(dir, 'media'), log);
+    const [r] = await taker.take('alarm-1', fix, () => new Date());
+    expect(r).toMatchObject({ camera: 'front', ok: false, kind: 'timeout' });
+    const error = (r as { error: string }).error;
+    expect(error).toContain('tried 38400 (silent), 115200 (silent), 9600 (silent), 19200 (silent), 57600 (silent) baud');
+    expect(error).toMatch(/check the camera's power .*, that its TX goes to the adapter's RX/);
+    // Once it answers again, the next alarm finds it.
+    cam.sim.setFault(null);
+    expect((await taker.take('alarm-2', fix, () => new Date()))[0]).toMatchObject({ ok: true });
+  }, 30_000);
+
+  it('a camera power-cycled behind a live port: the snapshot after the one that failed succeeds, without reopening', async () => {
+    const cam = await camera('front');
+    const { log: l, events } = capture();
+    taker = new SnapshotTaker(CamerasConfigSchema.parse([{ ...(cam.cfg as object), timeoutMs: 1000 }]), join(dir, 'media'), l);
+    expect((await taker.take('alarm-1', fix, () => new Date()))[0]).toMatchObject({ ok: true });
+    expect(cam.sim.baudRate).toBe(115200);
+
+    await cam.sim.powerCycle(); // its own supply dipped: back at 38400, the agent's port still open at 115200
+    const failed = (await taker.take('alarm-2', fix, () => new Date()))[0];
+    expect(failed).toMatchObject({ ok: false });
+    expect((failed as { error: string }).error).toMatch(/camera .*: FBUF_CTRL: .*check/);
+
+    const [r] = await taker.take('alarm-3', fix, () => new Date());
+    expect(r).toMatchObject({ ok: true, name: 'alarm-3-front.jpg' });
+    expect(jpegDimensions(await readFile((r as { file: string }).file))).toEqual({ width: 320, height: 240 });
+    expect(cam.sim.baudRate).toBe(115200);
+    expect(events('camera.ready')).toHaveLength(1); // opened once, at the first alarm
+    expect(events('camera.port.open')).toHaveLength(1);
+    expect(events('camera.rebooted')).toEqual([expect.objectContaining({ was: 115200, foundAt: 38400 })]);
+  }, 30_000);
+
+  it('a new image size is applied with a reset, the picture has the new dimensions, and an unchanged size costs no reset', async () => {
+    const cam = await camera('front'); // the sim starts at 320x240
+    const cfg = CamerasConfigSchema.parse([{ ...(cam.cfg as object), imageSize: '640x480', timeoutMs: 1000 }]);
+    taker = new SnapshotTaker(cfg, join(dir, 'media'), log);
+    const [r] = await taker.take('alarm-1', fix, () => new Date());
+    if (!r?.ok) throw new Error(`snapshot failed: ${JSON.stringify(r)}`);
+    expect(jpegDimensions(await readFile(r.file))).toEqual({ width: 640, height: 480 });
+    expect([cam.sim.count(VC0706_CMD.WRITE_DATA), cam.sim.count(VC0706_CMD.RESET)]).toEqual([1, 1]);
+    expect([cam.sim.imageSize, cam.sim.baudRate]).toEqual(['640x480', 115200]);
+
+    await taker.close(); // an agent restart: the size is in the camera's EEPROM already
+    taker = new SnapshotTaker(cfg, join(dir, 'media'), log);
+    expect((await taker.take('alarm-2', fix, () => new Date()))[0]).toMatchObject({ ok: true });
+    expect([cam.sim.count(VC0706_CMD.WRITE_DATA), cam.sim.count(VC0706_CMD.RESET)]).toEqual([1, 1]);
   }, 30_000);
 
   it('refuses a camera config with a duplicate name or an unknown rate', () => {

@@ -10,15 +10,19 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import pino, { type Logger } from 'pino';
+import { SerialPort } from 'serialport';
 import { afterEach, describe, expect, it } from 'vitest';
-import { SimVc0706, type SimFault, type SimVc0706Options, jpegDimensions } from '../../hal/camera/sim.ts';
+import { BOOT_TEXT, SimVc0706, type SimFault, type SimVc0706Options, jpegDimensions } from '../../hal/camera/sim.ts';
 import {
   CameraError,
   type CameraErrorKind,
   FBUF_CTRL,
+  IMAGE_SIZE_CODES,
   VC0706_CMD,
   Vc0706Camera,
   type Vc0706Options,
+  encodeCommand,
   findReply,
   jpegEnd,
 } from '../../hal/camera/vc0706.ts';
@@ -147,19 +151,39 @@ describe('VC0706 camera on a serial line', () => {
     await expect(cam.snapshot({ chunkSize: 100 })).rejects.toThrow(RangeError);
   });
 
-  it('sets the image size, reads it back, and the next picture has that size', async () => {
+  // Was: written without a reset (or with one only on request), because the
+  // sim applied a new size at once. The part applies it only at reset.
+  it('sets the image size with the reset the part needs, and the next picture has that size', async () => {
     const { cam, sim } = await rig();
     expect(await cam.getImageSize()).toBe('320x240');
-    await cam.setImageSize('160x120');
+    expect(await cam.setImageSize('160x120')).toBe(true);
     expect(sim.imageSize).toBe('160x120');
     expect(await cam.getImageSize()).toBe('160x120');
+    // Read, written, read back, reset; then a frame's header checked (freeze, length, read, resume).
+    const names = sim.commands.map((c) => c.name);
+    expect(names.slice(1, 5)).toEqual(['READ_DATA', 'WRITE_DATA', 'READ_DATA', 'RESET']);
+    expect(names.slice(5, 7)).toEqual(['FBUF_CTRL', 'GET_FBUF_LEN']);
     const small = await cam.snapshot();
     expect(jpegDimensions(small)).toEqual({ width: 160, height: 120 });
     expect(small.equals(JPEG['160x120'])).toBe(true);
 
-    await cam.setImageSize('640x480', { reset: true });
-    expect(sim.count(VC0706_CMD.RESET)).toBe(1);
+    // The same size again: the register is read, nothing written, no reset.
+    expect(await cam.setImageSize('160x120')).toBe(false);
+    expect([sim.count(VC0706_CMD.WRITE_DATA), sim.count(VC0706_CMD.RESET)]).toEqual([1, 1]);
+
+    await cam.setImageSize('640x480');
+    expect(sim.count(VC0706_CMD.RESET)).toBe(2);
     expect(jpegDimensions(await cam.snapshot())).toEqual({ width: 640, height: 480 });
+  });
+
+  it('applies a new image size at the transfer rate it was at: the reset brings the camera back at 38400, the driver returns to 115200', async () => {
+    const { cam, sim } = await rig({ cam: { transferBaudRate: 115200, timeoutMs: SLOW_OK } });
+    await cam.setBaudRate(115200);
+    await cam.setImageSize('640x480');
+    expect(sim.count(VC0706_CMD.RESET)).toBe(1);
+    expect([cam.baudRate, sim.baudRate]).toEqual([115200, 115200]);
+    expect(jpegDimensions(await cam.snapshot())).toEqual({ width: 640, height: 480 });
+    expect(cam.lastSnapshot?.baudRate).toBe(115200);
   });
 
   it('changes the baud rate on both ends, and comes back to 38400 after a reset', async () => {
@@ -250,3 +274,199 @@ function ptyHandle(p: PtyPair, s: SimVc0706): void {
   pty = p;
   sim = s;
 }
+
+// ─────────────── the part's own behaviour: rates, power, image size ───────────────
+
+/** A pino logger whose records land in an array, to read what the driver said. */
+function capture(): { log: Logger; records: Array<Record<string, unknown>>; events: (name: string) => Array<Record<string, unknown>> } {
+  const records: Array<Record<string, unknown>> = [];
+  const log = pino({ level: 'debug' }, { write: (line: string) => void records.push(JSON.parse(line) as Record<string, unknown>) });
+  return { log, records, events: (name) => records.filter((r) => r.event === name) };
+}
+
+/** Wait until `ok()` holds, checking every 10 ms; fail with `what` at the deadline. */
+async function until(ok: () => boolean, what: string, ms = 5000): Promise<void> {
+  const end = performance.now() + ms;
+  while (!ok()) {
+    if (performance.now() > end) throw new Error(`not within ${ms} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** A bare serial client on the driver's end, for bytes the driver would never send (a size written without a reset). */
+async function rawPort(path: string, baudRate = 38400): Promise<{ rx: () => Buffer; send: (frame: Buffer) => Promise<void>; baud: (rate: number) => Promise<void>; close: () => Promise<void> }> {
+  const port = new SerialPort({ path, baudRate, autoOpen: false });
+  let rx = Buffer.alloc(0);
+  port.on('data', (d: Buffer) => {
+    rx = Buffer.concat([rx, d]);
+  });
+  await new Promise<void>((resolve, reject) => port.open((err) => (err ? reject(err) : resolve())));
+  return {
+    rx: () => rx,
+    send: (frame) => {
+      rx = Buffer.alloc(0);
+      return new Promise<void>((resolve, reject) => port.write(frame, (err) => (err ? reject(err) : port.drain(() => resolve()))));
+    },
+    baud: (rate) => new Promise<void>((resolve, reject) => port.update({ baudRate: rate }, (err) => (err ? reject(err) : resolve()))),
+    close: () => new Promise<void>((resolve) => port.close(() => resolve())),
+  };
+}
+
+/**
+ * Reply timeout for the tests below, which measure no timing: the sim runs
+ * stty for every chunk it hears, slow on a loaded machine.
+ */
+const SLOW_OK = 1000;
+
+const WRITE_SIZE = (code: number) => encodeCommand(0, VC0706_CMD.WRITE_DATA, [0x04, 0x01, 0x00, 0x19, code]);
+const ACK = (cmd: number) => b(0x76, 0x00, cmd, 0x00, 0x00);
+
+describe('the simulated VC0706 behaves like the part', () => {
+  it('a written image size changes the register at once, but frames only after a RESET or a power cycle', async () => {
+    const { sim, pty } = await rig(); // 320x240
+    await cam?.close();
+    cam = null;
+    const raw = await rawPort(pty.b);
+    await raw.send(WRITE_SIZE(IMAGE_SIZE_CODES['640x480']));
+    await until(() => raw.rx().includes(ACK(VC0706_CMD.WRITE_DATA)), 'WRITE_DATA acknowledged');
+    await raw.close();
+    expect([sim.imageSizeRegister, sim.imageSize]).toEqual(['640x480', '320x240']);
+
+    cam = await Vc0706Camera.open({ path: pty.b, timeoutMs: SLOW_OK, maxDrainMs: 200 });
+    expect(await cam.getImageSize()).toBe('640x480'); // READ_DATA returns the new code...
+    expect(jpegDimensions(await cam.snapshot())).toEqual({ width: 320, height: 240 }); // ...frames keep the old size
+    expect(jpegDimensions(await cam.snapshot())).toEqual({ width: 320, height: 240 });
+
+    await sim.powerCycle(); // the driver's port stays open, at the camera's power-on rate
+    expect(jpegDimensions(await cam.snapshot())).toEqual({ width: 640, height: 480 });
+
+    await cam.close();
+    cam = null;
+    const raw2 = await rawPort(pty.b);
+    await raw2.send(WRITE_SIZE(IMAGE_SIZE_CODES['160x120']));
+    await until(() => raw2.rx().includes(ACK(VC0706_CMD.WRITE_DATA)), 'WRITE_DATA acknowledged');
+    await raw2.close();
+    cam = await Vc0706Camera.open({ path: pty.b, timeoutMs: SLOW_OK, maxDrainMs: 200 });
+    expect(jpegDimensions(await cam.snapshot())).toEqual({ width: 640, height: 480 });
+    await cam.reset();
+    expect(jpegDimensions(await cam.snapshot())).toEqual({ width: 160, height: 120 });
+  });
+
+  it('power cut behind a live port: deaf and mute while off; back at its power-on rate, unfrozen, SET_PORT forgotten, with its boot text', async () => {
+    const { sim, pty } = await rig({ sim: { bootMs: 100 } });
+    await cam?.close();
+    cam = null;
+    const raw = await rawPort(pty.b);
+    await raw.send(encodeCommand(0, VC0706_CMD.SET_PORT, [0x01, 0x0d, 0xa6])); // 115200
+    await until(() => raw.rx().includes(ACK(VC0706_CMD.SET_PORT)), 'SET_PORT acknowledged');
+    await until(() => sim.baudRate === 115200, 'the sim at 115200');
+    await raw.baud(115200);
+    await raw.send(encodeCommand(0, VC0706_CMD.FBUF_CTRL, [FBUF_CTRL.STOP_CURRENT]));
+    await until(() => raw.rx().includes(ACK(VC0706_CMD.FBUF_CTRL)), 'the freeze acknowledged at 115200');
+    expect(sim.frozen).toBe(true);
+
+    sim.powerOff();
+    expect([sim.poweredOn, sim.frozen]).toEqual([false, false]);
+    const heard = sim.commands.length;
+    await raw.send(encodeCommand(0, VC0706_CMD.GEN_VERSION));
+    // A bounded look for an answer that must not come (a live camera answers in a few ms).
+    await expect(until(() => raw.rx().length > 0, 'any byte from a camera without power', 300)).rejects.toThrow(/not within/);
+    expect(sim.commands.length).toBe(heard);
+
+    await raw.baud(38400);
+    await sim.powerOn();
+    await until(() => raw.rx().toString('latin1').includes('Init end\r\n'), 'the boot text at 38400');
+    expect(raw.rx().toString('latin1')).toBe(BOOT_TEXT);
+    expect([sim.poweredOn, sim.baudRate, sim.frozen]).toEqual([true, 38400, false]);
+    await raw.send(encodeCommand(0, VC0706_CMD.GEN_VERSION));
+    await until(() => raw.rx().includes(Buffer.from('VC0703 1.00')), 'GEN_VERSION answered at the power-on rate');
+    await raw.close();
+  });
+
+  it('a reply under way stops when the power goes, mid-picture', async () => {
+    const { cam, sim } = await rig({ sim: { pace: true, baudRate: 115200 }, cam: { baudRate: 115200, transferBaudRate: 115200, timeoutMs: SLOW_OK } });
+    const pending = failure(cam.snapshot({ chunkSize: 1024, chunkRetries: 0 }));
+    await until(() => sim.count(VC0706_CMD.READ_FBUF) >= 2, 'the second chunk under way');
+    sim.powerOff();
+    const { err } = await pending;
+    expect(['timeout', 'garbled']).toContain(err.kind);
+    expect(err.message).toMatch(/READ_FBUF|FBUF_CTRL/);
+    await sim.powerOn();
+    const img = await cam.snapshot(); // its power-on rate is 38400: found there, set to 115200 again
+    expect(img.equals(JPEG['320x240'])).toBe(true);
+    expect([cam.baudRate, sim.baudRate]).toEqual([115200, 115200]);
+  });
+});
+
+describe('finding the camera at any of its rates, and again after it lost power', () => {
+  it.each([57600, 9600])('finds a camera left at %i baud, says so, and moves it to the transfer rate', async (rate) => {
+    const { log, events } = capture();
+    const { cam, sim } = await rig({ sim: { baudRate: rate }, cam: { transferBaudRate: 115200, timeoutMs: SLOW_OK, log } });
+    const c = await cam.connect();
+    expect(c).toMatchObject({ foundAt: rate, baudRate: 115200, version: 'VC0703 1.00' });
+    expect([cam.baudRate, sim.baudRate]).toEqual([115200, 115200]);
+    const found = events('camera.found');
+    expect(found).toHaveLength(1);
+    expect(found[0]).toMatchObject({ baudRate: rate, msg: `camera answers at ${rate} baud` });
+    // The power-on rate first, then the transfer rate, then the rest.
+    expect((found[0]?.tried as number[]).slice(0, 2)).toEqual([38400, 115200]);
+    expect((await cam.snapshot()).equals(JPEG['320x240'])).toBe(true);
+  });
+
+  it('names every rate it tried, and what to check, when nothing answers', async () => {
+    const { cam, sim } = await rig({ cam: { transferBaudRate: 115200, timeoutMs: SLOW_OK } });
+    sim.setFault('silent'); // a broken TX wire: nothing at any rate
+    const { err, ms } = await failure(cam.connect());
+    expect(err.kind).toBe('timeout');
+    expect(err.message).toContain('tried 38400 (silent), 115200 (silent), 9600 (silent), 19200 (silent), 57600 (silent) baud');
+    expect(err.message).toMatch(/check the camera's power .* TX goes to the adapter's RX/);
+    expect(err.message).toContain(`${SLOW_OK} ms each`);
+    expect(ms).toBeLessThan(5 * SLOW_OK + 3000);
+  });
+
+  it('a camera that loses power behind a live port fails one snapshot, and the next finds it at its power-on rate and sets it up again', async () => {
+    const frames = [0, 1, 2, 3, 4].map((n) => numbered(JPEG['320x240'], n));
+    const { log, events } = capture();
+    const { cam, sim } = await rig({ sim: { images: frames }, cam: { transferBaudRate: 115200, imageSize: '320x240', timeoutMs: SLOW_OK, log } });
+    await cam.connect();
+    const before = await cam.snapshot();
+    expect(sim.baudRate).toBe(115200);
+
+    await sim.powerCycle(); // back at 38400, SET_PORT forgotten; the driver still at 115200
+    const { err } = await failure(cam.snapshot());
+    // Silence, or its boot text heard at the wrong rate: noise.
+    expect(['timeout', 'garbled']).toContain(err.kind);
+    expect(err.message).toMatch(/FBUF_CTRL: .*check the (camera's power|baud rate)/);
+
+    const opens = events('camera.port.open').length;
+    const after = await cam.snapshot();
+    expect(after.equals(sim.lastFrame as Buffer)).toBe(true); // a fresh frame, not one left over
+    expect(after.equals(before)).toBe(false);
+    expect([cam.baudRate, sim.baudRate]).toEqual([115200, 115200]);
+    expect(events('camera.port.open')).toHaveLength(opens); // same port, never reopened
+    expect(events('camera.rebooted')).toEqual([expect.objectContaining({ was: 115200, foundAt: 38400, baudRate: 115200 })]);
+    expect(sim.count(VC0706_CMD.RESET)).toBe(0); // the size survived in the EEPROM: nothing to apply
+
+    // Healthy again: a snapshot is its own commands and nothing more.
+    const from = sim.commands.length;
+    await cam.snapshot();
+    expect(sim.commands.slice(from).map((c) => c.name)).toEqual(['FBUF_CTRL', 'GET_FBUF_LEN', 'READ_FBUF', 'READ_FBUF', 'READ_FBUF', 'FBUF_CTRL']);
+  });
+
+  it('applies at connect an image size another writer left pending without a reset', async () => {
+    const { sim, pty } = await rig();
+    await cam?.close();
+    cam = null;
+    const raw = await rawPort(pty.b);
+    await raw.send(WRITE_SIZE(IMAGE_SIZE_CODES['640x480']));
+    await until(() => raw.rx().includes(ACK(VC0706_CMD.WRITE_DATA)), 'WRITE_DATA acknowledged');
+    await raw.close();
+    const { log, events } = capture();
+    cam = await Vc0706Camera.open({ path: pty.b, timeoutMs: SLOW_OK, maxDrainMs: 200, imageSize: '640x480', log });
+    await cam.connect();
+    expect(events('camera.image-size.pending')).toEqual([expect.objectContaining({ size: '640x480', frame: '320x240' })]);
+    expect(sim.count(VC0706_CMD.RESET)).toBe(1);
+    expect(sim.count(VC0706_CMD.WRITE_DATA)).toBe(1); // only the raw one: the register already held it
+    expect(jpegDimensions(await cam.snapshot())).toEqual({ width: 640, height: 480 });
+  });
+});
