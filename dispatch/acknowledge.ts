@@ -41,13 +41,7 @@ export async function acknowledge(
     log,
   );
   try {
-    await new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`broker ${config.mqtt.url} not reachable in ${timeoutMs} ms`)), timeoutMs);
-      session.once('connected', () => {
-        clearTimeout(t);
-        resolve();
-      });
-    });
+    await session.firstConnect(timeoutMs);
     // Bounded: if the broker goes away before its PUBACK, the receiver's re-send loop delivers the ack.
     let timer: NodeJS.Timeout | undefined;
     try {

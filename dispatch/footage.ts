@@ -151,7 +151,7 @@ export async function publishFootageRequest(config: DispatchConfig, ref: Vehicle
   let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([
-      new Promise<void>((resolve) => session.once('connected', () => resolve())).then(() => session.publishAsync(downlinkTopic(ref, 'footage'), encode(req))),
+      session.firstConnect(timeoutMs).then(() => session.publishAsync(downlinkTopic(ref, 'footage'), encode(req))),
       new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new Error(`broker ${config.mqtt.url} did not take the request in ${timeoutMs} ms`)), timeoutMs);
       }),
@@ -177,17 +177,21 @@ export interface FootageCommandOptions {
 /** Exit codes of `busguard dispatch footage`. */
 export const FOOTAGE_EXIT = { delivered: 0, usage: 2, unavailable: 3, timedOut: 4 } as const;
 
+/** How --from and --to may be written (the CLI's help and its errors say the same). */
+export const WHEN_FORMS = 'an ISO 8601 time with a zone (2026-11-23T08:15:00Z), "now", or a span before or after now ("-90s", "-5m", "-1h", "+40s")';
+
 /**
  * A time for --from/--to: ISO 8601 with Z or an offset (2026-11-23T08:15:00Z,
  * 2026-11-23T09:15:00+01:00, seconds and fractions optional), "now", or a
- * span before now: "-90s", "-5m", "-1h" ("-90" is seconds). A time without a
- * zone is refused: dispatch and the bus may not share one.
+ * span before or after now: "-90s", "-5m", "-1h", "+40s" ("-90" is seconds;
+ * a window may end ahead, the bus waits for it). A time without a zone is
+ * refused: dispatch and the bus may not share one.
  */
 export function parseWhen(text: string, nowMs = Date.now()): number | null {
   const t = text.trim();
   if (t === 'now') return nowMs;
-  const rel = /^-(\d+(?:\.\d+)?)([smh]?)$/.exec(t);
-  if (rel) return nowMs - Number(rel[1]) * (rel[2] === 'h' ? 3_600_000 : rel[2] === 'm' ? 60_000 : 1000);
+  const rel = /^([-+])(\d+(?:\.\d+)?)([smh]?)$/.exec(t);
+  if (rel) return nowMs + (rel[1] === '-' ? -1 : 1) * Number(rel[2]) * (rel[3] === 'h' ? 3_600_000 : rel[3] === 'm' ? 60_000 : 1000);
   if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)$/i.test(t)) return null;
   const ms = Date.parse(t);
   return Number.isNaN(ms) ? null : ms;
@@ -220,7 +224,7 @@ export function probeClip(path: string, timeoutMs = 10_000): Promise<{ durationS
  */
 export async function footageCommand(
   config: DispatchConfig,
-  openStore: () => { footage: FootageBook; close(): void },
+  openStore: () => { footage: FootageBook; knowsVehicle(ref: VehicleRef): boolean; vehicles(): VehicleRef[]; close(): void },
   vehicle: string,
   o: FootageCommandOptions,
   log: Logger,
@@ -236,9 +240,9 @@ export async function footageCommand(
   const nowMs = Date.now();
   const fromMs = parseWhen(o.from, nowMs);
   const toMs = parseWhen(o.to, nowMs);
-  if (fromMs === null || toMs === null) {
-    return usage(`--from and --to take ISO 8601 times with a zone (2026-11-23T08:15:00Z), "now", or a span before now ("-90s", "-5m", "-1h") (got "${o.from}", "${o.to}")`);
-  }
+  // Name only the argument that is wrong.
+  const bad = [fromMs === null ? `--from "${o.from}"` : null, toMs === null ? `--to "${o.to}"` : null].filter((x): x is string => x !== null);
+  if (fromMs === null || toMs === null) return usage(`${bad.join(' and ')}: not a time; give ${WHEN_FORMS}`);
   const req = FootageRequestSchema.safeParse({ v: 1, id: crypto.randomUUID(), from: new Date(fromMs).toISOString(), to: new Date(toMs).toISOString(), camera: o.camera, by: o.by, at: new Date(nowMs).toISOString() });
   if (!req.success) return usage(req.error.issues.map((i) => `${i.path.join('.') || 'request'}: ${i.message}`).join('; '));
   const problem = footageWindowProblem(req.data, { nowMs });
@@ -246,6 +250,14 @@ export async function footageCommand(
   const ref = { fleet, vehicle: id };
   const store = openStore();
   try {
+    // A vehicle this dispatch has never heard from (a typo, a bus never installed) would wait for ever: say so now.
+    if (!store.knowsVehicle(ref)) {
+      const known = store.vehicles();
+      const near = known.filter((v) => v.fleet === fleet).map((v) => `${v.fleet}/${v.vehicle}`);
+      return usage(
+        `vehicle ${fleet}/${id} has never been seen by this dispatch (no status, alarm, position or file from it); check the name${near.length ? ` (fleet ${fleet} has: ${near.slice(0, 10).join(', ')}${near.length > 10 ? ', …' : ''})` : known.length ? '' : ' (no vehicle has been seen yet)'}`,
+      );
+    }
     store.footage.add(ref, req.data);
   } finally {
     store.close();

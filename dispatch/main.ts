@@ -1,31 +1,42 @@
 // The dispatch commands: run the receiver, list a queue, acknowledge.
 
+import { existsSync } from 'node:fs';
+import { ConfigError } from '../protocol/config-file.ts';
+import { stopOnSignals } from '../protocol/lifecycle.ts';
 import { createLogger } from '../protocol/log.ts';
 import type { AlarmKind } from '../protocol/messages.ts';
 import { acknowledge } from './acknowledge.ts';
 import { loadDispatchConfig } from './config.ts';
 import { Receiver } from './receiver.ts';
+import type { DispatchConfig } from './config.ts';
 import { DispatchStore, type StoredAlarm } from './store.ts';
+
+/**
+ * The store a receiver wrote, for the commands that read or act on it. A
+ * mistyped storage.path must not look like a quiet night: no database there
+ * is a config error naming the key (exit 2), and nothing is created.
+ */
+export function openExistingStore(configFile: string, config: DispatchConfig): DispatchStore {
+  const path = config.storage.path;
+  if (!existsSync(path)) {
+    throw new ConfigError(configFile, [
+      `key "storage.path" = ${JSON.stringify(path)}: no dispatch database there; check the path (a receiver, "busguard dispatch --config ${configFile}", creates it when it first runs)`,
+    ]);
+  }
+  return new DispatchStore(path, { mustExist: true });
+}
 
 export async function runReceiver(configFile: string): Promise<void> {
   const config = loadDispatchConfig(configFile);
   const receiver = new Receiver(config);
   receiver.start();
   receiver.log.info({ event: 'dispatch.started', db: config.storage.path }, 'dispatch receiver started');
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    receiver.log.info({ event: 'dispatch.signal', signal }, 'stopping');
-    receiver.stop().finally(() => process.exit(0));
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  stopOnSignals(receiver.log, () => receiver.stop());
 }
 
 export function listQueue(configFile: string, kind: AlarmKind, opts: { all?: boolean; json?: boolean }): void {
   const config = loadDispatchConfig(configFile);
-  const store = new DispatchStore(config.storage.path);
+  const store = openExistingStore(configFile, config);
   try {
     const rows = opts.all ? store.all(kind) : store.openQueue(kind);
     if (opts.json) {
@@ -38,7 +49,7 @@ export function listQueue(configFile: string, kind: AlarmKind, opts: { all?: boo
       return;
     }
     process.stdout.write(`${rows.length} ${opts.all ? '' : 'open '}${label}\n`);
-    process.stdout.write(`${['ID', 'VEHICLE', 'ROUTE', 'RAISED (UTC)', 'POSITION', 'ACK'].join('\t')}\n`);
+    process.stdout.write(`${['ID', 'VEHICLE', 'ROUTE', 'RAISED (UTC)', 'PRESSES', 'POSITION', 'ACK'].join('\t')}\n`);
     for (const r of rows) process.stdout.write(`${formatRow(r)}\n`);
   } finally {
     store.close();
@@ -51,13 +62,16 @@ function formatRow(r: StoredAlarm): string {
     ? `${f.lat.toFixed(6)},${f.lon.toFixed(6)}${f.valid ? '' : ' (invalid)'}${f.stale ? ` (stale ${f.ageS}s)` : ` (${f.ageS}s old)`}${f.speedMps !== null ? ` ${(f.speedMps * 3.6).toFixed(0)}km/h` : ''}`
     : 'no fix';
   const ack = r.ackAt ? `${r.ackBy} ${r.ackAt}${r.ackSeenAt ? ' (on bus)' : ' (not yet on bus)'}` : '-';
-  return [r.id, `${r.fleet}/${r.vehicle}`, r.route ?? '-', r.raisedAt, where, ack].join('\t');
+  // Pressed again while open: may be an escalation, so it is in plain sight.
+  const presses = r.repeats > 0 ? `${r.repeats + 1} (last ${r.lastRepeatAt})` : '1';
+  return [r.id, `${r.fleet}/${r.vehicle}`, r.route ?? '-', r.raisedAt, presses, where, ack].join('\t');
 }
 
 export async function ackCommand(configFile: string, id: string, by: string): Promise<void> {
   const config = loadDispatchConfig(configFile);
-  const log = createLogger('dispatch-ack', 'warn');
-  const store = new DispatchStore(config.storage.path);
+  // A command's logs go to stderr: stdout is what it says to the dispatcher.
+  const log = createLogger('dispatch-ack', 'error', {}, { stderr: true });
+  const store = openExistingStore(configFile, config);
   try {
     const result = await acknowledge(store, config, id, by, log);
     const a = result.alarm;
@@ -68,7 +82,7 @@ export async function ackCommand(configFile: string, id: string, by: string): Pr
       process.stdout.write(`acknowledged ${what} ${a.id} (${a.fleet}/${a.vehicle}) by ${a.ackBy}\n`);
     }
     if (!result.published) {
-      process.stdout.write(`not sent to the bus yet (${result.publishError}); a running "busguard dispatch" re-sends it\n`);
+      process.stderr.write(`busguard dispatch ack: not sent to the bus yet: ${result.publishError}; the acknowledgement is recorded and a running "busguard dispatch" sends it when the broker and the bus are back\n`);
     }
   } finally {
     store.close();
@@ -77,11 +91,12 @@ export async function ackCommand(configFile: string, id: string, by: string): Pr
 
 export async function footageCliCommand(configFile: string, vehicle: string, opts: { from: string; to: string; camera?: string; by: string; wait: number; json?: boolean }): Promise<number> {
   const config = loadDispatchConfig(configFile);
-  const log = createLogger('dispatch-footage', 'warn');
+  const log = createLogger('dispatch-footage', 'error', {}, { stderr: true });
   const { footageCommand } = await import('./footage.ts');
+  openExistingStore(configFile, config).close();
   return footageCommand(
     config,
-    () => new DispatchStore(config.storage.path),
+    () => new DispatchStore(config.storage.path, { mustExist: true }),
     vehicle,
     { from: opts.from, to: opts.to, camera: opts.camera ?? null, by: opts.by, waitS: opts.wait, json: opts.json === true },
     log,

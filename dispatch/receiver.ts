@@ -19,6 +19,8 @@ import {
   FootageAnswerWireSchema,
   PositionWireSchema,
   type ReceiptMessage,
+  type RepeatMessage,
+  RepeatWireSchema,
   StatusMessageSchema,
   decode,
   encode,
@@ -35,6 +37,8 @@ import { parseFileTopic } from '../protocol/file-transfer.ts';
 export interface ReceiverEvents {
   /** A new alarm or incident, committed. */
   alarm: [alarm: AlarmMessage, atMonoMs: number];
+  /** The driver pressed again while an alarm was open, committed. */
+  repeat: [repeat: RepeatMessage];
   receiptSent: [receipt: ReceiptMessage, atMonoMs: number];
   ackSeen: [alarmIds: string[]];
   rejected: [topic: string, reason: string];
@@ -93,6 +97,7 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
       const filters: Record<string, { qos: 1 }> = {
         [sharedFilter(group, dispatchUplinkFilter('alarm'))]: { qos: 1 },
         [sharedFilter(group, dispatchUplinkFilter('incident'))]: { qos: 1 },
+        [sharedFilter(group, dispatchUplinkFilter('repeat'))]: { qos: 1 },
         [sharedFilter(group, dispatchUplinkFilter('position'))]: { qos: 1 },
         [sharedFilter(group, dispatchUplinkFilter('diag'))]: { qos: 1 },
         [sharedFilter(group, dispatchUplinkFilter('footage'))]: { qos: 1 },
@@ -214,6 +219,40 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
           this.log.info({ event: 'alarm.duplicate', alarmId: m.value.id, fleet: ref.fleet, vehicle: ref.vehicle, seq: m.value.seq }, 'duplicate alarm, receipted again');
           const stored = this.store.get(m.value.id);
           if (stored?.ackAt && !stored.ackSeenAt) this.sendAck(stored);
+        }
+        this.queueReceipt(ref, m.value, upTo, m.value.id);
+        return;
+      }
+      case 'repeat': {
+        const m = decode(RepeatWireSchema, payload);
+        if (!m.ok) return this.reject(topic, m.error);
+        if (!sameVehicle(m.value)) return this.reject(topic, `payload names ${m.value.fleet}/${m.value.vehicle}, topic is ${ref.fleet}/${ref.vehicle}`);
+        const lane = m.value.kind === 'emergency' ? 'alarm' : 'incident';
+        if (m.value.lane !== lane) return this.reject(topic, `lane "${m.value.lane}" for a repeat of an ${m.value.kind}`);
+        const result: { outcome: ReturnType<DispatchStore['addRepeat']> } = { outcome: 'duplicate' };
+        // A refused repeat is still taken out of the lane (receipted), or the bus would send it for ever.
+        const { upTo } = this.store.accept(ref, m.value, () => {
+          result.outcome = this.store.addRepeat(m.value);
+        });
+        const outcome = result.outcome;
+        if (typeof outcome === 'object') {
+          this.reject(topic, outcome.refused);
+        } else if (outcome === 'new') {
+          const stored = this.store.get(m.value.alarmId);
+          this.log.warn(
+            {
+              event: `${m.value.kind}.repeat`,
+              alarmId: m.value.alarmId,
+              count: m.value.count,
+              heldMs: m.value.heldMs,
+              fleet: ref.fleet,
+              vehicle: ref.vehicle,
+              fix: m.value.fix,
+              acknowledged: stored?.ackAt != null,
+            },
+            `${m.value.kind === 'emergency' ? 'EMERGENCY' : 'incident'} button pressed again (press ${m.value.count})${stored?.ackAt ? ' after the acknowledgement was sent' : ''}`,
+          );
+          this.emit('repeat', m.value);
         }
         this.queueReceipt(ref, m.value, upTo, m.value.id);
         return;

@@ -7,7 +7,7 @@ import { type Db, migrate, openDatabase } from '../protocol/sqlite.ts';
 import { DISPATCH_FILES_SCHEMA } from './files.ts';
 import { DISPATCH_FOOTAGE_CAMERAS_SCHEMA, DISPATCH_FOOTAGE_SCHEMA, FootageBook } from './footage.ts';
 import type Database from 'better-sqlite3';
-import type { AlarmKind, AlarmMessage, DiagMessage, Envelope, Fix, PositionMessage, StatusMessage, TimeSource, TrackPoint } from '../protocol/messages.ts';
+import type { AlarmKind, AlarmMessage, DiagMessage, Envelope, Fix, PositionMessage, RepeatMessage, StatusMessage, TimeSource, TrackPoint } from '../protocol/messages.ts';
 import type { Lane } from '../protocol/lanes.ts';
 import type { VehicleRef } from '../protocol/topics.ts';
 
@@ -27,7 +27,29 @@ export interface StoredAlarm {
   ackAt: string | null;
   /** When the bus confirmed it had the acknowledgement (its LED shows it). */
   ackSeenAt: string | null;
+  /** Presses of the button while this alarm was open, after the first (each may be an escalation). */
+  repeats: number;
+  /** When the last of them was made (bus time). */
+  lastRepeatAt: string | null;
 }
+
+/** Fifth step: repeated presses of an open alarm (up/repeat). */
+const REPEATS_SCHEMA = `
+CREATE TABLE alarm_repeats (
+  id TEXT PRIMARY KEY,
+  alarm_id TEXT NOT NULL,
+  fleet TEXT NOT NULL,
+  vehicle TEXT NOT NULL,
+  at TEXT NOT NULL,
+  held_ms INTEGER NOT NULL,
+  count INTEGER NOT NULL,
+  fix TEXT,
+  received_at TEXT NOT NULL
+);
+CREATE INDEX alarm_repeats_alarm ON alarm_repeats (alarm_id);
+ALTER TABLE alarms ADD COLUMN repeats INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE alarms ADD COLUMN last_repeat_at TEXT;
+`;
 
 /** Per vehicle, outbox epoch and lane: everything up to `upto` is held; seqs above it seen so far. */
 const LANE_SCHEMA = `
@@ -118,6 +140,8 @@ interface AlarmRow {
   ack_by: string | null;
   ack_at: string | null;
   ack_seen_at: string | null;
+  repeats: number;
+  last_repeat_at: string | null;
 }
 
 const toAlarm = (r: AlarmRow): StoredAlarm => ({
@@ -134,6 +158,8 @@ const toAlarm = (r: AlarmRow): StoredAlarm => ({
   ackBy: r.ack_by,
   ackAt: r.ack_at,
   ackSeenAt: r.ack_seen_at,
+  repeats: r.repeats,
+  lastRepeatAt: r.last_repeat_at,
 });
 
 export class DispatchStore {
@@ -141,9 +167,10 @@ export class DispatchStore {
   /** Footage requests to buses and their answers. */
   readonly footage: FootageBook;
 
-  constructor(path: string) {
-    this.db = openDatabase(path);
-    migrate(this.db, [SCHEMA + LANE_SCHEMA, DISPATCH_FILES_SCHEMA, DISPATCH_FOOTAGE_SCHEMA, DISPATCH_FOOTAGE_CAMERAS_SCHEMA]);
+  /** `mustExist`: for the commands that work on what a receiver stored: a missing file is an error, never a new empty database. */
+  constructor(path: string, opts: { mustExist?: boolean } = {}) {
+    this.db = openDatabase(path, { mustExist: opts.mustExist === true });
+    migrate(this.db, [SCHEMA + LANE_SCHEMA, DISPATCH_FILES_SCHEMA, DISPATCH_FOOTAGE_SCHEMA, DISPATCH_FOOTAGE_CAMERAS_SCHEMA, REPEATS_SCHEMA]);
     this.footage = new FootageBook(this.db);
   }
 
@@ -239,7 +266,32 @@ export class DispatchStore {
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .run(a.id, a.kind, a.fleet, a.vehicle, a.route, a.raisedAt, a.timeSource, a.heldMs, a.fix ? JSON.stringify(a.fix) : null, receivedAt);
+    if (r.changes > 0) this.countRepeats(a.id); // repeats that arrived before their alarm (re-sent out of order)
     return r.changes > 0;
+  }
+
+  /**
+   * Store a repeated press (idempotent by its id). Returns 'new', 'duplicate',
+   * or the reason it is refused: a repeat of another vehicle's alarm, or of
+   * an alarm of another kind, changes nothing. A repeat of an alarm not (yet)
+   * here is kept: the alarm follows in the same lane.
+   */
+  addRepeat(r: RepeatMessage, receivedAt = new Date().toISOString()): 'new' | 'duplicate' | { refused: string } {
+    const alarm = this.get(r.alarmId);
+    if (alarm && (alarm.fleet !== r.fleet || alarm.vehicle !== r.vehicle)) return { refused: `alarm ${r.alarmId} belongs to ${alarm.fleet}/${alarm.vehicle}` };
+    if (alarm && alarm.kind !== r.kind) return { refused: `alarm ${r.alarmId} is an ${alarm.kind}, the repeat says ${r.kind}` };
+    const fresh =
+      this.db
+        .prepare('INSERT OR IGNORE INTO alarm_repeats (id, alarm_id, fleet, vehicle, at, held_ms, count, fix, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+        .run(r.id, r.alarmId, r.fleet, r.vehicle, r.at, r.heldMs, r.count, r.fix ? JSON.stringify(r.fix) : null, receivedAt).changes > 0;
+    if (fresh) this.countRepeats(r.alarmId);
+    return fresh ? 'new' : 'duplicate';
+  }
+
+  private countRepeats(alarmId: string): void {
+    this.db
+      .prepare('UPDATE alarms SET repeats = (SELECT count(*) FROM alarm_repeats WHERE alarm_id = @id), last_repeat_at = (SELECT max(at) FROM alarm_repeats WHERE alarm_id = @id) WHERE id = @id')
+      .run({ id: alarmId });
   }
 
   /** Store every point of a track message in one transaction; returns how many were new. */
@@ -254,6 +306,17 @@ export class DispatchStore {
       });
       return added;
     })();
+  }
+
+  /** Has this dispatch ever heard from the vehicle (a status, an alarm, a position or a file)? */
+  knowsVehicle(ref: VehicleRef): boolean {
+    const q = (table: string) => this.db.prepare(`SELECT 1 FROM ${table} WHERE fleet = ? AND vehicle = ? LIMIT 1`).get(ref.fleet, ref.vehicle) !== undefined;
+    return q('vehicle_status') || q('alarms') || q('positions') || q('evidence_files');
+  }
+
+  /** Every vehicle with a status, sorted. */
+  vehicles(): VehicleRef[] {
+    return this.db.prepare<[], VehicleRef>('SELECT fleet, vehicle FROM vehicle_status ORDER BY fleet, vehicle').all();
   }
 
   setStatus(ref: VehicleRef, s: StatusMessage): void {

@@ -8,18 +8,19 @@ import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { openPanel } from '../hal/panel/drivers.ts';
-import type { LedState, Panel } from '../hal/panel/types.ts';
+import { LED_CYCLE_MS } from '../hal/panel/led-patterns.ts';
+import type { ButtonInput, LedState, Panel, PressOutcome } from '../hal/panel/types.ts';
 import { NmeaReader } from '../hal/gps/reader.ts';
 import { type Db, migrate, openDatabase } from '../protocol/sqlite.ts';
 import { type Eviction, OUTBOX_SCHEMA, Outbox, OutboxFullError } from '../gateway/outbox.ts';
 import type { Lane } from '../protocol/lanes.ts';
 import { Uplink } from '../gateway/uplink.ts';
-import type { AckMessage, AlarmKind, AlarmMessage, DiagMessage, PositionMessage, TrackPoint } from '../protocol/messages.ts';
+import type { AckMessage, AlarmKind, AlarmMessage, DiagMessage, PositionMessage, RepeatMessage, TrackPoint } from '../protocol/messages.ts';
 import type { GpsFix } from '../hal/gps/types.ts';
 import { encode } from '../protocol/messages.ts';
 import { type VehicleRef, uplinkTopic } from '../protocol/topics.ts';
 import { createLogger, monoMs } from '../protocol/log.ts';
-import { AlarmJournal, JOURNAL_SCHEMA } from './alarm-journal.ts';
+import { AlarmJournal, JOURNAL_REPEATS_SCHEMA, JOURNAL_SCHEMA, type JournalEntry } from './alarm-journal.ts';
 import type { AgentConfig } from './config.ts';
 import { GpsClock } from './clock.ts';
 import { describeFix, toFix } from './position.ts';
@@ -61,6 +62,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   private panel: Panel | null = null;
   private positionTimer: NodeJS.Timeout | null = null;
   private ledTimer: NodeJS.Timeout | null = null;
+  /** Until when the LED shows the 'registered' flurry (Date.now() ms). */
+  private flashUntil = 0;
   private positionFast = false;
   private readonly clock: GpsClock;
   /** Thinned points waiting for the next batch (position.intervalS, or the alarm rate). */
@@ -87,7 +90,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.ref = { fleet: config.vehicle.fleet, vehicle: config.vehicle.id };
     this.log = log ?? createLogger('agent', config.log.level, { fleet: this.ref.fleet, vehicle: this.ref.vehicle });
     this.db = openDatabase(join(config.storage.dir, 'outbox.db'), { pageSize: 1024 });
-    migrate(this.db, [OUTBOX_SCHEMA + JOURNAL_SCHEMA, FILE_UPLOAD_SCHEMA, FOOTAGE_SCHEMA, CLIP_JOBS_SCHEMA]);
+    migrate(this.db, [OUTBOX_SCHEMA + JOURNAL_SCHEMA, FILE_UPLOAD_SCHEMA, FOOTAGE_SCHEMA, CLIP_JOBS_SCHEMA, JOURNAL_REPEATS_SCHEMA]);
     this.clock = new GpsClock(this.log);
     this.thinner = new TrackThinner(config.position);
     this.outbox = new Outbox(this.db, config.outbox, (e) => this.onEvicted(e));
@@ -156,7 +159,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.gps = new NmeaReader({ path: config.gps.port, baudRate: config.gps.baudRate, autoBaud: config.gps.autoBaud, log });
       this.gps.once('fix', (f) => log.info({ event: 'gps.first-fix', valid: f.valid, lat: f.lat, lon: f.lon }, 'first GPS fix'));
       this.gps.on('fix', (f) => this.onFix(f));
-      this.gps.on('status', (st) => log.info({ event: `gps.${st.state}`, detail: st.detail }, st.detail));
+      // An unplugged or silent receiver is a warning a technician must see; recovery is news, not a fault.
+      this.gps.on('status', (st) => log[st.level]({ event: `gps.${st.state}`, detail: st.detail }, st.detail));
       this.gps.start();
     } else {
       log.warn({ event: 'gps.none' }, 'no GPS configured: alarms will say they have no fix');
@@ -166,9 +170,15 @@ export class Agent extends EventEmitter<AgentEvents> {
     panel.onButton((e) => this.pattern.handle(e));
     this.pattern.on('emergency', (heldMs, atMs) => this.raise('emergency', heldMs, atMs));
     this.pattern.on('incident', (heldMs, atMs) => this.raise('incident', heldMs, atMs));
-    this.pattern.on('short', (input, heldMs) =>
-      log.info({ event: 'press.ignored', input, heldMs, holdMs: config.alarm.holdMs }, 'press too short to raise an alarm'),
-    );
+    this.pattern.on('short', (input, heldMs) => {
+      log.info({ event: 'press.ignored', input, heldMs, holdMs: config.alarm.holdMs }, 'press too short to raise an alarm');
+      const double = config.alarm.incidentPattern === 'double' ? `; a second short press within ${config.alarm.doublePressWindowMs} ms raises an incident` : '';
+      this.report({ input, result: 'ignored', detail: `no alarm: held ${Math.round(heldMs)} ms, shorter than alarm.holdMs (${config.alarm.holdMs} ms)${double}` });
+    });
+    this.pattern.on('ignored', (input, reason) => {
+      log.info({ event: 'press.ignored', input, reason }, 'press of an input this bus does not use');
+      this.report({ input, result: 'ignored', detail: `no alarm: ${reason}` });
+    });
     this.uplink.on('confirmed', (ids) => this.onConfirmed(ids));
     this.outbox.expire();
     this.expireTimer = setInterval(() => {
@@ -192,15 +202,16 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.schedulePosition();
   }
 
-  /** Press pattern confirmed: make the alarm durable, then tell the driver, then send. */
+  /**
+   * Press pattern confirmed: make the alarm durable, then send it, then tell
+   * the driver. A press while an alarm of that kind is open is sent as a
+   * repeat of it instead (see repeat()).
+   */
   raise(kind: AlarmKind, heldMs: number, confirmedAtMs = performance.now()): string | null {
     const confirmedMono = monoMs() - (performance.now() - confirmedAtMs);
+    const input = kind === 'incident' && this.config.alarm.incidentPattern === 'second-input' ? 'incident' : 'panic';
     const open = this.journal.open(kind)[0];
-    if (open) {
-      this.log.info({ event: 'alarm.already-open', kind, alarmId: open.id }, 'button pressed again while an alarm is open: no second alarm');
-      this.emit('duplicatePress', kind, open.id);
-      return null;
-    }
+    if (open) return this.repeat(open, kind, heldMs, confirmedAtMs, input);
     const stamp = this.clock.stampAt(confirmedAtMs);
     const alarm: AlarmMessage = {
       v: 1,
@@ -230,17 +241,75 @@ export class Agent extends EventEmitter<AgentEvents> {
       );
       this.volatileAlarms.set(alarm.id, { kind, state: 'sending', at: Date.now() });
       this.uplink.sendVolatile(item);
-      this.refreshLed();
+      this.refreshLed(this.hiddenBy(kind));
+      this.report({ input, result: 'raised', kind, alarmId: alarm.id, detail: `${kind} ${alarm.id} raised, NOT stored (${(err as Error).message}): sent from memory; LED fault until dispatch has it` });
       if (kind === 'emergency') this.schedulePosition();
       this.evidence.onAlarm(alarm, confirmedAtMs); // on a full disk the snapshot fails and says why; the alarm has gone already
       return alarm.id;
     }
-    this.journey({ alarmId: alarm.id, kind, step: 'stored', monoMs: monoMs(), alarm });
-    this.refreshLed();
+    // Publish first: the LED, the log line and the evidence can wait a moment; the alarm's way to dispatch cannot.
+    const storedMono = monoMs();
     this.uplink.kick();
+    this.journey({ alarmId: alarm.id, kind, step: 'stored', monoMs: storedMono, alarm });
+    this.refreshLed(this.hiddenBy(kind));
+    this.report({ input, result: 'raised', kind, alarmId: alarm.id, detail: `${kind} ${alarm.id} raised and stored` });
     if (kind === 'emergency') this.schedulePosition();
     this.evidence.onAlarm(alarm, confirmedAtMs);
     return alarm.id;
+  }
+
+  /**
+   * The driver pressed again while `open` is open: not a second alarm, but a
+   * repeat of this one, which dispatch hears (it may be an escalation). It
+   * travels like the alarm (its lane, fsync'd, receipted); the LED shows the
+   * repeat's own journey (stored, then delivered) after a 'registered' flurry.
+   */
+  private repeat(open: JournalEntry, kind: AlarmKind, heldMs: number, confirmedAtMs: number, input: ButtonInput): string {
+    const stamp = this.clock.stampAt(confirmedAtMs);
+    const lane = kind === 'emergency' ? 'alarm' : 'incident';
+    const msg: RepeatMessage = {
+      v: 1,
+      id: randomUUID(),
+      alarmId: open.id,
+      kind,
+      fleet: this.ref.fleet,
+      vehicle: this.ref.vehicle,
+      at: stamp.iso,
+      timeSource: stamp.timeSource,
+      heldMs: Math.round(heldMs),
+      count: open.presses + 1,
+      fix: describeFix(this.gps, this.config.position.staleAfterS),
+    };
+    const topic = uplinkTopic(this.ref, 'repeat');
+    try {
+      this.outbox.write(lane, () => {
+        msg.count = this.journal.repeat(open.id, msg.id);
+        this.outbox.append({ id: msg.id, lane, topic, payload: encode(msg) });
+      });
+    } catch (err) {
+      this.log.error({ event: 'alarm.repeat-store-failed', alarmId: open.id, kind, err: (err as Error).message }, 'could not store the repeated press: sending it from memory');
+      this.uplink.sendVolatile({ id: msg.id, lane, topic, payload: encode(msg) });
+    }
+    this.uplink.kick();
+    this.emit('duplicatePress', kind, open.id);
+    this.log.info({ event: 'alarm.repeated', kind, alarmId: open.id, repeatId: msg.id, count: msg.count, heldMs: msg.heldMs }, `button pressed again while the ${kind} is open: sent as press ${msg.count} of it`);
+    this.refreshLed(true);
+    this.report({ input, result: 'repeat', kind, alarmId: open.id, detail: `${kind} ${open.id} is still open: this press was sent to dispatch as press ${msg.count} of it` });
+    return open.id;
+  }
+
+  /** Whether the LED will not show a new alarm of this kind (an emergency, or a fresh acknowledgement, takes precedence over an incident). */
+  private hiddenBy(kind: AlarmKind): boolean {
+    if (kind === 'emergency') return false;
+    return this.journal.open('emergency').length > 0 || this.openVolatile('emergency') !== undefined || this.freshAck()?.kind === 'emergency';
+  }
+
+  private report(outcome: PressOutcome): void {
+    try {
+      this.panel?.report?.(outcome);
+    } catch (err) {
+      this.log.warn({ event: 'panel.report-failed', err: (err as Error).message });
+    }
   }
 
   /** The reader has assembled at least one fix. */
@@ -332,23 +401,49 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.emit('journey', e);
   }
 
-  /** The LED shows the open emergency first, then a fresh acknowledgement, then an open incident. */
-  private refreshLed(): void {
+  /**
+   * What the LED shows, first match wins: the 'registered' flurry for one
+   * cycle after a press it would not otherwise show (a repeat, an incident
+   * behind an emergency); the open emergency (the state of its latest press);
+   * a fresh acknowledgement of an emergency; the open incident; a fresh
+   * acknowledgement of an incident; nothing. Each has its own pattern
+   * (hal/panel/led-patterns.ts, docs/DRIVER.md).
+   */
+  private refreshLed(flash = false): void {
     if (!this.panel) return;
     if (this.ledTimer) clearTimeout(this.ledTimer);
     this.ledTimer = null;
-    let state: LedState = 'idle';
+    const now = Date.now();
+    if (flash) this.flashUntil = now + LED_CYCLE_MS;
     const emergency = this.journal.open('emergency')[0] ?? this.openVolatile('emergency');
     const incident = this.journal.open('incident')[0] ?? this.openVolatile('incident');
-    const acked = this.journal.lastAcknowledged();
-    const showMs = this.config.alarm.acknowledgedShowS * 1000;
-    const ackedLeftMs = acked?.acknowledgedAt ? Date.parse(acked.acknowledgedAt) + showMs - Date.now() : 0;
-    const show = (a: { state: string }): LedState => (a.state === 'stored' ? 'stored' : a.state === 'sending' ? 'fault' : 'delivered');
-    if (emergency) state = show(emergency);
-    else if (ackedLeftMs > 0) state = 'acknowledged';
-    else if (incident) state = show(incident);
-    if (state === 'acknowledged') {
-      this.ledTimer = setTimeout(() => this.refreshLed(), ackedLeftMs + 10);
+    const ackLeft = (kind: AlarmKind): number => {
+      const a = this.journal.lastAcknowledged(kind);
+      return a?.acknowledgedAt ? Date.parse(a.acknowledgedAt) + this.config.alarm.acknowledgedShowS * 1000 - now : 0;
+    };
+    const emergencyAckMs = ackLeft('emergency');
+    const incidentAckMs = ackLeft('incident');
+    const show = (a: { state: string }, kind: AlarmKind): LedState => {
+      if (a.state === 'sending') return 'fault';
+      const s = a.state === 'stored' ? 'stored' : 'delivered';
+      return kind === 'emergency' ? s : s === 'stored' ? 'incident-stored' : 'incident-delivered';
+    };
+    let state: LedState = 'idle';
+    let changesInMs: number | null = null;
+    if (now < this.flashUntil) {
+      state = 'registered';
+      changesInMs = this.flashUntil - now;
+    } else if (emergency) state = show(emergency, 'emergency');
+    else if (emergencyAckMs > 0) {
+      state = 'acknowledged';
+      changesInMs = emergencyAckMs;
+    } else if (incident) state = show(incident, 'incident');
+    else if (incidentAckMs > 0) {
+      state = 'incident-acknowledged';
+      changesInMs = incidentAckMs;
+    }
+    if (changesInMs !== null) {
+      this.ledTimer = setTimeout(() => this.refreshLed(), changesInMs + 10);
       this.ledTimer.unref();
     }
     if (this.panel.ledState() !== state) {
@@ -356,6 +451,12 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.log.info({ event: 'led', state }, `LED ${state}`);
       this.emit('led', state);
     }
+  }
+
+  /** The acknowledgement the LED may still be showing. */
+  private freshAck(): JournalEntry | null {
+    const a = this.journal.lastAcknowledged();
+    return a?.acknowledgedAt && Date.parse(a.acknowledgedAt) + this.config.alarm.acknowledgedShowS * 1000 > Date.now() ? a : null;
   }
 
   /** Every fix from the receiver: learn the clock offset, keep it as a track point if the thinning rules say so. */

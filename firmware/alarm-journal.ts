@@ -16,7 +16,10 @@ export interface JournalEntry {
   id: string;
   kind: AlarmKind;
   raisedAt: string;
+  /** The state of the latest press: a repeated press is 'stored' again until dispatch has it. */
   state: JourneyState;
+  /** Presses of the button for this alarm, the first included. */
+  presses: number;
   deliveredAt: string | null;
   acknowledgedAt: string | null;
   acknowledgedBy: string | null;
@@ -35,6 +38,12 @@ CREATE TABLE IF NOT EXISTS alarms (
 CREATE INDEX IF NOT EXISTS alarms_open ON alarms (state) WHERE state != 'acknowledged';
 `;
 
+/** A later migrate step: presses repeated while the alarm is open (up/repeat). */
+export const JOURNAL_REPEATS_SCHEMA = `
+ALTER TABLE alarms ADD COLUMN presses INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE alarms ADD COLUMN pending_repeat TEXT;
+`;
+
 interface Row {
   id: string;
   kind: AlarmKind;
@@ -43,6 +52,8 @@ interface Row {
   delivered_at: string | null;
   acknowledged_at: string | null;
   acknowledged_by: string | null;
+  presses: number;
+  pending_repeat: string | null;
 }
 
 const toEntry = (r: Row): JournalEntry => ({
@@ -50,6 +61,7 @@ const toEntry = (r: Row): JournalEntry => ({
   kind: r.kind,
   raisedAt: r.raised_at,
   state: r.state,
+  presses: r.presses,
   deliveredAt: r.delivered_at,
   acknowledgedAt: r.acknowledged_at,
   acknowledgedBy: r.acknowledged_by,
@@ -77,20 +89,48 @@ export class AlarmJournal {
     return r ? toEntry(r) : null;
   }
 
-  /** The most recent acknowledged alarm (for the LED after a restart). */
-  lastAcknowledged(): JournalEntry | null {
-    const r = this.db
-      .prepare<[], Row>("SELECT * FROM alarms WHERE state = 'acknowledged' ORDER BY acknowledged_at DESC LIMIT 1")
-      .get();
+  /** The most recent acknowledged alarm, of one kind or any (for the LED, also after a restart). */
+  lastAcknowledged(kind?: AlarmKind): JournalEntry | null {
+    const r = kind
+      ? this.db.prepare<[string], Row>("SELECT * FROM alarms WHERE state = 'acknowledged' AND kind = ? ORDER BY acknowledged_at DESC LIMIT 1").get(kind)
+      : this.db.prepare<[], Row>("SELECT * FROM alarms WHERE state = 'acknowledged' ORDER BY acknowledged_at DESC LIMIT 1").get();
     return r ? toEntry(r) : null;
   }
 
-  /** Mark delivered the given ids that are alarms still 'stored'; returns those changed. */
+  /**
+   * The driver pressed again while this alarm is open: count the press and
+   * show it as 'stored' until dispatch has the repeat (`repeatId`). Call
+   * inside the outbox write that stores the repeat. Returns the press count.
+   */
+  repeat(id: string, repeatId: string): number {
+    const r = writeTx(this.db, 'FULL', () =>
+      this.db
+        .prepare("UPDATE alarms SET presses = presses + 1, pending_repeat = ?, state = 'stored' WHERE id = ? AND state != 'acknowledged' RETURNING presses")
+        .get(repeatId, id),
+    ) as { presses: number } | undefined;
+    if (!r) throw new Error(`alarm ${id} is not open: cannot repeat it`);
+    return r.presses;
+  }
+
+  /**
+   * Dispatch holds these messages (alarm ids, repeat ids): an alarm whose
+   * latest press is now at dispatch becomes 'delivered'. Returns the alarms
+   * changed.
+   */
   markDelivered(ids: readonly string[], at: string): string[] {
-    const stmt = this.db.prepare("UPDATE alarms SET state = 'delivered', delivered_at = ? WHERE id = ? AND state = 'stored'");
+    const first = this.db.prepare('UPDATE alarms SET delivered_at = COALESCE(delivered_at, ?) WHERE id = ?');
+    const alarm = this.db.prepare("UPDATE alarms SET state = 'delivered' WHERE id = ? AND state = 'stored' AND pending_repeat IS NULL");
+    const repeat = this.db.prepare(
+      "UPDATE alarms SET pending_repeat = NULL, state = CASE WHEN state = 'stored' AND delivered_at IS NOT NULL THEN 'delivered' ELSE state END WHERE pending_repeat = ? RETURNING id, state",
+    );
     const changed: string[] = [];
     writeTx(this.db, 'FULL', () => {
-      for (const id of ids) if (stmt.run(at, id).changes > 0) changed.push(id);
+      for (const id of ids) {
+        first.run(at, id);
+        if (alarm.run(id).changes > 0) changed.push(id);
+        const r = repeat.get(id) as { id: string; state: JourneyState } | undefined;
+        if (r?.state === 'delivered') changed.push(r.id);
+      }
     });
     return changed;
   }

@@ -3,17 +3,10 @@
 
 import { Agent } from './agent.ts';
 import { loadAgentConfig } from './config.ts';
+import { stopOnSignals } from '../protocol/lifecycle.ts';
 
 export async function runAgent(configFile: string): Promise<void> {
   const config = loadAgentConfig(configFile);
   const agent = await Agent.start(config);
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    agent.log.info({ event: 'agent.signal', signal }, 'stopping');
-    agent.stop().finally(() => process.exit(0));
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  stopOnSignals(agent.log, () => agent.stop());
 }

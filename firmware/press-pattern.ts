@@ -19,6 +19,8 @@ export interface PressPatternEvents {
   incident: [heldMs: number, atMs: number];
   /** A press too short to mean anything (or the first of a possible double). */
   short: [input: ButtonEvent['input'], heldMs: number];
+  /** A press of an input this configuration does not use (the second input with incidentPattern "double"). */
+  ignored: [input: ButtonEvent['input'], reason: string];
 }
 
 interface InputState {
@@ -39,7 +41,12 @@ export class PressPattern extends EventEmitter<PressPatternEvents> {
 
   handle(e: ButtonEvent): void {
     if (e.input === 'incident') {
-      if (this.o.incidentPattern !== 'second-input') return;
+      if (this.o.incidentPattern !== 'second-input') {
+        if (!e.pressed) {
+          this.emit('ignored', 'incident', 'this bus takes incidents as a double press of the panic button (alarm.incidentPattern "double"); its second input is not used');
+        }
+        return;
+      }
       this.track(this.second, e, (held, at) => this.emit('incident', held, at));
       return;
     }

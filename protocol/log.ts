@@ -11,12 +11,16 @@ export function monoMs(): number {
   return Number(process.hrtime.bigint()) / 1e6;
 }
 
-export function createLogger(name: string, level: string, base: Record<string, unknown> = {}): Logger {
-  return pino({
-    name,
-    level,
-    base: { pid: process.pid, ...base },
-    timestamp: pino.stdTimeFunctions.isoTime,
-    mixin: () => ({ monoMs: monoMs() }),
-  });
+/** `stderr`: for commands whose stdout is what they tell a person (the agent and the receiver log to stdout). */
+export function createLogger(name: string, level: string, base: Record<string, unknown> = {}, opts: { stderr?: boolean } = {}): Logger {
+  return pino(
+    {
+      name,
+      level,
+      base: { pid: process.pid, ...base },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      mixin: () => ({ monoMs: monoMs() }),
+    },
+    opts.stderr ? pino.destination(2) : undefined,
+  );
 }

@@ -60,6 +60,31 @@ export const AlarmMessageSchema = z.object({
 });
 export type AlarmMessage = z.infer<typeof AlarmMessageSchema>;
 
+/**
+ * Bus → dispatch (up/repeat, lane alarm for an emergency, incident for an
+ * incident): the driver pressed again while this alarm was open. A second
+ * hold may be an escalation (the attacker is still there), so it is not
+ * dropped: it travels like the alarm itself (stored with fsync, drained
+ * first, receipted), and dispatch shows it on the alarm. `count` is the
+ * number of presses of this alarm so far, the first one included.
+ */
+export const RepeatMessageSchema = z.object({
+  v: z.literal(1),
+  /** This press (each repeat is a message of its own). */
+  id: uuid,
+  /** The open alarm it repeats. */
+  alarmId: uuid,
+  kind: z.enum(ALARM_KINDS),
+  fleet: id,
+  vehicle: id,
+  at: isoTime,
+  timeSource: z.enum(TIME_SOURCES),
+  heldMs: z.number().int().min(0),
+  count: z.number().int().min(2).max(1_000_000),
+  fix: FixSchema.nullable(),
+});
+export type RepeatMessage = z.infer<typeof RepeatMessageSchema>;
+
 /** One point of the bus's track: a thinned fix, stamped when it arrived. */
 export const TrackPointSchema = z.object({
   at: isoTime,
@@ -282,6 +307,7 @@ function preview(text: string): string {
 
 // Lane messages as they travel: the stored message with the envelope in front (gateway/uplink.ts withEnvelope).
 export const AlarmWireSchema = AlarmMessageSchema.extend(EnvelopeSchema.shape);
+export const RepeatWireSchema = RepeatMessageSchema.extend(EnvelopeSchema.shape);
 export const PositionWireSchema = PositionMessageSchema.extend(EnvelopeSchema.shape);
 export const DiagWireSchema = DiagMessageSchema.extend(EnvelopeSchema.shape);
 export const FootageAnswerWireSchema = FootageAnswerSchema.extend(EnvelopeSchema.shape);

@@ -73,6 +73,22 @@ export function clientOptions(
   };
 }
 
+function describeConnectError(err: Error & { code?: string | number }): string {
+  switch (err.code) {
+    case 'ECONNREFUSED':
+      return 'refused the connection (ECONNREFUSED): is the broker running?';
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return `could not be found (${err.code}): check mqtt.url`;
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+    case 'ETIMEDOUT':
+      return `is unreachable (${err.code}): check the network`;
+    default:
+      return `refused us: ${err.message}`;
+  }
+}
+
 export interface MqttSessionEvents {
   connected: [sessionPresent: boolean];
   disconnected: [];
@@ -106,7 +122,10 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
     });
     this.client.on('close', () => this.onClose());
     this.client.on('error', (err) => {
-      this.log.warn({ event: 'mqtt.error', err: err.message, url: conn.url }, 'MQTT error');
+      // While we end the session, a message that still arrives gets its PUBACK
+      // written to a closed stream ("write after end"): our own shutdown, not a fault.
+      if (this.stopping) this.log.debug({ event: 'mqtt.error', err: err.message, url: conn.url, stopping: true }, 'MQTT error while stopping');
+      else this.log.warn({ event: 'mqtt.error', err: err.message, url: conn.url }, 'MQTT error');
     });
     this.client.on('message', (topic, payload) => this.emit('message', topic, payload));
   }
@@ -140,6 +159,33 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
         clearTimeout(hard);
         resolve();
       });
+    });
+  }
+
+  /**
+   * For a short-lived command: resolves once connected; rejects at once when
+   * the first attempt fails (refused, unreachable, not authorized) instead of
+   * waiting out a timeout while the broker is down, or after timeoutMs when
+   * the broker does not answer at all.
+   */
+  firstConnect(timeoutMs: number): Promise<void> {
+    if (this.isConnected) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const done = (err?: Error) => {
+        clearTimeout(timer);
+        this.off('connected', onConnect);
+        this.client.off('error', onError);
+        this.client.off('close', onClose);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onConnect = () => done();
+      const onError = (err: Error & { code?: string | number }) => done(new Error(`broker ${this.conn.url} ${describeConnectError(err)}`));
+      const onClose = () => done(new Error(`broker ${this.conn.url} closed the connection before accepting it`));
+      const timer = setTimeout(() => done(new Error(`broker ${this.conn.url} did not answer within ${timeoutMs} ms`)), timeoutMs);
+      this.once('connected', onConnect);
+      this.client.once('error', onError);
+      this.client.once('close', onClose);
     });
   }
 

@@ -16,13 +16,15 @@ export interface OpenOptions {
    * commit: the bus uses 1024 to spare its flash.
    */
   pageSize?: 1024 | 2048 | 4096;
+  /** Open only a database that is there (a command that reads must never create an empty one and report it empty). */
+  mustExist?: boolean;
 }
 
 export function openDatabase(file: string, opts: OpenOptions = {}): Db {
-  mkdirSync(dirname(file), { recursive: true });
+  if (!opts.mustExist) mkdirSync(dirname(file), { recursive: true });
   let db: Db;
   try {
-    db = new Database(file);
+    db = new Database(file, { fileMustExist: opts.mustExist === true });
   } catch (err) {
     throw new Error(`SQLite ${file}: cannot open (${(err as Error).message}); check the storage.dir folder exists and is writable`);
   }

@@ -2,12 +2,19 @@
 // the demo. Every failure ends in one clear line on stderr and a non-zero exit.
 
 import { Command, InvalidArgumentError } from 'commander';
+// Imported, not read from disk: the agent runs as a bundle in another folder, and esbuild inlines this.
+import pkg from '../package.json' with { type: 'json' };
 import { ConfigError } from '../protocol/config-file.ts';
+
+const VERSION = pkg.version;
 
 const program = new Command()
   .name('busguard')
   .description('Panic alarm and evidence system for city buses')
+  .version(VERSION, '-V, --version', 'print the version of busguard')
   .showHelpAfterError()
+  // Options after a subcommand belong to it: `busguard dispatch alarms --config X` is the subcommand's --config.
+  .enablePositionalOptions()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
 // Output piped into `head` or a pager that quits early: stop quietly.
@@ -15,6 +22,24 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
   throw err;
 });
+
+/** The rates NMEA receivers talk at (4800 is NMEA 0183's own; the rest are common in u-blox, Quectel, MediaTek...). */
+const GPS_SIM_RATES = [4800, 9600, 19200, 38400, 57600, 115200] as const;
+
+/** Levenshtein distance, for "did you mean" on a mistyped command. */
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return row[b.length]!;
+}
 
 function positiveInt(name: string, max: number) {
   return (value: string): number => {
@@ -33,10 +58,32 @@ program
     await runAgent(opts.config);
   });
 
-const dispatch = program.command('dispatch').description('the receiving side: run the receiver, list and acknowledge alarms');
+const dispatch = program
+  .command('dispatch')
+  .description('the receiving side: run the receiver (`busguard dispatch --config FILE`), list and acknowledge alarms, ask for footage')
+  .usage('[command] [options]')
+  .option('-c, --config <file>', 'dispatch config file (JSON): run the receiver')
+  .allowExcessArguments(true)
+  .action(async (opts: { config?: string }, cmd: Command) => {
+    // Not a subcommand: a typo must say so, not be taken for the receiver's arguments.
+    const [word] = cmd.args;
+    if (word !== undefined) {
+      const names = cmd.commands.map((c) => c.name());
+      const near = names.filter((n) => editDistance(n, word) <= 2);
+      process.stderr.write(`busguard dispatch: unknown command '${word}'${near.length ? ` (did you mean ${near.map((n) => `'${n}'`).join(' or ')}?)` : ''}; the commands are: ${names.join(', ')}\n`);
+      process.exitCode = 2;
+      return;
+    }
+    if (opts.config === undefined) {
+      cmd.outputHelp();
+      return;
+    }
+    const { runReceiver } = await import('../dispatch/main.ts');
+    await runReceiver(opts.config);
+  });
 dispatch
-  .command('serve', { isDefault: true })
-  .description('run the receiver (the default: `busguard dispatch --config FILE`)')
+  .command('serve')
+  .description('run the receiver (the same as `busguard dispatch --config FILE`)')
   .requiredOption('-c, --config <file>', 'dispatch config file (JSON)')
   .action(async (opts: { config: string }) => {
     const { runReceiver } = await import('../dispatch/main.ts');
@@ -77,8 +124,8 @@ dispatch
   .command('footage')
   .description("ask a bus for a window of video from its ring; prints the bus's answer and, when it comes, the verified clip")
   .argument('<vehicle>', 'FLEET/VEHICLE, e.g. city/bus-17')
-  .requiredOption('--from <time>', 'start: ISO 8601 with a zone (2026-11-23T08:15:00Z), or "-5m" / "-90s" before now')
-  .requiredOption('--to <time>', 'end, the same forms; at most 600 s after --from')
+  .requiredOption('--from <time>', 'start: ISO 8601 with a zone (2026-11-23T08:15:00Z), "now", or a span before now: "-90s", "-5m", "-1h"')
+  .requiredOption('--to <time>', 'end, the same forms, or ahead of now ("+40s"): at most 600 s after --from and 120 s ahead (the bus waits for it)')
   .option('--camera <name>', 'one video camera (default: every camera of the bus)')
   .requiredOption('-c, --config <file>', 'dispatch config file (JSON)')
   .option('--by <name>', 'who asks (recorded in the clip)', process.env.USER ?? 'dispatcher')
@@ -104,7 +151,7 @@ sim
   .option('-c, --config <file>', 'read the socket path from this agent config')
   .action(async (opts: { hold: number; pattern: string; input: string; socket?: string; config?: string }) => {
     const { simPressCommand } = await import('./sim-commands.ts');
-    await simPressCommand(opts);
+    process.exitCode = await simPressCommand(opts);
   });
 sim
   .command('led')
@@ -119,7 +166,11 @@ sim
   .command('gps')
   .description('a simulated GPS receiver: NMEA along a bus route, written to a serial port')
   .requiredOption('-p, --port <path>', 'serial port to write to (e.g. one end of a socat pair)')
-  .option('--baud <rate>', 'baud rate', positiveInt('--baud', 921_600), 9600)
+  .option('--baud <rate>', `baud rate: ${GPS_SIM_RATES.join(', ')}`, (v) => {
+    const n = Number(v);
+    if (!(GPS_SIM_RATES as readonly number[]).includes(n)) throw new InvalidArgumentError(`--baud must be one of ${GPS_SIM_RATES.join(', ')}, the rates GPS receivers use (got "${v}")`);
+    return n;
+  }, 9600)
   .option('--rate <hz>', 'fixes per second', (v) => Number(v), 1)
   .option('--no-fix', 'send sentences without a valid fix (receiver still searching)')
   .action(async (opts: { port: string; baud: number; rate: number; fix: boolean }) => {

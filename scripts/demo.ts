@@ -37,6 +37,12 @@ interface Cleanup {
 
 export async function runDemo(opts: { hold: number }): Promise<number> {
   const out = (s: string) => process.stdout.write(`${s}\n`);
+  // A hold shorter than the agent's threshold raises nothing: say so now, not after waiting for an alarm that cannot come.
+  const { holdMs } = AgentConfigSchema.shape.alarm.parse(undefined);
+  if (opts.hold < holdMs) {
+    process.stderr.write(`demo: --hold ${opts.hold} ms is shorter than alarm.holdMs (${holdMs} ms): a press that short raises nothing (a bump is not an alarm); hold at least ${holdMs} ms\n`);
+    return 2;
+  }
   const dir = mkdtempSync(join(tmpdir(), 'busguard-demo-'));
   const cleanups: Cleanup[] = [() => rmSync(dir, { recursive: true, force: true })];
   const log = pino({ level: process.env.BUSGUARD_DEMO_LOG ?? 'warn' }, pino.destination(2));
@@ -194,7 +200,7 @@ function readExifGps(file: string): { lat: number; lon: number } | null {
 async function waitUntil(cond: () => boolean, timeoutMs: number, what: string): Promise<true> {
   const deadline = Date.now() + timeoutMs;
   while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`no ${what} within ${timeoutMs} ms`);
+    if (Date.now() > deadline) throw new Error(`${what}: not there within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 20));
   }
   return true;
@@ -203,7 +209,7 @@ async function waitUntil(cond: () => boolean, timeoutMs: number, what: string): 
 async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let t: NodeJS.Timeout | undefined;
   try {
-    return await Promise.race([p, new Promise<never>((_, reject) => (t = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms)))]);
+    return await Promise.race([p, new Promise<never>((_, reject) => (t = setTimeout(() => reject(new Error(`${what}: not there within ${ms} ms`)), ms)))]);
   } finally {
     clearTimeout(t);
   }

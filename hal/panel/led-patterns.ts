@@ -16,25 +16,51 @@ export type LedPattern = readonly LedStep[];
 
 export const LED_CYCLE_MS = 2_000;
 export const LED_BLINK_MS = 60;
+/** An incident's blink: long enough to tell from an emergency's at a glance, short enough to stay discreet. */
+export const LED_LONG_BLINK_MS = 500;
 /** Dark time between blinks of one group: long enough to count them by eye. */
 export const LED_BLINK_GAP_MS = 240;
+/** The `registered` flurry: fast, so it reads as "taken" and not as a count. */
+export const LED_FLURRY_MS = 70;
 
-function blinks(count: number): LedPattern {
+function blinks(count: number, onMs = LED_BLINK_MS, gapMs = LED_BLINK_GAP_MS): LedPattern {
   const steps: LedStep[] = [];
   for (let i = 0; i < count; i++) {
-    steps.push({ on: true, ms: LED_BLINK_MS });
+    steps.push({ on: true, ms: onMs });
     const last = i === count - 1;
-    const used = count * LED_BLINK_MS + (count - 1) * LED_BLINK_GAP_MS;
-    steps.push({ on: false, ms: last ? LED_CYCLE_MS - used : LED_BLINK_GAP_MS });
+    const used = count * onMs + (count - 1) * gapMs;
+    steps.push({ on: false, ms: last ? LED_CYCLE_MS - used : gapMs });
   }
   return steps;
 }
 
+/**
+ * One pattern per state, each told apart by eye within one 2 s cycle:
+ *
+ * | state                  | pattern                                   |
+ * | ---------------------- | ----------------------------------------- |
+ * | idle                   | off                                       |
+ * | stored                 | 1 short blink (emergency on the bus)      |
+ * | delivered              | 2 short blinks (emergency at dispatch)    |
+ * | acknowledged           | steady on (emergency acknowledged)        |
+ * | incident-stored        | 1 long blink                              |
+ * | incident-delivered     | 2 long blinks                             |
+ * | incident-acknowledged  | on, with one short dark dip               |
+ * | registered             | a flurry of 5 fast blinks (a press taken) |
+ * | fault                  | 3 short blinks (could not be stored)      |
+ */
 export const LED_PATTERNS: Readonly<Record<LedState, LedPattern>> = {
   idle: [{ on: false, ms: LED_CYCLE_MS }],
   stored: blinks(1),
   delivered: blinks(2),
   acknowledged: [{ on: true, ms: LED_CYCLE_MS }],
+  'incident-stored': blinks(1, LED_LONG_BLINK_MS),
+  'incident-delivered': blinks(2, LED_LONG_BLINK_MS, 300),
+  'incident-acknowledged': [
+    { on: true, ms: LED_CYCLE_MS - 300 },
+    { on: false, ms: 300 },
+  ],
+  registered: blinks(5, LED_FLURRY_MS, LED_FLURRY_MS),
   fault: blinks(3),
 };
 

@@ -4,7 +4,7 @@
 
 import { connect } from 'node:net';
 import { SIM_DEFAULT_GAP_MS, SIM_DEFAULT_PRESS_MS, type SimRequestInput, SimReplySchema } from './sim.ts';
-import type { ButtonInput, LedState } from './types.ts';
+import type { ButtonInput, LedState, PressOutcome } from './types.ts';
 
 export interface SimClientOptions {
   /** How long to wait for the reply beyond the time the press itself takes. Default 5000 ms. */
@@ -13,25 +13,28 @@ export interface SimClientOptions {
 
 const DEFAULT_MARGIN_MS = 5_000;
 
-/** Hold a button for holdMs; resolves once the agent has seen the release. */
+/**
+ * Hold a button for holdMs; resolves once the agent has seen the release,
+ * with what it made of the press (empty from an agent too old to say).
+ */
 export async function simPress(
   socket: string,
   press: { holdMs: number; input?: ButtonInput },
   opts: SimClientOptions = {},
-): Promise<void> {
+): Promise<PressOutcome[]> {
   const request: SimRequestInput = { cmd: 'press', holdMs: press.holdMs, ...(press.input ? { input: press.input } : {}) };
-  await simRequest(socket, request, finite(press.holdMs) + (opts.replyMarginMs ?? DEFAULT_MARGIN_MS));
+  return (await simRequest(socket, request, finite(press.holdMs) + (opts.replyMarginMs ?? DEFAULT_MARGIN_MS))).outcomes ?? [];
 }
 
-/** Two short presses of the panic button; resolves after the second release. */
+/** Two short presses of the panic button; resolves after the second release, with what the agent made of them. */
 export async function simDouble(
   socket: string,
   double: { pressMs?: number; gapMs?: number } = {},
   opts: SimClientOptions = {},
-): Promise<void> {
+): Promise<PressOutcome[]> {
   const request: SimRequestInput = { cmd: 'double', ...double };
   const takesMs = 2 * finite(double.pressMs ?? SIM_DEFAULT_PRESS_MS) + finite(double.gapMs ?? SIM_DEFAULT_GAP_MS);
-  await simRequest(socket, request, takesMs + (opts.replyMarginMs ?? DEFAULT_MARGIN_MS));
+  return (await simRequest(socket, request, takesMs + (opts.replyMarginMs ?? DEFAULT_MARGIN_MS))).outcomes ?? [];
 }
 
 /** The state the agent last showed on the LED. */
@@ -42,13 +45,15 @@ export async function simLed(socket: string, opts: SimClientOptions = {}): Promi
 }
 
 /** Send one request line and resolve with the successful reply; anything else rejects with what to do. */
-export function simRequest(socket: string, request: SimRequestInput, timeoutMs: number): Promise<{ ok: true; state?: LedState | undefined }> {
+type SimOk = { ok: true; state?: LedState | undefined; outcomes?: PressOutcome[] | undefined };
+
+export function simRequest(socket: string, request: SimRequestInput, timeoutMs: number): Promise<SimOk> {
   const line = JSON.stringify(request);
   return new Promise((resolve, reject) => {
     const conn = connect(socket);
     let settled = false;
     let buffered = '';
-    const finish = (err: Error | undefined, value?: { ok: true; state?: LedState | undefined }): void => {
+    const finish = (err: Error | undefined, value?: SimOk): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);

@@ -5,10 +5,13 @@
 //
 // Protocol: newline-delimited JSON, one request per line, one reply per line,
 // replies in request order on each connection.
-//   {"cmd":"press","holdMs":800,"input":"panic"}  -> {"ok":true} after the release
-//   {"cmd":"double","pressMs":120,"gapMs":150}     -> {"ok":true} after the second release
+//   {"cmd":"press","holdMs":800,"input":"panic"}  -> {"ok":true,"outcomes":[...]} after the release
+//   {"cmd":"double","pressMs":120,"gapMs":150}     -> {"ok":true,"outcomes":[...]} after the second release
 //   {"cmd":"led"}                                  -> {"ok":true,"state":"stored"}
 //   anything else                                  -> {"ok":false,"error":"..."}
+// `outcomes` says what the agent made of the presses (PressOutcome: an alarm
+// raised and its id, a repeat, or why nothing was raised), so whoever
+// pressed learns it without reading the agent's log.
 
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
@@ -18,7 +21,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { ButtonListeners } from './button-edges.ts';
 import type { SimPanelConfig } from './config.ts';
-import { type ButtonEvent, type ButtonInput, LED_STATES, type LedState, type Panel } from './types.ts';
+import { type ButtonEvent, type ButtonInput, LED_STATES, type LedState, type Panel, type PressOutcome } from './types.ts';
 
 export const SIM_MAX_MS = 60_000;
 export const SIM_DEFAULT_PRESS_MS = 120;
@@ -53,8 +56,16 @@ export const SimRequestSchema = z.discriminatedUnion('cmd', [
 export type SimRequest = z.output<typeof SimRequestSchema>;
 export type SimRequestInput = z.input<typeof SimRequestSchema>;
 
+export const PressOutcomeSchema = z.object({
+  input: z.enum(['panic', 'incident']),
+  result: z.enum(['raised', 'repeat', 'ignored']),
+  kind: z.enum(['emergency', 'incident']).optional(),
+  alarmId: z.string().optional(),
+  detail: z.string(),
+});
+
 export const SimReplySchema = z.union([
-  z.object({ ok: z.literal(true), state: z.enum(LED_STATES).optional() }),
+  z.object({ ok: z.literal(true), state: z.enum(LED_STATES).optional(), outcomes: z.array(PressOutcomeSchema).optional() }),
   z.object({ ok: z.literal(false), error: z.string() }),
 ]);
 export type SimReply = z.output<typeof SimReplySchema>;
@@ -98,6 +109,8 @@ export class SimPanel implements Panel {
   private readonly connections = new Set<Socket>();
   private readonly sleeps = new Set<{ timer: NodeJS.Timeout; reject: (err: Error) => void }>();
   private readonly held = new Set<ButtonInput>();
+  /** Requests under way, each collecting what the agent reports of its presses. */
+  private readonly collectors = new Set<{ input: ButtonInput; outcomes: PressOutcome[] }>();
   private led: LedState = 'idle';
   private closed = false;
   private socketIno: number | undefined;
@@ -155,6 +168,10 @@ export class SimPanel implements Panel {
 
   ledState(): LedState {
     return this.led;
+  }
+
+  report(outcome: PressOutcome): void {
+    for (const c of this.collectors) if (c.input === outcome.input) c.outcomes.push(outcome);
   }
 
   /** Stop listening, end every connection, cancel presses in progress and remove the socket file. */
@@ -229,16 +246,27 @@ export class SimPanel implements Panel {
     try {
       switch (request.cmd) {
         case 'press':
-          await this.press(request.input, request.holdMs);
-          return { ok: true };
+          return { ok: true, outcomes: await this.collect(request.input, () => this.press(request.input, request.holdMs)) };
         case 'double':
-          await this.double(request.pressMs, request.gapMs);
-          return { ok: true };
+          return { ok: true, outcomes: await this.collect('panic', () => this.double(request.pressMs, request.gapMs)) };
         case 'led':
           return { ok: true, state: this.led };
       }
     } catch (err) {
       return { ok: false, error: (err as Error).message };
+    }
+  }
+
+  /** What the agent reports while `act` presses: it answers within the edge that decides (the hold timer, or the release). */
+  private async collect(input: ButtonInput, act: () => Promise<void>): Promise<PressOutcome[]> {
+    const c = { input, outcomes: [] as PressOutcome[] };
+    this.collectors.add(c);
+    try {
+      await act();
+      await new Promise((r) => setImmediate(r));
+      return c.outcomes;
+    } finally {
+      this.collectors.delete(c);
     }
   }
 

@@ -13,12 +13,49 @@ export interface ButtonEvent {
 }
 
 /**
- * What the LED tells the driver. Patterns are discreet (see led-patterns.ts):
- * idle = off, stored = one short blink every 2 s, delivered = two short blinks,
- * acknowledged = steady on, fault = three short blinks.
+ * What the LED tells the driver. Each state has a pattern of its own, all
+ * discreet (see led-patterns.ts, and the driver's card in docs/DRIVER.md):
+ * an emergency blinks short, an incident blinks long, so the driver can tell
+ * which was taken; `registered` is a brief flurry shown once when a press
+ * was taken that the steady pattern would not show (a press repeated while
+ * an alarm is open, an incident while an emergency is showing).
  */
-export type LedState = 'idle' | 'stored' | 'delivered' | 'acknowledged' | 'fault';
-export const LED_STATES: readonly LedState[] = ['idle', 'stored', 'delivered', 'acknowledged', 'fault'];
+export type LedState =
+  | 'idle'
+  | 'stored'
+  | 'delivered'
+  | 'acknowledged'
+  | 'incident-stored'
+  | 'incident-delivered'
+  | 'incident-acknowledged'
+  | 'registered'
+  | 'fault';
+export const LED_STATES = [
+  'idle',
+  'stored',
+  'delivered',
+  'acknowledged',
+  'incident-stored',
+  'incident-delivered',
+  'incident-acknowledged',
+  'registered',
+  'fault',
+] as const satisfies readonly LedState[];
+
+/**
+ * What the agent made of one press, for a panel that can tell whoever
+ * pressed (the sim panel puts it in its reply to `busguard sim press`; a real
+ * button has only its LED).
+ */
+export interface PressOutcome {
+  input: ButtonInput;
+  /** raised: a new alarm or incident; repeat: a press of one already open, sent as a repeat; ignored: nothing raised. */
+  result: 'raised' | 'repeat' | 'ignored';
+  kind?: 'emergency' | 'incident';
+  alarmId?: string;
+  /** One sentence: what happened, or why nothing did. */
+  detail: string;
+}
 
 export interface Panel {
   /** Driver name as chosen in config: 'sim' | 'onoff' | 'johnny-five'. */
@@ -29,6 +66,8 @@ export interface Panel {
   setLed(state: LedState): void;
   /** The state last shown. */
   ledState(): LedState;
+  /** Optional: be told what a press did (see PressOutcome). */
+  report?(outcome: PressOutcome): void;
   /** Release the hardware (unexport GPIO, close serial port, close socket). */
   close(): Promise<void>;
 }

@@ -95,14 +95,20 @@ describe('one-key alarm, end to end', () => {
     await ackAndSee(incident.alarmId as string);
   });
 
-  it('holding again while an alarm is open does not create a second alarm', async () => {
+  it('holding again while an alarm is open raises no second alarm: dispatch hears it as a repeat of the open one', async () => {
     const first = await holdAndStore();
-    const from = bus.agent.mark();
-    await simPress(bus.socket, { holdMs: 600 });
-    await bus.agent.waitForEvent('alarm.already-open', (l) => l.alarmId === first.alarmId, 10_000, from);
     await bus.dispatch.waitForEvent('emergency.received', (l) => l.alarmId === first.alarmId);
+    const from = bus.agent.mark();
+    const dFrom = bus.dispatch.mark();
+    const outcomes = await simPress(bus.socket, { holdMs: 600 });
+    expect(outcomes).toEqual([expect.objectContaining({ result: 'repeat', kind: 'emergency', alarmId: first.alarmId })]);
+    await bus.agent.waitForEvent('alarm.repeated', (l) => l.alarmId === first.alarmId && l.count === 2, 10_000, from);
+    const repeat = await bus.dispatch.waitForEvent('emergency.repeat', (l) => l.alarmId === first.alarmId, 10_000, dFrom);
+    expect(repeat.count).toBe(2);
     expect(bus.agent.events('alarm.stored').filter((l) => bus.agent.lines.indexOf(l) >= from)).toHaveLength(0);
     expect(bus.dispatchAlarms('emergency').filter((a) => !a.ackAt)).toHaveLength(1);
+    const listed = await busguardRun(['dispatch', 'alarms', '--config', bus.dispatchConfigPath]);
+    expect(listed.stdout).toMatch(new RegExp(`${first.alarmId}\t.*\t2 \\(last `));
     await ackAndSee(first.alarmId as string);
   });
 

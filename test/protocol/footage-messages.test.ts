@@ -151,7 +151,12 @@ describe('busguard dispatch footage --from/--to', () => {
   });
 
   it('refuses a time without a zone, a date alone, or words', () => {
-    for (const t of ['2026-11-23T08:15:00', '2026-11-23', 'yesterday', '+5m', '', '2026-13-45T08:15:00Z']) expect(parseWhen(t, NOW), t).toBeNull();
+    for (const t of ['2026-11-23T08:15:00', '2026-11-23', 'yesterday', '+', '5m', '', '2026-13-45T08:15:00Z']) expect(parseWhen(t, NOW), t).toBeNull();
+  });
+
+  it('takes a span after now for a window that ends ahead ("+40s"), as the bus waits for it', () => {
+    expect(parseWhen('+40s', NOW)).toBe(NOW + 40_000);
+    expect(parseWhen('+2m', NOW)).toBe(NOW + 120_000);
   });
 });
 
