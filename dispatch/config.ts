@@ -2,7 +2,9 @@
 
 import { z } from 'zod';
 import { MqttConnectionSchema } from '../protocol/mqtt-session.ts';
+import { dirname } from 'node:path';
 import { loadConfigFile } from '../protocol/config-file.ts';
+import { checkSecretFile, checkWritableDir } from '../protocol/config-paths.ts';
 import { FilesConfigSchema } from './files.ts';
 
 export const DispatchConfigSchema = z
@@ -42,4 +44,13 @@ export type DispatchConfig = z.output<typeof DispatchConfigSchema>;
 
 export function loadDispatchConfig(file: string): DispatchConfig {
   return loadConfigFile(file, DispatchConfigSchema);
+}
+
+/** What the config names on disk, checked before the receiver opens anything (protocol/config-paths.ts). */
+export function checkDispatchPaths(c: DispatchConfig): string[] {
+  const problems: string[] = [];
+  if (c.mqtt.passwordFile !== undefined) checkSecretFile('mqtt.passwordFile', c.mqtt.passwordFile, problems);
+  checkWritableDir('storage.path', dirname(c.storage.path), problems, c.storage.path);
+  if (c.files.dir !== null) checkWritableDir('files.dir', c.files.dir, problems);
+  return problems;
 }

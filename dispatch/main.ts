@@ -6,7 +6,7 @@ import { stopOnSignals } from '../protocol/lifecycle.ts';
 import { createLogger } from '../protocol/log.ts';
 import type { AlarmKind } from '../protocol/messages.ts';
 import { acknowledge } from './acknowledge.ts';
-import { loadDispatchConfig } from './config.ts';
+import { checkDispatchPaths, loadDispatchConfig } from './config.ts';
 import { Receiver } from './receiver.ts';
 import type { DispatchConfig } from './config.ts';
 import { DispatchStore, type StoredAlarm } from './store.ts';
@@ -28,6 +28,8 @@ export function openExistingStore(configFile: string, config: DispatchConfig): D
 
 export async function runReceiver(configFile: string): Promise<void> {
   const config = loadDispatchConfig(configFile);
+  const problems = checkDispatchPaths(config);
+  if (problems.length) throw new ConfigError(configFile, problems);
   const receiver = new Receiver(config);
   receiver.start();
   receiver.log.info({ event: 'dispatch.started', db: config.storage.path }, 'dispatch receiver started');

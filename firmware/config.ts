@@ -11,7 +11,9 @@ import { ClipsConfigSchema, MediaConfigSchema, VideoConfigSchema } from './evide
 import { CamerasConfigSchema } from './snapshots.ts';
 import { MqttConnectionSchema } from '../protocol/mqtt-session.ts';
 import { ID_PATTERN } from '../protocol/topics.ts';
+import { dirname } from 'node:path';
 import { loadConfigFile } from '../protocol/config-file.ts';
+import { checkSecretFile, checkWritableDir } from '../protocol/config-paths.ts';
 
 const id = z.string().regex(ID_PATTERN, 'letters, digits, "_" or "-", 1 to 64 characters');
 
@@ -104,4 +106,19 @@ export type AgentConfig = z.output<typeof AgentConfigSchema>;
 
 export function loadAgentConfig(file: string): AgentConfig {
   return loadConfigFile(file, AgentConfigSchema);
+}
+
+/**
+ * What the config names on disk, checked before the agent touches anything
+ * (protocol/config-paths.ts): every problem, each naming its key. Devices
+ * (GPS, cameras, a Firmata board) are not checked here: a USB receiver
+ * plugged in later is found then.
+ */
+export function checkAgentPaths(c: AgentConfig): string[] {
+  const problems: string[] = [];
+  if (c.mqtt.passwordFile !== undefined) checkSecretFile('mqtt.passwordFile', c.mqtt.passwordFile, problems);
+  checkWritableDir('storage.dir', c.storage.dir, problems);
+  if (c.media.dir !== null) checkWritableDir('media.dir', c.media.dir, problems);
+  if (c.panel.driver === 'sim') checkWritableDir('panel.socket', dirname(c.panel.socket), problems, c.panel.socket);
+  return problems;
 }

@@ -7,7 +7,8 @@
 // parts: Mosquitto, the agent and dispatch as processes.
 
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { busguardRun } from '../helpers/process.ts';
@@ -98,4 +99,46 @@ describe('what the command line answers', () => {
     };
     await until(() => !alive(), 15_000, `the agent (pid ${agentPid}) to stop after npx was killed`);
   }, 60_000);
+});
+
+describe('start-up: everything that can be checked is, before anything is touched', () => {
+  it('an agent whose password file cannot be read, whose storage is under /proc or not writable: exit 2, every key named, nothing created or opened', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bg-startup-'));
+    try {
+      const cfg = join(dir, 'agent.json');
+      const storage = join(dir, 'bus');
+      const socket = join(dir, 'sock', 'panel.sock');
+      writeFileSync(
+        cfg,
+        JSON.stringify({
+          vehicle: { fleet: 'city', id: 'bus-1' },
+          mqtt: { url: 'mqtt://127.0.0.1:1', passwordFile: join(dir, 'no-such-password') },
+          storage: { dir: storage },
+          media: { dir: '/proc/busguard-media' },
+          panel: { driver: 'sim', socket },
+        }),
+      );
+      const r = await busguardRun(['agent', '--config', cfg]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(`key "mqtt.passwordFile" = ${JSON.stringify(join(dir, 'no-such-password'))}: cannot read it (ENOENT: no such file)`);
+      expect(r.stderr).toContain('key "media.dir" = "/proc/busguard-media": /proc is on procfs, a view of the kernel, not storage');
+      // Nothing made: no database, no socket folder.
+      expect(existsSync(storage)).toBe(false);
+      expect(existsSync(join(dir, 'sock'))).toBe(false);
+
+      const procCfg = join(dir, 'proc.json');
+      writeFileSync(procCfg, JSON.stringify({ vehicle: { fleet: 'city', id: 'bus-1' }, mqtt: { url: 'mqtt://127.0.0.1:1', password: 'x' }, storage: { dir: '/proc/busguard' }, panel: { driver: 'sim', socket } }));
+      const p = await busguardRun(['agent', '--config', procCfg]);
+      expect(p.code).toBe(2);
+      expect(p.stderr).toContain('key "storage.dir" = "/proc/busguard": /proc is on procfs');
+
+      const dispatchCfg = join(dir, 'dispatch.json');
+      writeFileSync(dispatchCfg, JSON.stringify({ mqtt: { url: 'mqtt://127.0.0.1:1', password: 'x' }, storage: { path: '/proc/busguard/dispatch.db' } }));
+      const d = await busguardRun(['dispatch', '--config', dispatchCfg]);
+      expect(d.code).toBe(2);
+      expect(d.stderr).toContain('key "storage.path" = "/proc/busguard/dispatch.db" (its folder /proc/busguard): /proc is on procfs');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
