@@ -56,6 +56,8 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
   private receiptFlushScheduled = false;
   /** stop() has begun: nothing more is published (the bus re-sends, and is answered by the next receiver). */
   private stopping = false;
+  /** When the message being handled came off the socket (for the alarm-latency bench's breakdown). */
+  private arrivedMonoMs = 0;
 
   constructor(
     private readonly config: DispatchConfig,
@@ -177,6 +179,7 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
   }
 
   private onMessage(topic: string, payload: Buffer): void {
+    this.arrivedMonoMs = monoMs();
     try {
       this.handle(topic, payload);
     } catch (err) {
@@ -211,7 +214,7 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
         const at = monoMs();
         if (fresh) {
           this.log.info(
-            { event: `${m.value.kind}.received`, alarmId: m.value.id, fleet: ref.fleet, vehicle: ref.vehicle, route: m.value.route, fix: m.value.fix, seq: m.value.seq, stepMonoMs: at },
+            { event: `${m.value.kind}.received`, alarmId: m.value.id, fleet: ref.fleet, vehicle: ref.vehicle, route: m.value.route, fix: m.value.fix, seq: m.value.seq, stepMonoMs: at, arrivedMonoMs: this.arrivedMonoMs },
             m.value.kind === 'emergency' ? 'EMERGENCY alarm received' : 'incident received',
           );
           this.emit('alarm', m.value, at);

@@ -189,6 +189,13 @@ export class DispatchStore {
         apply();
         return { fresh: true, upTo: current };
       }
+      // The common case, in order (the next seq, nothing above it seen): no row in lane_seen to add and
+      // delete again, so the commit writes fewer pages (and its fsync is shorter) on the alarm's path.
+      if (env.seq === current + 1 && env.floor - 1 <= env.seq && !this.q.isSeen.get(...key, env.seq + 1)) {
+        apply();
+        this.q.setProgress.run(...key, env.seq);
+        return { fresh: true, upTo: env.seq };
+      }
       let fresh = false;
       if (env.seq > current && this.q.seen.run(...key, env.seq).changes > 0) {
         apply();
@@ -260,15 +267,23 @@ export class DispatchStore {
 
   /** Returns true when the alarm is new; false for a re-sent duplicate. Committed (fsync) on return. */
   addAlarm(a: AlarmMessage, receivedAt = new Date().toISOString()): boolean {
-    const r = this.db
-      .prepare(
-        `INSERT OR IGNORE INTO alarms (id, kind, fleet, vehicle, route, raised_at, time_source, held_ms, fix, received_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(a.id, a.kind, a.fleet, a.vehicle, a.route, a.raisedAt, a.timeSource, a.heldMs, a.fix ? JSON.stringify(a.fix) : null, receivedAt);
-    if (r.changes > 0) this.countRepeats(a.id); // repeats that arrived before their alarm (re-sent out of order)
+    const r = this.alarmStmts.insert.run(a.id, a.kind, a.fleet, a.vehicle, a.route, a.raisedAt, a.timeSource, a.heldMs, a.fix ? JSON.stringify(a.fix) : null, receivedAt);
+    // Repeats that arrived before their alarm (re-sent out of order): rare, so only looked for, not recounted.
+    if (r.changes > 0 && this.alarmStmts.anyRepeat.get(a.id)) this.countRepeats(a.id);
     return r.changes > 0;
   }
+
+  /** The statements of the alarm's path, prepared once. */
+  private get alarmStmts() {
+    return (this.alarmStmtCache ??= {
+      insert: this.db.prepare(
+        `INSERT OR IGNORE INTO alarms (id, kind, fleet, vehicle, route, raised_at, time_source, held_ms, fix, received_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      anyRepeat: this.db.prepare<[string], { x: number }>('SELECT 1 AS x FROM alarm_repeats WHERE alarm_id = ? LIMIT 1'),
+    });
+  }
+  private alarmStmtCache: { insert: Database.Statement; anyRepeat: Database.Statement<[string], { x: number }> } | undefined;
 
   /**
    * Store a repeated press (idempotent by its id). Returns 'new', 'duplicate',

@@ -41,6 +41,8 @@ export interface JourneyEvent {
   monoMs: number;
   alarm?: AlarmMessage;
   ack?: AckMessage;
+  /** For 'stored': when the publish was handed to the socket (the alarm-latency bench's breakdown). */
+  publishedMonoMs?: number;
 }
 
 export interface AgentEvents {
@@ -250,7 +252,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     // Publish first: the LED, the log line and the evidence can wait a moment; the alarm's way to dispatch cannot.
     const storedMono = monoMs();
     this.uplink.kick();
-    this.journey({ alarmId: alarm.id, kind, step: 'stored', monoMs: storedMono, alarm });
+    this.journey({ alarmId: alarm.id, kind, step: 'stored', monoMs: storedMono, alarm, publishedMonoMs: monoMs() });
     this.refreshLed(this.hiddenBy(kind));
     this.report({ input, result: 'raised', kind, alarmId: alarm.id, detail: `${kind} ${alarm.id} raised and stored` });
     if (kind === 'emergency') this.schedulePosition();
@@ -393,7 +395,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         alarmId: e.alarmId,
         kind: e.kind,
         stepMonoMs: e.monoMs,
-        ...(e.step === 'stored' ? { fix: e.alarm?.fix ?? null } : {}),
+        ...(e.step === 'stored' ? { fix: e.alarm?.fix ?? null, publishedMonoMs: e.publishedMonoMs } : {}),
         ...(e.ack ? { by: e.ack.by } : {}),
       },
       `alarm ${e.step}`,

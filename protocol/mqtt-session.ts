@@ -116,6 +116,9 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
     this.backoff = new Backoff(conn.reconnectMinMs, conn.reconnectMaxMs);
     this.client = mqtt.connect(conn.url, clientOptions(conn, defaults, will));
     this.client.on('connect', (connack) => {
+      // mqtt.js leaves Nagle on: a small alarm written while a PUBACK or a
+      // ping is unacknowledged would wait for it. Alarms are small and urgent.
+      (this.client.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true);
       this.isConnected = true;
       this.backoff.reset();
       this.emit('connected', connack.sessionPresent);
