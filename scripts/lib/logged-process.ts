@@ -1,7 +1,7 @@
 // Child processes whose stdout is JSON log lines (pino): collect them, wait
 // for one that matches (with a deadline, never a blind sleep), kill by PID.
 
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { REPO } from './mosquitto.ts';
@@ -14,7 +14,7 @@ export class LoggedProcess {
   readonly lines: LogLine[] = [];
   stderr = '';
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  private waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
+  private waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void; gone: (why: string) => void }[] = [];
 
   constructor(readonly child: ChildProcess) {
     createInterface({ input: child.stdout! }).on('line', (text) => {
@@ -35,6 +35,12 @@ export class LoggedProcess {
       this.stderr += d.toString();
     });
     this.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    // A wait still pending when the process is gone can only time out: end it now, so its
+    // rejection is not left to fire after the test file has finished (where nobody sees it).
+    // 'close', not 'exit': its last lines may still be in the pipe at 'exit'.
+    child.once('close', (code, signal) => {
+      for (const w of this.waiters.splice(0)) w.gone(`the process exited (${signal ?? `code ${code}`}) first`);
+    });
   }
 
   get pid(): number {
@@ -59,7 +65,11 @@ export class LoggedProcess {
         clearTimeout(timer);
         resolve(l);
       };
-      this.waiters.push({ pred, resolve: done });
+      const gone = (why: string) => {
+        clearTimeout(timer);
+        reject(new Error(`no ${what}: ${why}; last lines:\n${this.tail()}\nstderr: ${this.stderr.slice(-1000)}`));
+      };
+      this.waiters.push({ pred, resolve: done, gone });
     });
   }
 
@@ -79,6 +89,62 @@ export class LoggedProcess {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return;
     this.child.kill(signal);
     await this.exited;
+  }
+
+  /**
+   * For teardown: SIGKILL this process and every process under it (an
+   * agent's gst-launch-1.0 and ffmpeg). A killed agent's recorder lives on
+   * for a moment, writing segments into the folder the test is about to
+   * delete: removing it then failed with ENOTEMPTY in afterAll, and the file
+   * was reported failed with all its tests passed.
+   */
+  async killTree(): Promise<void> {
+    const tree = descendants(this.pid);
+    await this.kill('SIGKILL');
+    for (const pid of tree) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+    }
+    // Wait until they are really gone (kill is asynchronous), at most 5 s.
+    const deadline = Date.now() + 5000;
+    while (tree.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Every process below `pid` (children, grandchildren...), read from ps. */
+export function descendants(pid: number): number[] {
+  let table: string;
+  try {
+    table = execFileSync('ps', ['-e', '-o', 'pid=,ppid='], { encoding: 'utf8' });
+  } catch {
+    return [];
+  }
+  const children = new Map<number, number[]>();
+  for (const line of table.split('\n')) {
+    const [p, pp] = line.trim().split(/\s+/).map(Number);
+    if (!p || pp === undefined) continue;
+    children.set(pp, [...(children.get(pp) ?? []), p]);
+  }
+  const out: number[] = [];
+  const walk = (p: number) => {
+    for (const c of children.get(p) ?? []) {
+      out.push(c);
+      walk(c);
+    }
+  };
+  walk(pid);
+  return out;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
   }
 }
 

@@ -113,12 +113,17 @@ export class BusFixture {
 
   async stop(): Promise<void> {
     if (this.sampler) clearInterval(this.sampler);
-    await this.agent?.kill('SIGKILL');
-    await this.dispatch?.kill('SIGKILL');
+    // With their children (the recorder, a clip's ffmpeg): nothing of ours may write into the folder below.
+    await this.agent?.killTree();
+    await this.dispatch?.killTree();
     await this.gps?.stop();
     await this.pty?.stop();
     await this.broker?.stop();
-    rmSync(this.dir, { recursive: true, force: true });
+    try {
+      rmSync(this.dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
+    } catch (err) {
+      throw new Error(`BusFixture teardown: cannot remove ${this.dir} (${(err as Error).message}); a process of this test may still be writing there`, { cause: err });
+    }
   }
 }
 
