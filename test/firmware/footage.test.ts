@@ -89,7 +89,8 @@ describe('FootageHandler on a real video ring', () => {
     dir = await mkdtemp(join(tmpdir(), 'busguard-footage-'));
     db = openDatabase(join(dir, 'outbox.db'));
     migrate(db, [FOOTAGE_SCHEMA]);
-    rec = new VideoRecorder({ name: 'cabin', source: SIM, dir: join(dir, 'media', 'video', 'cabin'), segmentS: 1, keyframeIntervalS: 1, maxSegments: 4, stallMs: 8000 });
+    // 8 one-second segments: about 7 s of footage, room for a cut that a busy machine makes slow, and still a ring that wraps within the file.
+    rec = new VideoRecorder({ name: 'cabin', source: SIM, dir: join(dir, 'media', 'video', 'cabin'), segmentS: 1, keyframeIntervalS: 1, maxSegments: 8, stallMs: 8000 });
     rec.on('error', () => {});
     await rec.start();
     await until(() => rec.segments().filter((s) => s.endMs !== null).length >= 3, 'three closed segments in the ring');
