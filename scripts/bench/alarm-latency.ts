@@ -72,6 +72,7 @@ export async function run(): Promise<Record<string, unknown>> {
     const busToPublish: number[] = [];
     const wire: number[] = [];
     const dispatchWork: number[] = [];
+    const slowest: { total: number; confirmToCommit: number; commitToPublish: number; wire: number; work: number }[] = [];
     say(`alarm-latency: ${N} alarms through agent + dispatch + Mosquitto ${broker.url}`);
     for (let i = 0; i < N; i++) {
       const from = agent.lines.length;
@@ -89,6 +90,13 @@ export async function run(): Promise<Record<string, unknown>> {
         busToPublish.push(s.publishedMonoMs - (s.stepMonoMs as number));
         wire.push(d.arrivedMonoMs - s.publishedMonoMs);
         dispatchWork.push((d.stepMonoMs as number) - d.arrivedMonoMs);
+        slowest.push({
+          total: (d.stepMonoMs as number) - t0,
+          confirmToCommit: (s.stepMonoMs as number) - t0,
+          commitToPublish: s.publishedMonoMs - (s.stepMonoMs as number),
+          wire: d.arrivedMonoMs - s.publishedMonoMs,
+          work: (d.stepMonoMs as number) - d.arrivedMonoMs,
+        });
       }
       const ack = await acknowledge(store, dispatchConfig, id, 'bench', quiet);
       if (!ack.published) throw new Error(`ack not published: ${ack.publishError}`);
@@ -96,6 +104,10 @@ export async function run(): Promise<Record<string, unknown>> {
       if ((i + 1) % 50 === 0) say(`  ${i + 1}/${N}`);
     }
     store.close();
+    // Where the slowest alarms spent their time (stderr: a diagnosis, not a figure).
+    for (const x of slowest.sort((a, b) => b.total - a.total).slice(0, 5)) {
+      say(`  slow: ${round(x.total)} ms = confirm→commit ${round(x.confirmToCommit)} + commit→publish ${round(x.commitToPublish)} + wire ${round(x.wire)} + dispatch ${round(x.work)}`);
+    }
 
     say(`floor: ${FLOOR_N} × (fsync'd commit → QoS 1 publish → subscriber's fsync'd commit), bare`);
     const floor = await measureFloor(dir, broker.url, FLOOR_N);
