@@ -139,7 +139,8 @@ export function descendants(pid: number): number[] {
   return out;
 }
 
-function alive(pid: number): boolean {
+/** Is a process with this PID still there? */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -12,6 +12,7 @@ import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { cutClip } from '../../hal/video/clip.ts';
+import { alive } from '../helpers/process.ts';
 import { splitGstDescription } from '../../hal/video/gst-launch.ts';
 import {
   type PinnedSegment,
@@ -54,15 +55,6 @@ async function until(cond: () => boolean, what: string, timeoutMs = 15_000): Pro
   while (!cond()) {
     if (performance.now() - t0 > timeoutMs) throw new Error(`not ${what} within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -11,17 +11,13 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { simPress } from '../../hal/panel/sim-client.ts';
+import { SIM_VIDEO_CAMERA, ffprobeFormat } from '../helpers/media.ts';
 import { BusFixture } from './fixture.ts';
 
 const PRE_S = 3;
 const POST_S = 2;
 const HOUR = 3_600_000;
 
-async function ffprobeTags(file: string): Promise<{ durationS: number; tags: Record<string, string> }> {
-  const out = execFileSync('ffprobe', ['-v', 'error', '-print_format', 'json', '-show_format', file]).toString();
-  const j = JSON.parse(out) as { format: { duration: string; tags?: Record<string, string> } };
-  return { durationS: Number(j.format.duration), tags: j.format.tags ?? {} };
-}
 
 for (const offsetH of [2, -3]) {
   describe(`GPS time ${offsetH > 0 ? 'ahead of' : 'behind'} the system clock by ${Math.abs(offsetH)} h`, () => {
@@ -30,16 +26,7 @@ for (const offsetH of [2, -3]) {
     beforeAll(async () => {
       await bus.start(
         {
-          video: [
-            {
-              name: 'cabin',
-              source: 'videotestsrc is-live=true pattern=ball ! video/x-raw,width=160,height=120,framerate=10/1',
-              segmentS: 1,
-              keyframeIntervalS: 1,
-              maxSegments: 60,
-              bitrateKbps: 200,
-            },
-          ],
+          video: [SIM_VIDEO_CAMERA],
           clips: { preRollS: PRE_S, postRollS: POST_S },
         },
         // The receiver has no fix yet when the agent starts: its time is learned later.
@@ -69,7 +56,7 @@ for (const offsetH of [2, -3]) {
       const cut = await bus.agent.waitForEvent('clip.cut', (l) => l.alarmId === alarmId, 5_000, from);
       expect(cut.gaps, 'gaps the agent found in the clip').toEqual([]);
       const row = clipAtDispatch(alarmId)!;
-      const { durationS, tags } = await ffprobeTags(row.path);
+      const { durationS, tags } = ffprobeFormat(row.path);
       expect(durationS).toBeGreaterThanOrEqual(PRE_S + POST_S - 0.15);
       expect(durationS).toBeLessThanOrEqual(PRE_S + POST_S + 1.15);
       expect(JSON.parse(tags.comment ?? '{}')['busguard:gaps']).toEqual([]);

@@ -10,42 +10,21 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { simPress } from '../../hal/panel/sim-client.ts';
+import { SIM_VIDEO_CAMERA, ffprobeFormat } from '../helpers/media.ts';
+import { alive } from '../helpers/process.ts';
 import { BusFixture, until } from './fixture.ts';
 
 const PRE_S = 4;
 const POST_S = 6;
 
-function ffprobeTags(file: string): { durationS: number; tags: Record<string, string> } {
-  const j = JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-print_format', 'json', '-show_format', file]).toString()) as {
-    format: { duration: string; tags?: Record<string, string> };
-  };
-  return { durationS: Number(j.format.duration), tags: j.format.tags ?? {} };
-}
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('alarm clip: the agent killed during the post-roll', () => {
   const bus = new BusFixture();
   beforeAll(
     () =>
       bus.start({
-        video: [
-          {
-            name: 'cabin',
-            source: 'videotestsrc is-live=true pattern=ball ! video/x-raw,width=160,height=120,framerate=10/1',
-            segmentS: 1,
-            keyframeIntervalS: 1,
-            maxSegments: 60,
-            bitrateKbps: 200,
-          },
-        ],
+        video: [SIM_VIDEO_CAMERA],
         clips: { preRollS: PRE_S, postRollS: POST_S },
       }),
     60_000,
@@ -77,7 +56,7 @@ describe('alarm clip: the agent killed during the post-roll', () => {
     const db = new Database(join(bus.dir, 'dispatch.db'), { readonly: true, fileMustExist: true });
     const row = db.prepare("SELECT path FROM evidence_files WHERE alarm_id = ? AND name = ?").get(alarmId, `${alarmId}-cabin.mp4`) as { path: string };
     db.close();
-    const { tags } = ffprobeTags(row.path);
+    const { tags } = ffprobeFormat(row.path);
     const comment = JSON.parse(tags.comment ?? '{}') as Record<string, unknown>;
     const pressMs = comment['busguard:press'] as number;
     const covered = comment['busguard:covered'] as [number, number];
