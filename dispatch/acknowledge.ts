@@ -5,7 +5,7 @@
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { type AckMessage, encode } from '../protocol/messages.ts';
-import { MqttSession } from '../protocol/mqtt-session.ts';
+import { MqttSession } from '../common/mqtt-session.ts';
 import { downlinkTopic } from '../protocol/topics.ts';
 import type { DispatchConfig } from './config.ts';
 import type { DispatchStore, StoredAlarm } from './store.ts';

@@ -1,10 +1,10 @@
 // Dispatch's configuration file (JSON), documented in the README.
 
 import { z } from 'zod';
-import { MqttConnectionSchema } from '../protocol/mqtt-session.ts';
+import { MqttConnectionSchema } from '../common/mqtt-session.ts';
 import { dirname } from 'node:path';
-import { loadConfigFile } from '../protocol/config-file.ts';
-import { checkSecretFile, checkWritableDir } from '../protocol/config-paths.ts';
+import { loadConfigFile } from '../common/config-file.ts';
+import { checkSecretFile, checkWritableDir } from '../common/config-paths.ts';
 import { FilesConfigSchema } from './files.ts';
 
 export const DispatchConfigSchema = z

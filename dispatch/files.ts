@@ -15,7 +15,7 @@
 import { EventEmitter } from 'node:events';
 import { constants, existsSync } from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
-import { fsyncDir } from '../protocol/durable-file.ts';
+import { fsyncDir } from '../common/durable-file.ts';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -38,8 +38,8 @@ import {
   unionRanges,
 } from '../protocol/file-transfer.ts';
 import { type Fix, type TimeSource, decode, encode } from '../protocol/messages.ts';
-import type { MqttSession } from '../protocol/mqtt-session.ts';
-import type { Db } from '../protocol/sqlite.ts';
+import type { MqttSession } from '../common/mqtt-session.ts';
+import type { Db } from '../common/sqlite.ts';
 import { type VehicleRef, sharedFilter } from '../protocol/topics.ts';
 
 export const FilesConfigSchema = z
@@ -204,12 +204,7 @@ export class FileReceiver extends EventEmitter<FileReceiverEvents> {
    */
   attach(session: MqttSession, sharedGroup: string | null): void {
     const subscribe = () =>
-      session.client.subscribe(sharedFilter(sharedGroup, dispatchFileFilter()), { qos: 1 }, (err, granted) => {
-        const refused = granted?.filter((g) => g.qos >= 0x80) ?? [];
-        if (err || refused.length) {
-          this.o.log.error({ event: 'mqtt.subscribe-refused', err: err?.message, refused }, 'broker refused the file topics; check the broker ACL for user "dispatch"');
-          return;
-        }
+      session.subscribeChecked(sharedFilter(sharedGroup, dispatchFileFilter()), 'the file topics; check the broker ACL for user "dispatch"', () => {
         this.emit('ready');
       });
     session.on('connected', subscribe);

@@ -10,8 +10,8 @@ import crypto from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { type FootageAnswer, type FootageRequest, FootageRequestSchema, encode, footageWindowProblem } from '../protocol/messages.ts';
-import { MqttSession } from '../protocol/mqtt-session.ts';
-import type { Db } from '../protocol/sqlite.ts';
+import { MqttSession } from '../common/mqtt-session.ts';
+import type { Db } from '../common/sqlite.ts';
 import { type VehicleRef, downlinkTopic } from '../protocol/topics.ts';
 import type { DispatchConfig } from './config.ts';
 

@@ -1,9 +1,9 @@
 // The dispatch commands: run the receiver, list a queue, acknowledge.
 
 import { existsSync } from 'node:fs';
-import { ConfigError } from '../protocol/config-file.ts';
-import { stopOnSignals } from '../protocol/lifecycle.ts';
-import { createLogger } from '../protocol/log.ts';
+import { ConfigError } from '../common/config-file.ts';
+import { stopOnSignals } from '../common/lifecycle.ts';
+import { createLogger } from '../common/log.ts';
 import type { AlarmKind } from '../protocol/messages.ts';
 import { acknowledge } from './acknowledge.ts';
 import { checkDispatchPaths, loadDispatchConfig } from './config.ts';

@@ -25,10 +25,10 @@ import {
   decode,
   encode,
 } from '../protocol/messages.ts';
-import { MqttSession } from '../protocol/mqtt-session.ts';
+import { MqttSession } from '../common/mqtt-session.ts';
 import type { Lane } from '../protocol/lanes.ts';
 import { type VehicleRef, dispatchUplinkFilter, downlinkTopic, parseTopic, sharedFilter } from '../protocol/topics.ts';
-import { createLogger, monoMs } from '../protocol/log.ts';
+import { createLogger, monoMs } from '../common/log.ts';
 import type { DispatchConfig } from './config.ts';
 import { DispatchStore, type StoredAlarm } from './store.ts';
 import { FileReceiver } from './files.ts';
@@ -107,12 +107,7 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
         // Not shared: retained status is not delivered to shared subscriptions (MQTT 5 §4.8.2).
         [dispatchUplinkFilter('status')]: { qos: 1 },
       };
-      session.client.subscribe(filters, (err, granted) => {
-        const refused = granted?.filter((g) => g.qos >= 0x80) ?? [];
-        if (err || refused.length) {
-          this.log.error({ event: 'mqtt.subscribe-refused', err: err?.message, refused }, 'broker refused the uplink subscriptions; check the broker ACL for user "dispatch"');
-        }
-      });
+      session.subscribeChecked(filters, 'the uplink topics; check the broker ACL for user "dispatch"');
       this.resendAcks();
     });
     session.on('disconnected', () => this.log.warn({ event: 'mqtt.disconnected' }, 'dispatch disconnected from broker'));

@@ -3,7 +3,7 @@
 // on the message id: a bus re-sends until it has our receipt, so the same
 // alarm may arrive many times and must take effect once.
 
-import { type Db, migrate, openDatabase } from '../protocol/sqlite.ts';
+import { type Db, migrate, openDatabase } from '../common/sqlite.ts';
 import { DISPATCH_FILES_SCHEMA } from './files.ts';
 import { DISPATCH_FOOTAGE_CAMERAS_SCHEMA, DISPATCH_FOOTAGE_SCHEMA, FootageBook } from './footage.ts';
 import type Database from 'better-sqlite3';

@@ -11,7 +11,7 @@ import { openPanel } from '../hal/panel/drivers.ts';
 import { LED_CYCLE_MS } from '../hal/panel/led-patterns.ts';
 import type { ButtonInput, LedState, Panel, PressOutcome } from '../hal/panel/types.ts';
 import { NmeaReader } from '../hal/gps/reader.ts';
-import { type Db, migrate, openDatabase } from '../protocol/sqlite.ts';
+import { type Db, migrate, openDatabase } from '../common/sqlite.ts';
 import { type Eviction, OUTBOX_SCHEMA, Outbox, OutboxFullError } from '../gateway/outbox.ts';
 import type { Lane } from '../protocol/lanes.ts';
 import { Uplink } from '../gateway/uplink.ts';
@@ -19,7 +19,7 @@ import type { AckMessage, AlarmKind, AlarmMessage, DiagMessage, PositionMessage,
 import type { GpsFix } from '../hal/gps/types.ts';
 import { encode } from '../protocol/messages.ts';
 import { type VehicleRef, uplinkTopic } from '../protocol/topics.ts';
-import { createLogger, monoMs } from '../protocol/log.ts';
+import { createLogger, monoMs } from '../common/log.ts';
 import { AlarmJournal, JOURNAL_REPEATS_SCHEMA, JOURNAL_SCHEMA, type JournalEntry } from './alarm-journal.ts';
 import type { AgentConfig } from './config.ts';
 import { GpsClock } from './clock.ts';

@@ -7,7 +7,7 @@
 // recorded here, and dispatch stops re-sending it then, so a change lost to a
 // power cut would leave the alarm open for ever (see protocol/sqlite.ts).
 
-import { type Db, writeTx } from '../protocol/sqlite.ts';
+import { type Db, writeTx } from '../common/sqlite.ts';
 import type { AlarmKind } from '../protocol/messages.ts';
 
 export type JourneyState = 'stored' | 'delivered' | 'acknowledged';

@@ -13,7 +13,7 @@
 // (GPS time learned after the press), so a later run cuts the same window.
 
 import type { Fix, TimeSource } from '../protocol/messages.ts';
-import { type Db, writeTx } from '../protocol/sqlite.ts';
+import { type Db, writeTx } from '../common/sqlite.ts';
 
 /** The agent's migrate step for the table. */
 export const CLIP_JOBS_SCHEMA = `

@@ -9,11 +9,11 @@ import { PanelConfigSchema } from '../hal/panel/config.ts';
 import { FileUploadConfigSchema } from '../gateway/file-upload.ts';
 import { ClipsConfigSchema, MediaConfigSchema, VideoConfigSchema } from './evidence.ts';
 import { CamerasConfigSchema } from './snapshots.ts';
-import { MqttConnectionSchema } from '../protocol/mqtt-session.ts';
+import { MqttConnectionSchema } from '../common/mqtt-session.ts';
 import { ID_PATTERN } from '../protocol/topics.ts';
 import { dirname } from 'node:path';
-import { loadConfigFile } from '../protocol/config-file.ts';
-import { checkSecretFile, checkWritableDir } from '../protocol/config-paths.ts';
+import { loadConfigFile } from '../common/config-file.ts';
+import { checkSecretFile, checkWritableDir } from '../common/config-paths.ts';
 
 const id = z.string().regex(ID_PATTERN, 'letters, digits, "_" or "-", 1 to 64 characters');
 

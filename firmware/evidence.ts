@@ -31,7 +31,7 @@ import { FILE_UPLOAD_SCHEMA, FileUpload, type FileUploadConfig, type QueuedFile 
 import type { Outbox } from '../gateway/outbox.ts';
 import type { Uplink } from '../gateway/uplink.ts';
 import type { AlarmKind, AlarmMessage, DiagMessage, Fix, TimeSource } from '../protocol/messages.ts';
-import type { Db } from '../protocol/sqlite.ts';
+import type { Db } from '../common/sqlite.ts';
 import type { VehicleRef } from '../protocol/topics.ts';
 import { type CameraConfig, SnapshotTaker } from './snapshots.ts';
 import { VideoRecorder } from '../hal/video/recorder.ts';

@@ -29,7 +29,7 @@ import { cutFootage, footageCoverage } from '../hal/video/footage.ts';
 import type { VideoRecorder } from '../hal/video/recorder.ts';
 import type { TrackPoint } from '../hal/video/track-geojson.ts';
 import { FOOTAGE_MAX_AHEAD_S, FOOTAGE_MAX_WINDOW_S, type FootageAnswer, type FootageRequest, type Fix, type TimeSource, footageWindowProblem } from '../protocol/messages.ts';
-import { type Db, writeTx } from '../protocol/sqlite.ts';
+import { type Db, writeTx } from '../common/sqlite.ts';
 import type { VehicleRef } from '../protocol/topics.ts';
 
 /** The agent's migrate step for the handled-request record (one row per request and camera). */

@@ -2,9 +2,9 @@
 // hardware and publish "offline" before exiting.
 
 import { Agent } from './agent.ts';
-import { ConfigError } from '../protocol/config-file.ts';
+import { ConfigError } from '../common/config-file.ts';
 import { checkAgentPaths, loadAgentConfig } from './config.ts';
-import { stopOnSignals } from '../protocol/lifecycle.ts';
+import { stopOnSignals } from '../common/lifecycle.ts';
 
 export async function runAgent(configFile: string): Promise<void> {
   const config = loadAgentConfig(configFile);

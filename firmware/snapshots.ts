@@ -24,7 +24,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { CameraError, IMAGE_SIZE_CODES, type ImageSize, Vc0706Camera } from '../hal/camera/vc0706.ts';
-import { writeFileDurably } from '../protocol/durable-file.ts';
+import { writeFileDurably } from '../common/durable-file.ts';
 import type { Fix } from '../protocol/messages.ts';
 import { geotagJpeg } from './geotag.ts';
 

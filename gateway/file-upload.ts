@@ -49,8 +49,8 @@ import {
 } from '../protocol/file-transfer.ts';
 import { LANES } from '../protocol/lanes.ts';
 import { type Fix, type TimeSource, decode, encode, formatIssues } from '../protocol/messages.ts';
-import type { MqttSession } from '../protocol/mqtt-session.ts';
-import { type Db, writeTx } from '../protocol/sqlite.ts';
+import type { MqttSession } from '../common/mqtt-session.ts';
+import { type Db, writeTx } from '../common/sqlite.ts';
 import type { VehicleRef } from '../protocol/topics.ts';
 
 export const FileUploadConfigSchema = z
@@ -466,12 +466,7 @@ export class FileUpload extends EventEmitter<FileUploadEvents> {
   private onConnected(): void {
     this.resetConnection();
     if (this.o.subscribe) {
-      this.o.session.client.subscribe(fileReceiptTopic(this.o.ref), { qos: 1 }, (err, granted) => {
-        const refused = granted?.filter((g) => g.qos >= 0x80) ?? [];
-        if (err || refused.length) {
-          this.o.log.error({ event: 'mqtt.subscribe-refused', err: err?.message, granted }, 'broker refused the file receipt topic: files cannot be confirmed; check the broker ACL');
-        }
-      });
+      this.o.session.subscribeChecked(fileReceiptTopic(this.o.ref), 'the file receipt topic: files cannot be confirmed; check the broker ACL');
     }
     this.kick();
   }

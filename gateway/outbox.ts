@@ -12,7 +12,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { type Db, type Durability, writeTx } from '../protocol/sqlite.ts';
+import { type Db, type Durability, writeTx } from '../common/sqlite.ts';
 import { LANES, LANE_TIER, type Lane, PROTECTED_LANES } from '../protocol/lanes.ts';
 
 export type { Lane } from '../protocol/lanes.ts';

@@ -31,7 +31,7 @@ import {
   encode,
 } from '../protocol/messages.ts';
 import { LANES, LANE_TIER, type Lane } from '../protocol/lanes.ts';
-import { type MqttConnection, MqttSession } from '../protocol/mqtt-session.ts';
+import { type MqttConnection, MqttSession } from '../common/mqtt-session.ts';
 import type { Outbox, OutboxItem } from './outbox.ts';
 
 export interface UplinkOptions {
@@ -173,12 +173,7 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     const client = this.session!.client;
     this.o.log.info({ event: 'mqtt.connected', url: this.o.mqtt.url, sessionPresent, pending: this.o.outbox.size() }, 'connected to broker');
     client.publish(uplinkTopic(this.o.ref, 'status'), this.status('online'), { qos: 1, retain: true });
-    client.subscribe(vehicleDownlinkFilter(this.o.ref), { qos: 1 }, (err, granted) => {
-      const refused = granted?.filter((g) => g.qos >= 0x80) ?? [];
-      if (err || refused.length) {
-        this.o.log.error({ event: 'mqtt.subscribe-refused', err: err?.message, granted }, 'broker refused our command topics: receipts and acks cannot arrive; check the broker ACL');
-      }
-    });
+    this.session!.subscribeChecked(vehicleDownlinkFilter(this.o.ref), 'our command topics: receipts and acks cannot arrive; check the broker ACL');
     // Whatever was in flight on the old connection may be lost: start over.
     this.generation++;
     this.inflight = 0;

@@ -15,8 +15,6 @@
 // the SHA-256 matched. Only that receipt, never a PUBACK, counts as held
 // (Mosquitto drops queued QoS 1 messages it has PUBACKed: FIELD-NOTES).
 
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { z } from 'zod';
 import { FixSchema, TIME_SOURCES } from './messages.ts';
 import { ID_PATTERN, ROOT, VERSION, type VehicleRef, downlinkTopic, vehicleBase } from './topics.ts';
@@ -225,20 +223,7 @@ export function segmentSizeProblem(segmentBytes: number, brokerMaxPacketBytes: n
 
 // ---------------------------------------------------------------- hashes
 
-export function sha256Hex(data: Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
-}
-
-/** SHA-256 and length of a file, streamed (clips are tens of MB). */
-export async function hashFile(path: string): Promise<{ sha256: string; size: number }> {
-  const hash = createHash('sha256');
-  let size = 0;
-  for await (const chunk of createReadStream(path, { highWaterMark: 256 * 1024 })) {
-    hash.update(chunk as Buffer);
-    size += (chunk as Buffer).length;
-  }
-  return { sha256: hash.digest('hex'), size };
-}
+export { hashFile, sha256Hex } from '../common/hash.ts';
 
 // ---------------------------------------------------------------- ranges
 

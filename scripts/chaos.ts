@@ -24,7 +24,7 @@ import { SimVc0706 } from '../hal/camera/sim.ts';
 import { SimGpsReceiver } from '../hal/gps/route-sim.ts';
 import { simDouble, simPress } from '../hal/panel/sim-client.ts';
 import { openPtyPair } from '../hal/serial/pty-pair.ts';
-import { parseConfig } from '../protocol/config-file.ts';
+import { parseConfig } from '../common/config-file.ts';
 import { type LoggedProcess, busguard } from './lib/logged-process.ts';
 import { Mosquitto, USERS } from './lib/mosquitto.ts';
 import { TcpProxy } from './lib/tcp-proxy.ts';

@@ -4,7 +4,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 // Imported, not read from disk: the agent runs as a bundle in another folder, and esbuild inlines this.
 import pkg from '../package.json' with { type: 'json' };
-import { ConfigError } from '../protocol/config-file.ts';
+import { ConfigError } from '../common/config-file.ts';
 
 const VERSION = pkg.version;
 

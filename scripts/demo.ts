@@ -25,8 +25,8 @@ import type { StoredFile } from '../dispatch/files.ts';
 import { openPtyPair } from '../hal/serial/pty-pair.ts';
 import { simLed, simPress } from '../hal/panel/sim-client.ts';
 import { aclAllows } from '../protocol/acl.ts';
-import { parseConfig } from '../protocol/config-file.ts';
-import { monoMs } from '../protocol/log.ts';
+import { parseConfig } from '../common/config-file.ts';
+import { monoMs } from '../common/log.ts';
 import type { Fix } from '../protocol/messages.ts';
 
 const USERS: Record<string, string> = { dispatch: 'demo-dispatch', 'city/bus-17': 'demo-bus-17' };

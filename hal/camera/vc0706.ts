@@ -24,6 +24,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { SerialPort } from 'serialport';
 import { HANGUP_AWARE_BINDING } from '../serial/hangup-aware-binding.ts';
+import { errText } from '../../common/errors.ts';
 
 export const VC0706_REQUEST = 0x56;
 export const VC0706_REPLY = 0x76;
@@ -1165,9 +1166,6 @@ export function hex(buf: Buffer | Uint8Array): string {
   return Array.from(buf, hex2).join(' ');
 }
 
-function errText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
 

@@ -10,6 +10,8 @@ import type { Logger } from 'pino';
 import type { GpsFix } from './types.ts';
 import { FixAssembler } from './fix-assembler.ts';
 import { parseSentence } from './nmea.ts';
+import { Backoff } from '../../common/backoff.ts';
+import { errText } from '../../common/errors.ts';
 
 export interface NmeaReaderOptions {
   /** Serial device, e.g. /dev/ttyS1 or /dev/serial/by-id/... */
@@ -143,6 +145,7 @@ export class NmeaReader extends EventEmitter<NmeaReaderEvents> {
   private reopenTimer: NodeJS.Timeout | null = null;
   private noDataTimer: NodeJS.Timeout | null = null;
   private failedAttempts = 0;
+  private readonly reopenBackoff: Backoff;
   private state: NmeaReaderState | null = null;
   private started = false;
   private stopped = false;
@@ -163,6 +166,7 @@ export class NmeaReader extends EventEmitter<NmeaReaderEvents> {
     this.noDataTimeoutMs = opts.noDataTimeoutMs ?? 5000;
     this.reopenMinMs = opts.reopenMinMs ?? 500;
     this.reopenMaxMs = Math.max(opts.reopenMaxMs ?? 10_000, this.reopenMinMs);
+    this.reopenBackoff = new Backoff(this.reopenMinMs, this.reopenMaxMs);
     this.maxLineLength = opts.maxLineLength ?? 200;
     this.autoBaud = opts.autoBaud ?? true;
     this.baudProbeMs = opts.baudProbeMs ?? 2500;
@@ -432,9 +436,7 @@ export class NmeaReader extends EventEmitter<NmeaReaderEvents> {
 
   /** Exponential backoff; jitter keeps us out of lockstep with a receiver that reboots on a fixed period. */
   private nextDelayMs(): number {
-    const base = Math.min(this.reopenMaxMs, this.reopenMinMs * 2 ** Math.min(this.failedAttempts, 30));
-    const jittered = base * (0.8 + 0.4 * Math.random());
-    return Math.min(this.reopenMaxMs, Math.max(this.reopenMinMs, jittered));
+    return this.reopenBackoff.next();
   }
 
   private onLine(raw: string): void {
@@ -468,6 +470,7 @@ export class NmeaReader extends EventEmitter<NmeaReaderEvents> {
     // Only a receiver that talks sense proves the port works: a port that
     // opens and fails again at once keeps backing off.
     this.failedAttempts = 0;
+    this.reopenBackoff.reset();
     this.noDataTimer?.refresh();
     if (this.state === 'no-data') {
       this.log?.info({ event: 'gps.data.resumed', path: this.path });
@@ -544,6 +547,3 @@ function fmtDuration(ms: number): string {
   return `${Math.floor(min / 60)} h ${min % 60} min`;
 }
 
-function errText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}

@@ -16,14 +16,15 @@
 //   UTC ms) and description, and the "busguard:timeline" says which wall
 //   time each stretch of the clip shows.
 
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
-import { fsyncFile, renameDurably, writeFileDurably } from '../../protocol/durable-file.ts';
+import { fsyncFile, renameDurably, writeFileDurably } from '../../common/durable-file.ts';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { type MediaTools, type VideoPackets, probeFormat, probeVideoPackets, runTool } from './ffprobe.ts';
 import { type GeoPoint, type TrackPoint, clipTrackGeoJson, isValidGeoPoint } from './track-geojson.ts';
+import { errText } from '../../common/errors.ts';
+import { hashFile } from '../../common/hash.ts';
 
 export type { GeoPoint, TrackPoint } from './track-geojson.ts';
 
@@ -200,7 +201,7 @@ export async function cutClip(o: CutClipOptions): Promise<ClipResult> {
     await rm(tmpOut, { force: true });
   }
 
-  const [format, sha256, st] = await Promise.all([probeFormat(o.out, tools), sha256File(o.out), stat(o.out)]);
+  const [format, sha256, st] = await Promise.all([probeFormat(o.out, tools), hashFile(o.out).then((h) => h.sha256), stat(o.out)]);
   const sidecar = o.out.replace(/\.[^./]*$/, '') + '.geojson';
   const geo = clipTrackGeoJson({
     track: o.track ?? [],
@@ -261,12 +262,6 @@ function concatQuote(path: string): string {
   return `'${path.replace(/'/g, "'\\''")}'`;
 }
 
-async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
-
 async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
   const out: R[] = new Array(items.length);
   let next = 0;
@@ -288,6 +283,3 @@ function round3(x: number): number {
   return Math.round(x * 1000) / 1000;
 }
 
-function errText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}

@@ -22,7 +22,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { linkSync, mkdirSync, statSync } from 'node:fs';
-import { fsyncDirSync } from '../../protocol/durable-file.ts';
+import { fsyncDirSync } from '../../common/durable-file.ts';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
@@ -31,6 +31,8 @@ import type { MediaTools } from './ffprobe.ts';
 import { checkSource, parseGstLine, recorderArgs, sourceFramerate } from './gst-launch.ts';
 import { type Instant, type RecorderClock, SystemClock, monoNow, utcOf } from './clock.ts';
 import { type GapRecord, type RecordingGap, SegmentRing, type SegmentRecord, type SegmentState, type VideoSegment, segmentView, settleRecord } from './segment-ring.ts';
+import { Backoff } from '../../common/backoff.ts';
+import { errText } from '../../common/errors.ts';
 
 export type { RecordingGap, SegmentState, VideoSegment } from './segment-ring.ts';
 export type { RecorderClock } from './clock.ts';
@@ -178,6 +180,7 @@ export class VideoRecorder extends EventEmitter<VideoRecorderEvents> {
   private state: VideoRecorderState = 'idle';
   private lastStatus: VideoRecorderStatus = { state: 'idle', detail: 'not started', run: 0, pid: null };
   private failures = 0;
+  private readonly backoff: Backoff;
   private restartTimer: NodeJS.Timeout | null = null;
   private watchdog: NodeJS.Timeout | null = null;
   private exitWaiters: (() => void)[] = [];
@@ -222,6 +225,7 @@ export class VideoRecorder extends EventEmitter<VideoRecorderEvents> {
     this.stopTimeoutMs = opts.stopTimeoutMs ?? 5000;
     this.clock = opts.clock ?? new SystemClock();
     this.random = opts.random ?? Math.random;
+    this.backoff = new Backoff(this.restartMinMs, this.restartMaxMs, this.random);
     this.log = opts.log;
     this.args(0); // a folder or encoder the command line cannot carry fails here, not in the first restart
     this.ring = new SegmentRing({ camera: opts.name, dir: this.dir, maxSegments, maxBytes, fileNumbers: this.fileNumbers, clock: this.clock, tools: opts.tools, log: opts.log });
@@ -506,6 +510,7 @@ export class VideoRecorder extends EventEmitter<VideoRecorderEvents> {
     this.progress();
     if (!seg) return;
     this.failures = 0; // a finished segment proves the pipeline works
+    this.backoff.reset();
     if (this.eosAt !== null) {
       // At EOS the message carries the last frame's start, not its end.
       this.track(this.refineEnd(seg));
@@ -640,9 +645,8 @@ export class VideoRecorder extends EventEmitter<VideoRecorderEvents> {
 
   /** Exponential backoff with jitter: a camera that dies at once is not respawned in a tight loop. */
   private nextDelayMs(): number {
-    const ceiling = Math.min(this.restartMaxMs, this.restartMinMs * 2 ** Math.min(this.failures, 30));
     this.failures++;
-    return Math.round(this.restartMinMs / 2 + this.random() * (ceiling - this.restartMinMs / 2));
+    return this.backoff.next();
   }
 
   private setState(state: VideoRecorderState, detail: string, restartInMs?: number): void {
@@ -676,6 +680,3 @@ function positive(camera: string, what: string, v: number): number {
   return v;
 }
 
-function errText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}

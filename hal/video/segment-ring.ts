@@ -24,6 +24,7 @@ import type { Logger } from 'pino';
 import { type Instant, type RecorderClock, SystemClock, later, utcOf } from './clock.ts';
 import { type MediaTools, probeVideoPackets } from './ffprobe.ts';
 import { SEGMENT_NAME } from './gst-launch.ts';
+import { errText } from '../../common/errors.ts';
 
 /** open: being written. closed: finalised by the muxer. cut-off: the recorder died while writing it; readable up to its last written frame. */
 export type SegmentState = 'open' | 'closed' | 'cut-off';
@@ -437,6 +438,3 @@ function isGap(x: unknown): x is RecordingGap {
   return !!g && Number.isFinite(g.fromMs) && (g.toMs === null || Number.isFinite(g.toMs)) && typeof g.reason === 'string';
 }
 
-function errText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}

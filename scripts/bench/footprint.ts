@@ -16,7 +16,7 @@ import { DispatchStore } from '../../dispatch/store.ts';
 import { SimGpsReceiver } from '../../hal/gps/route-sim.ts';
 import { simPress } from '../../hal/panel/sim-client.ts';
 import { openPtyPair } from '../../hal/serial/pty-pair.ts';
-import { parseConfig } from '../../protocol/config-file.ts';
+import { parseConfig } from '../../common/config-file.ts';
 import { Mosquitto, USERS } from '../lib/mosquitto.ts';
 import { busguard } from '../lib/logged-process.ts';
 import { percentile, round } from './stats.ts';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadAgentConfig } from '../../firmware/config.ts';
 import { loadDispatchConfig } from '../../dispatch/config.ts';
-import { ConfigError } from '../../protocol/config-file.ts';
+import { ConfigError } from '../../common/config-file.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FOOTAGE_SCHEMA, type FootageFile, FootageHandler } from '../../firmware/footage.ts';
 import { VideoRecorder } from '../../hal/video/recorder.ts';
 import type { FootageAnswer, FootageRequest } from '../../protocol/messages.ts';
-import { type Db, migrate, openDatabase } from '../../protocol/sqlite.ts';
+import { type Db, migrate, openDatabase } from '../../common/sqlite.ts';
 
 const SIM = 'videotestsrc is-live=true pattern=ball ! video/x-raw,width=160,height=120,framerate=10/1';
 

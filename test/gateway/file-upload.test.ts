@@ -27,8 +27,8 @@ import {
   sha256Hex,
   unionRanges,
 } from '../../protocol/file-transfer.ts';
-import type { MqttSession } from '../../protocol/mqtt-session.ts';
-import { migrate, openDatabase } from '../../protocol/sqlite.ts';
+import type { MqttSession } from '../../common/mqtt-session.ts';
+import { migrate, openDatabase } from '../../common/sqlite.ts';
 import { until } from '../integration/fixture.ts';
 
 const bus1 = { fleet: 'city', vehicle: 'bus-1' };

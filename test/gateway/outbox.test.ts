@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type Eviction, OUTBOX_SCHEMA, Outbox, OutboxConfigSchema, OutboxFullError } from '../../gateway/outbox.ts';
 import type { Lane } from '../../protocol/lanes.ts';
-import { type Db, migrate, openDatabase } from '../../protocol/sqlite.ts';
+import { type Db, migrate, openDatabase } from '../../common/sqlite.ts';
 
 describe('outbox lanes (real SQLite file)', () => {
   let dir: string;

@@ -11,9 +11,9 @@
 
 import { createInterface } from 'node:readline';
 import { FILE_UPLOAD_SCHEMA, FileUpload, FileUploadConfigSchema } from '../../gateway/file-upload.ts';
-import { createLogger } from '../../protocol/log.ts';
-import { MqttConnectionSchema, MqttSession } from '../../protocol/mqtt-session.ts';
-import { migrate, openDatabase } from '../../protocol/sqlite.ts';
+import { createLogger } from '../../common/log.ts';
+import { MqttConnectionSchema, MqttSession } from '../../common/mqtt-session.ts';
+import { migrate, openDatabase } from '../../common/sqlite.ts';
 
 const env = (k: string): string => {
   const v = process.env[k];

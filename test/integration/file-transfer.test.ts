@@ -19,8 +19,8 @@ import { DISPATCH_FILES_SCHEMA, FileReceiver, FilesConfigSchema, type StoredFile
 import { FILE_UPLOAD_SCHEMA, FileUpload, type FileUploadConfig, FileUploadConfigSchema, type QueuedFile, type SegmentSent } from '../../gateway/file-upload.ts';
 import { type FileReceipt, type InitPayload, type Range, containsRange, coversAll, sha256Hex } from '../../protocol/file-transfer.ts';
 import type { Fix } from '../../protocol/messages.ts';
-import { type MqttConnection, MqttConnectionSchema, MqttSession } from '../../protocol/mqtt-session.ts';
-import { type Db, migrate, openDatabase } from '../../protocol/sqlite.ts';
+import { type MqttConnection, MqttConnectionSchema, MqttSession } from '../../common/mqtt-session.ts';
+import { type Db, migrate, openDatabase } from '../../common/sqlite.ts';
 import { TcpProxy } from '../../scripts/lib/tcp-proxy.ts';
 import { Mosquitto, REPO, USERS } from '../helpers/mosquitto.ts';
 import { LoggedProcess } from '../helpers/process.ts';

@@ -8,10 +8,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { type Db, currentDurability, openDatabase, writeTx } from '../../protocol/sqlite.ts';
+import { type Db, currentDurability, openDatabase, writeTx } from '../../common/sqlite.ts';
 import { AlarmJournal, JOURNAL_REPEATS_SCHEMA, JOURNAL_SCHEMA } from '../../firmware/alarm-journal.ts';
 import { OUTBOX_SCHEMA, Outbox, OutboxConfigSchema } from '../../gateway/outbox.ts';
-import { migrate } from '../../protocol/sqlite.ts';
+import { migrate } from '../../common/sqlite.ts';
 
 describe('writeTx: each write commits at the durability it names', () => {
   let dir: string;

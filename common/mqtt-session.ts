@@ -137,6 +137,25 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
     return this.isConnected;
   }
 
+  /**
+   * Subscribe, and say so in the log when the broker refuses any of it (an
+   * ACL that does not grant a filter answers 0x80 in its SUBACK): `what`
+   * says what then cannot arrive and what to check. Calls `ok` when all of it
+   * was granted.
+   */
+  subscribeChecked(filters: string | Record<string, { qos: 0 | 1 | 2 }>, what: string, ok?: () => void): void {
+    const granted = (err: Error | null | undefined, grants?: { topic: string; qos: number }[]) => {
+      const refused = grants?.filter((g) => g.qos >= 0x80) ?? [];
+      if (err || refused.length) {
+        this.log.error({ event: 'mqtt.subscribe-refused', err: err?.message, refused: refused.map((g) => g.topic) }, `broker refused a subscription: ${what}`);
+        return;
+      }
+      ok?.();
+    };
+    if (typeof filters === 'string') this.client.subscribe(filters, { qos: 1 }, granted);
+    else this.client.subscribe(filters, granted);
+  }
+
   /** Publish and resolve when the broker answered (PUBACK), or reject with its reason. */
   publishAsync(topic: string, payload: Buffer, opts: IClientPublishOptions = { qos: 1 }): Promise<void> {
     return new Promise((resolve, reject) => {
