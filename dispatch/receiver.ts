@@ -9,25 +9,12 @@ import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
-import {
-  type AckMessage,
-  type AlarmMessage,
-  AlarmWireSchema,
-  BusReceiptMessageSchema,
-  DiagWireSchema,
-  type Envelope,
-  FootageAnswerWireSchema,
-  PositionWireSchema,
-  type ReceiptMessage,
-  type RepeatMessage,
-  RepeatWireSchema,
-  StatusMessageSchema,
-  decode,
-  encode,
-} from '../protocol/messages.ts';
+import { type AckMessage, type AlarmMessage, type Decoded, type Envelope, type ReceiptMessage, type RepeatMessage, decode, encode } from '../protocol/messages.ts';
+import { UPLINK, type UplinkKindSpec, type UplinkWire } from '../protocol/kinds.ts';
 import { MqttSession } from '../common/mqtt-session.ts';
 import type { Lane } from '../protocol/lanes.ts';
-import { type VehicleRef, dispatchUplinkFilter, downlinkTopic, parseTopic, sharedFilter } from '../protocol/topics.ts';
+import { UPLINK_KINDS, type UplinkKind, type VehicleRef, dispatchUplinkFilter, downlinkTopic, parseTopic, sharedFilter } from '../protocol/topics.ts';
+import { type UplinkHandlers, uplinkHandlers } from './uplink-handlers.ts';
 import { createLogger, monoMs } from '../common/log.ts';
 import type { DispatchConfig } from './config.ts';
 import { DispatchStore, type StoredAlarm } from './store.ts';
@@ -58,6 +45,8 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
   private stopping = false;
   /** When the message being handled came off the socket (for the alarm-latency bench's breakdown). */
   private arrivedMonoMs = 0;
+  /** The topic of the message being handled (for a handler's refusal). */
+  private inHand = '';
 
   constructor(
     private readonly config: DispatchConfig,
@@ -66,6 +55,7 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     super();
     this.log = log ?? createLogger('dispatch', config.log.level);
     this.store = new DispatchStore(config.storage.path);
+    this.handlers = this.makeHandlers();
     this.files = new FileReceiver({
       db: this.store.db,
       config: { ...config.files, dir: config.files.dir ?? join(dirname(config.storage.path), 'evidence') },
@@ -95,18 +85,12 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     this.session = session;
     session.on('connected', (sessionPresent) => {
       this.log.info({ event: 'mqtt.connected', url: this.config.mqtt.url, sessionPresent, sharedGroup: this.config.sharedGroup }, 'dispatch connected');
-      const group = this.config.sharedGroup;
-      const filters: Record<string, { qos: 1 }> = {
-        [sharedFilter(group, dispatchUplinkFilter('alarm'))]: { qos: 1 },
-        [sharedFilter(group, dispatchUplinkFilter('incident'))]: { qos: 1 },
-        [sharedFilter(group, dispatchUplinkFilter('repeat'))]: { qos: 1 },
-        [sharedFilter(group, dispatchUplinkFilter('position'))]: { qos: 1 },
-        [sharedFilter(group, dispatchUplinkFilter('diag'))]: { qos: 1 },
-        [sharedFilter(group, dispatchUplinkFilter('footage'))]: { qos: 1 },
-        [sharedFilter(group, dispatchUplinkFilter('receipt'))]: { qos: 1 },
-        // Not shared: retained status is not delivered to shared subscriptions (MQTT 5 §4.8.2).
-        [dispatchUplinkFilter('status')]: { qos: 1 },
-      };
+      // Every kind of the table, shared among the group's receivers or not as the table says.
+      const filters: Record<string, { qos: 1 }> = {};
+      for (const kind of UPLINK_KINDS) {
+        const filter = dispatchUplinkFilter(kind);
+        filters[UPLINK[kind].subscribe === 'shared' ? sharedFilter(this.config.sharedGroup, filter) : filter] = { qos: 1 };
+      }
       session.subscribeChecked(filters, 'the uplink topics; check the broker ACL for user "dispatch"');
       this.resendAcks();
     });
@@ -142,30 +126,32 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     }
   }
 
-  /**
-   * The bus says these of its alarms are open. Any that dispatch has
-   * acknowledged lost its acknowledgement on the bus (a write lost to a power
-   * cut, a journal restored from a backup): mark it unseen so it is sent again
-   * (by resendAcks, now and until the bus confirms it). Only this vehicle's
-   * own alarms are touched: a bus naming another bus's alarm changes nothing.
-   */
-  private reconcileOpenAlarms(ref: VehicleRef, open: readonly string[]): void {
-    if (open.length === 0) return;
-    const reopened = this.store.reopenAcks(ref, open);
-    if (reopened.length) {
-      this.log.warn(
-        { event: 'ack.lost-on-bus', fleet: ref.fleet, vehicle: ref.vehicle, alarmIds: reopened },
-        `bus ${ref.fleet}/${ref.vehicle} lists as open ${reopened.length} alarm(s) dispatch acknowledged: sending the acknowledgement again`,
-      );
-    }
-  }
-
   private resendAcks(ref?: VehicleRef): void {
     if (!this.session?.connected) return;
     for (const a of this.store.unseenAcks(ref)) {
       this.log.info({ event: 'ack.resend', alarmId: a.id, fleet: a.fleet, vehicle: a.vehicle }, 're-sending acknowledgement');
       this.sendAck(a);
     }
+  }
+
+  private readonly handlers: UplinkHandlers;
+
+  private makeHandlers(): UplinkHandlers {
+    return uplinkHandlers({
+      store: this.store,
+      log: this.log,
+      reject: (reason) => this.reject(this.inHand, reason),
+      receipt: (ref, env, upTo, id) => this.queueReceipt(ref, env, upTo, id),
+      arrivedMonoMs: () => this.arrivedMonoMs,
+      alarmReceived: (alarm, at) => this.emit('alarm', alarm, at),
+      repeatReceived: (repeat) => this.emit('repeat', repeat),
+      acksSeen: (ids) => this.emit('ackSeen', ids),
+      sendAck: (alarm) => this.sendAck(alarm),
+      busOnline: (ref) => {
+        this.resendAcks(ref);
+        this.resendFootageRequests(ref);
+      },
+    });
   }
 
   private reject(topic: string, reason: string): void {
@@ -187,150 +173,24 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
   private handle(topic: string, payload: Buffer): void {
     if (parseFileTopic(topic)) return; // this.files has it
     const t = parseTopic(topic);
-    if (!t || t.direction !== 'up') {
-      this.reject(topic, 'not a busguard v1 uplink topic');
-      return;
+    if (!t || t.direction !== 'up') return this.reject(topic, 'not a busguard v1 uplink topic');
+    if (t.kind === 'status' && payload.length === 0) return; // a cleared retained message
+    this.take(t.kind, t.ref, topic, payload);
+  }
+
+  /** Decode with the kind's schema, check vehicle and lane (protocol/kinds.ts), and hand it to its handler. */
+  private take<K extends UplinkKind>(kind: K, ref: VehicleRef, topic: string, payload: Buffer): void {
+    const spec: UplinkKindSpec = UPLINK[kind];
+    const m = decode(spec.wire, payload) as Decoded<UplinkWire<K>>;
+    if (!m.ok) return this.reject(topic, m.error);
+    // What every kind may carry: the vehicle it names, the lane it came in.
+    const msg = m.value as { fleet?: string; vehicle?: string; lane?: Lane };
+    if (msg.fleet !== undefined && (msg.fleet !== ref.fleet || msg.vehicle !== ref.vehicle)) {
+      return this.reject(topic, `payload names ${msg.fleet}/${msg.vehicle}, topic is ${ref.fleet}/${ref.vehicle}`);
     }
-    const { ref } = t;
-    const sameVehicle = (m: { fleet: string; vehicle: string }) => m.fleet === ref.fleet && m.vehicle === ref.vehicle;
-    switch (t.kind) {
-      case 'alarm':
-      case 'incident': {
-        const m = decode(AlarmWireSchema, payload);
-        if (!m.ok) return this.reject(topic, m.error);
-        if (!sameVehicle(m.value)) return this.reject(topic, `payload names ${m.value.fleet}/${m.value.vehicle}, topic is ${ref.fleet}/${ref.vehicle}`);
-        const expectedKind = t.kind === 'alarm' ? 'emergency' : 'incident';
-        if (m.value.kind !== expectedKind) return this.reject(topic, `kind "${m.value.kind}" on the ${t.kind} topic`);
-        if (m.value.lane !== t.kind) return this.reject(topic, `lane "${m.value.lane}" on the ${t.kind} topic`);
-        let fresh = false;
-        const { upTo } = this.store.accept(ref, m.value, () => {
-          fresh = this.store.addAlarm(m.value);
-        });
-        const at = monoMs();
-        if (fresh) {
-          this.log.info(
-            { event: `${m.value.kind}.received`, alarmId: m.value.id, fleet: ref.fleet, vehicle: ref.vehicle, route: m.value.route, fix: m.value.fix, seq: m.value.seq, stepMonoMs: at, arrivedMonoMs: this.arrivedMonoMs },
-            m.value.kind === 'emergency' ? 'EMERGENCY alarm received' : 'incident received',
-          );
-          this.emit('alarm', m.value, at);
-        } else {
-          this.log.info({ event: 'alarm.duplicate', alarmId: m.value.id, fleet: ref.fleet, vehicle: ref.vehicle, seq: m.value.seq }, 'duplicate alarm, receipted again');
-          const stored = this.store.get(m.value.id);
-          if (stored?.ackAt && !stored.ackSeenAt) this.sendAck(stored);
-        }
-        this.queueReceipt(ref, m.value, upTo, m.value.id);
-        return;
-      }
-      case 'repeat': {
-        const m = decode(RepeatWireSchema, payload);
-        if (!m.ok) return this.reject(topic, m.error);
-        if (!sameVehicle(m.value)) return this.reject(topic, `payload names ${m.value.fleet}/${m.value.vehicle}, topic is ${ref.fleet}/${ref.vehicle}`);
-        const lane = m.value.kind === 'emergency' ? 'alarm' : 'incident';
-        if (m.value.lane !== lane) return this.reject(topic, `lane "${m.value.lane}" for a repeat of an ${m.value.kind}`);
-        const result: { outcome: ReturnType<DispatchStore['addRepeat']> } = { outcome: 'duplicate' };
-        // A refused repeat is still taken out of the lane (receipted), or the bus would send it for ever.
-        const { upTo } = this.store.accept(ref, m.value, () => {
-          result.outcome = this.store.addRepeat(m.value);
-        });
-        const outcome = result.outcome;
-        if (typeof outcome === 'object') {
-          this.reject(topic, outcome.refused);
-        } else if (outcome === 'new') {
-          const stored = this.store.get(m.value.alarmId);
-          this.log.warn(
-            {
-              event: `${m.value.kind}.repeat`,
-              alarmId: m.value.alarmId,
-              count: m.value.count,
-              heldMs: m.value.heldMs,
-              fleet: ref.fleet,
-              vehicle: ref.vehicle,
-              fix: m.value.fix,
-              acknowledged: stored?.ackAt != null,
-            },
-            `${m.value.kind === 'emergency' ? 'EMERGENCY' : 'incident'} button pressed again (press ${m.value.count})${stored?.ackAt ? ' after the acknowledgement was sent' : ''}`,
-          );
-          this.emit('repeat', m.value);
-        }
-        this.queueReceipt(ref, m.value, upTo, m.value.id);
-        return;
-      }
-      case 'position': {
-        const m = decode(PositionWireSchema, payload);
-        if (!m.ok) return this.reject(topic, m.error);
-        if (!sameVehicle(m.value)) return this.reject(topic, `payload names ${m.value.fleet}/${m.value.vehicle}, topic is ${ref.fleet}/${ref.vehicle}`);
-        if (m.value.lane !== 'track' && m.value.lane !== 'followup') return this.reject(topic, `lane "${m.value.lane}" on the position topic`);
-        let added = 0;
-        const { fresh, upTo } = this.store.accept(ref, m.value, () => {
-          added = this.store.addPosition(m.value);
-        });
-        this.log.debug(
-          { event: 'position.received', id: m.value.id, lane: m.value.lane, seq: m.value.seq, alarmId: m.value.alarmId, points: m.value.points.length, added, fresh, fleet: ref.fleet, vehicle: ref.vehicle },
-          'track points',
-        );
-        this.queueReceipt(ref, m.value, upTo, m.value.id);
-        return;
-      }
-      case 'diag': {
-        const m = decode(DiagWireSchema, payload);
-        if (!m.ok) return this.reject(topic, m.error);
-        if (!sameVehicle(m.value)) return this.reject(topic, `payload names ${m.value.fleet}/${m.value.vehicle}, topic is ${ref.fleet}/${ref.vehicle}`);
-        if (m.value.lane !== 'diag') return this.reject(topic, `lane "${m.value.lane}" on the diag topic`);
-        const { fresh, upTo } = this.store.accept(ref, m.value, () => {
-          this.store.addDiag(m.value);
-        });
-        if (fresh) {
-          this.log.warn(
-            { event: 'bus.diag', fleet: ref.fleet, vehicle: ref.vehicle, diag: m.value.event, lane: m.value.affectedLane, count: m.value.count, reason: m.value.reason },
-            `bus ${ref.fleet}/${ref.vehicle}: ${m.value.event} ${m.value.reason}`,
-          );
-        }
-        this.queueReceipt(ref, m.value, upTo, m.value.id);
-        return;
-      }
-      case 'footage': {
-        const m = decode(FootageAnswerWireSchema, payload);
-        if (!m.ok) return this.reject(topic, m.error);
-        if (!sameVehicle(m.value)) return this.reject(topic, `payload names ${m.value.fleet}/${m.value.vehicle}, topic is ${ref.fleet}/${ref.vehicle}`);
-        if (m.value.lane !== 'clip') return this.reject(topic, `lane "${m.value.lane}" on the footage topic`);
-        const { fresh, upTo } = this.store.accept(ref, m.value, () => {
-          this.store.footage.answer(m.value);
-        });
-        if (fresh) {
-          this.log.info(
-            { event: 'footage.answered', requestId: m.value.requestId, camera: m.value.camera, status: m.value.status, reason: m.value.reason, fileId: m.value.fileId, fleet: ref.fleet, vehicle: ref.vehicle },
-            `bus ${ref.fleet}/${ref.vehicle}: footage ${m.value.status}: ${m.value.reason}`,
-          );
-        }
-        this.queueReceipt(ref, m.value, upTo, m.value.id);
-        return;
-      }
-      case 'snapshot':
-      case 'clip':
-        // Evidence files come on .../up/file/... (this.files); these kinds are kept for the lanes' names.
-        return this.reject(topic, `evidence (${t.kind}) travels as a file transfer, not on this topic`);
-      case 'receipt': {
-        const m = decode(BusReceiptMessageSchema, payload);
-        if (!m.ok) return this.reject(topic, m.error);
-        this.store.markAckSeen(m.value.acks);
-        this.log.info({ event: 'ack.seen', alarmIds: m.value.acks, fleet: ref.fleet, vehicle: ref.vehicle }, 'bus confirmed acknowledgement');
-        this.emit('ackSeen', m.value.acks);
-        return;
-      }
-      case 'status': {
-        if (payload.length === 0) return; // a cleared retained message
-        const m = decode(StatusMessageSchema, payload);
-        if (!m.ok) return this.reject(topic, m.error);
-        this.store.setStatus(ref, m.value);
-        this.log.info({ event: 'vehicle.status', fleet: ref.fleet, vehicle: ref.vehicle, state: m.value.state }, `vehicle ${m.value.state}`);
-        if (m.value.state === 'online') {
-          this.reconcileOpenAlarms(ref, m.value.openAlarms ?? []);
-          this.resendAcks(ref);
-          this.resendFootageRequests(ref);
-        }
-        return;
-      }
-    }
+    if (spec.lanes && (msg.lane === undefined || !spec.lanes.includes(msg.lane))) return this.reject(topic, `lane "${msg.lane}" on the ${kind} topic`);
+    this.inHand = topic;
+    this.handlers[kind](m.value, ref);
   }
 
   /** Receipts per vehicle and epoch, gathered within one tick so a burst costs one message. */

@@ -381,11 +381,12 @@ export class DispatchStore {
     return this.db.prepare('UPDATE alarms SET ack_by = ?, ack_at = ? WHERE id = ? AND ack_at IS NULL').run(by, at, id).changes > 0;
   }
 
-  markAckSeen(ids: readonly string[], at = new Date().toISOString()): number {
-    const stmt = this.db.prepare('UPDATE alarms SET ack_seen_at = ? WHERE id = ? AND ack_at IS NOT NULL AND ack_seen_at IS NULL');
+  /** The bus has these acknowledgements; only its own alarms (`ref`) are marked. */
+  markAckSeen(ids: readonly string[], ref: VehicleRef, at = new Date().toISOString()): number {
+    const stmt = this.db.prepare('UPDATE alarms SET ack_seen_at = ? WHERE id = ? AND fleet = ? AND vehicle = ? AND ack_at IS NOT NULL AND ack_seen_at IS NULL');
     let n = 0;
     this.db.transaction(() => {
-      for (const id of ids) n += stmt.run(at, id).changes;
+      for (const id of ids) n += stmt.run(at, id, ref.fleet, ref.vehicle).changes;
     })();
     return n;
   }

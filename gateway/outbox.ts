@@ -12,28 +12,10 @@
 
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { type Db, type Durability, writeTx } from '../common/sqlite.ts';
-import { LANES, LANE_TIER, type Lane, PROTECTED_LANES } from '../protocol/lanes.ts';
+import { type Db, writeTx } from '../common/sqlite.ts';
+import { LANES, LANE_TABLE, type Lane, PROTECTED_LANES } from '../protocol/lanes.ts';
 
 export type { Lane } from '../protocol/lanes.ts';
-
-/**
- * SQLite durability per lane. FULL fsyncs the WAL at every commit: the alarm
- * is on flash before the LED says "stored", and an engine switched off is a
- * power loss. NORMAL fsyncs only at checkpoints: a process crash loses
- * nothing, a power cut may lose the last seconds, which for track points
- * (batched every position.intervalS anyway) and diagnostics is the price of
- * not wearing the flash with an fsync per point.
- */
-export const LANE_SYNC: Readonly<Record<Lane, Durability>> = {
-  alarm: 'FULL',
-  incident: 'FULL',
-  snapshot: 'FULL',
-  clip: 'FULL',
-  followup: 'FULL',
-  track: 'NORMAL',
-  diag: 'NORMAL',
-};
 
 const LaneRuleSchema = z
   .object({
@@ -49,15 +31,6 @@ const LaneRuleSchema = z
   .strict();
 export type LaneRule = z.infer<typeof LaneRuleSchema>;
 
-export const DEFAULT_LANE_RULES: Readonly<Record<Lane, LaneRule>> = {
-  alarm: { weight: 1, batch: 100, maxAgeS: null, evict: 'never' },
-  incident: { weight: 1, batch: 100, maxAgeS: null, evict: 'never' },
-  snapshot: { weight: 8, batch: 4, maxAgeS: null, evict: 'never' },
-  clip: { weight: 8, batch: 4, maxAgeS: null, evict: 'never' },
-  followup: { weight: 4, batch: 20, maxAgeS: null, evict: 'oldest' },
-  track: { weight: 2, batch: 20, maxAgeS: 30 * 24 * 3600, evict: 'oldest' },
-  diag: { weight: 1, batch: 20, maxAgeS: 7 * 24 * 3600, evict: 'oldest' },
-};
 
 export const OutboxConfigSchema = z
   .object({
@@ -67,7 +40,7 @@ export const OutboxConfigSchema = z
     window: z.number().int().min(1).max(10_000).default(64),
     /** Bytes published and not yet PUBACKed, at most: keeps the socket queue short so a live alarm never waits behind a backlog. */
     windowBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(256 * 1024),
-    /** Per-lane overrides of DEFAULT_LANE_RULES. */
+    /** Per-lane overrides of the lane's defaults in LANE_TABLE (protocol/lanes.ts). */
     lanes: z.partialRecord(z.enum(LANES), LaneRuleSchema.partial()).default({}),
   })
   .strict()
@@ -82,7 +55,10 @@ export type OutboxConfig = z.output<typeof OutboxConfigSchema>;
 
 export function laneRules(config: OutboxConfig): Record<Lane, LaneRule> {
   const out = {} as Record<Lane, LaneRule>;
-  for (const lane of LANES) out[lane] = { ...DEFAULT_LANE_RULES[lane], ...config.lanes[lane] };
+  for (const lane of LANES) {
+    const { weight, batch, maxAgeS, evict } = LANE_TABLE[lane];
+    out[lane] = { weight, batch, maxAgeS, evict, ...config.lanes[lane] };
+  }
   return out;
 }
 
@@ -189,12 +165,12 @@ export class Outbox {
 
   /**
    * Run `fn` (which appends, with other rows of the same database if need be)
-   * in one transaction at the durability of `lane` (LANE_SYNC).
+   * in one transaction at the durability of `lane` (LANE_TABLE).
    */
   write<T>(lane: Lane, fn: () => T): T {
     const before = this.usedBytes;
     try {
-      return writeTx(this.db, LANE_SYNC[lane], fn);
+      return writeTx(this.db, LANE_TABLE[lane].durability, fn);
     } catch (err) {
       this.usedBytes = before; // rolled back
       throw err;
@@ -343,5 +319,3 @@ export function givesWay(lane: Lane, forLane: Lane): boolean {
   return lane === forLane || PROTECTED_LANES.includes(forLane) || (lane === 'track' && forLane === 'followup');
 }
 
-/** Drain tier of a lane (protocol/lanes.ts). */
-export const tierOf = (lane: Lane): number => LANE_TIER[lane];

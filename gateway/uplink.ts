@@ -12,26 +12,11 @@
 
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import {
-  type VehicleRef,
-  downlinkTopic,
-  mqttUsername,
-  parseTopic,
-  uplinkTopic,
-  vehicleDownlinkFilter,
-} from '../protocol/topics.ts';
-import {
-  type AckMessage,
-  AckMessageSchema,
-  type FootageRequest,
-  FootageRequestSchema,
-  ReceiptMessageSchema,
-  type StatusMessage,
-  decode,
-  encode,
-} from '../protocol/messages.ts';
-import { LANES, LANE_TIER, type Lane } from '../protocol/lanes.ts';
+import { type VehicleRef, mqttUsername, uplinkTopic, vehicleDownlinkFilter } from '../protocol/topics.ts';
+import { type AckMessage, type FootageRequest, type StatusMessage, encode } from '../protocol/messages.ts';
+import { LANES, LANE_TABLE, type Lane } from '../protocol/lanes.ts';
 import { type MqttConnection, MqttSession } from '../common/mqtt-session.ts';
+import { type DownlinkHandlers, takeDownlink } from './downlink.ts';
 import type { Outbox, OutboxItem } from './outbox.ts';
 
 export interface UplinkOptions {
@@ -76,7 +61,7 @@ export class Uplink extends EventEmitter<UplinkEvents> {
   private generation = 0;
   private flushing = false;
   private rrIndex = 0;
-  private readonly wrrLanes: Lane[] = LANES.filter((l) => LANE_TIER[l] > 0);
+  private readonly wrrLanes: Lane[] = LANES.filter((l) => LANE_TABLE[l].tier > 0);
   /** Ids of diag messages published by this process: a diag record may be amended only until then. */
   private readonly published = new Set<string>();
   /** Alarms the disk could not hold: sent from memory with seq 0 until receipted by id. */
@@ -220,7 +205,7 @@ export class Uplink extends EventEmitter<UplinkEvents> {
       return v.item;
     }
     for (const lane of LANES) {
-      if (LANE_TIER[lane] !== 0) break;
+      if (LANE_TABLE[lane].tier !== 0) break;
       const item = this.take(lane);
       if (item) return item;
     }
@@ -308,25 +293,18 @@ export class Uplink extends EventEmitter<UplinkEvents> {
   }
 
   private handleDownlink(topic: string, payload: Buffer): void {
-    const parsed = parseTopic(topic);
-    const mine = downlinkTopic(this.o.ref, 'receipt').slice(0, -'receipt'.length);
-    if (!parsed || parsed.direction !== 'down' || !topic.startsWith(mine)) {
-      this.o.log.warn({ event: 'downlink.rejected', topic, reason: 'not one of this vehicle\'s command topics' }, 'ignored message');
-      return;
-    }
-    if (parsed.kind === 'receipt') {
-      const msg = decode(ReceiptMessageSchema, payload);
-      if (!msg.ok) {
-        this.o.log.warn({ event: 'downlink.rejected', topic, reason: msg.error }, 'malformed receipt ignored');
+    takeDownlink(this.o.ref, this.downlink, this.o.log, topic, payload);
+  }
+
+  private readonly downlink: DownlinkHandlers = {
+    receipt: (receipt, topic) => {
+      if (receipt.epoch !== this.o.outbox.epoch) {
+        this.o.log.warn({ event: 'downlink.rejected', topic, reason: `receipt for epoch ${receipt.epoch}, this outbox is ${this.o.outbox.epoch}` }, 'receipt for another outbox ignored');
         return;
       }
-      if (msg.value.epoch !== this.o.outbox.epoch) {
-        this.o.log.warn({ event: 'downlink.rejected', topic, reason: `receipt for epoch ${msg.value.epoch}, this outbox is ${this.o.outbox.epoch}` }, 'receipt for another outbox ignored');
-        return;
-      }
-      const volatile = (msg.value.ids ?? []).filter((id) => this.volatile.delete(id));
+      const volatile = (receipt.ids ?? []).filter((id) => this.volatile.delete(id));
       if (volatile.length) this.emit('confirmed', volatile, 'alarm');
-      for (const [lane, upTo] of Object.entries(msg.value.lanes) as [Lane, number][]) {
+      for (const [lane, upTo] of Object.entries(receipt.lanes) as [Lane, number][]) {
         const removed = this.o.outbox.confirmUpTo(lane, upTo);
         for (const id of removed) {
           this.sentAt.delete(id);
@@ -335,26 +313,12 @@ export class Uplink extends EventEmitter<UplinkEvents> {
         if (removed.length) this.emit('confirmed', removed, lane);
       }
       this.flush();
-      return;
-    }
-    // File receipts go to the evidence upload, which listens on the same session.
-    if (parsed.kind === 'file') return;
-    if (parsed.kind === 'footage') {
-      const req = decode(FootageRequestSchema, payload);
-      if (!req.ok) {
-        this.o.log.warn({ event: 'downlink.rejected', topic, reason: req.error }, 'malformed footage request ignored');
-        return;
-      }
-      this.emit('footage', req.value);
-      return;
-    }
-    const msg = decode(AckMessageSchema, payload);
-    if (!msg.ok) {
-      this.o.log.warn({ event: 'downlink.rejected', topic, reason: msg.error }, 'malformed ack ignored');
-      return;
-    }
-    this.emit('ack', msg.value);
-  }
+    },
+    ack: (ack) => this.emit('ack', ack),
+    footage: (req) => this.emit('footage', req),
+    // The evidence upload listens on the same session and takes these.
+    file: () => {},
+  };
 }
 
 /** The stored JSON object with the lane envelope put in front: `{"lane":..,"epoch":..,"seq":..,"floor":..,` + the rest. */

@@ -1,24 +1,49 @@
 // The outbox lanes, shared by both ends: each vehicle numbers the messages of
 // each lane 1, 2, 3... within an epoch (one per outbox database), dispatch
 // acknowledges "everything up to N" per lane, and the bus deletes up to N.
+//
+// Everything a lane is lives in LANE_TABLE, one entry per lane: adding a lane
+// is one entry (the compiler asks for every attribute), and nothing elsewhere
+// lists lanes by name.
 
 /** In drain order: alarms first, then evidence, then the rest. */
 export const LANES = ['alarm', 'incident', 'snapshot', 'clip', 'followup', 'track', 'diag'] as const;
 export type Lane = (typeof LANES)[number];
 
-/** Lanes whose messages are never evicted or expired before dispatch confirms them. */
-export const PROTECTED_LANES: readonly Lane[] = ['alarm', 'incident', 'snapshot', 'clip'];
+export interface LaneSpec {
+  /** Drain tier: every due message of a lower tier goes before any of a higher one; lanes within a tier share by weight. */
+  tier: 0 | 1 | 2;
+  /** Never evicted or expired before dispatch confirms it (a config saying otherwise is refused). */
+  protected: boolean;
+  /**
+   * How its writes on the bus are committed: FULL with an fsync (the LED says
+   * "stored", and an engine switched off is a power cut), NORMAL without (a
+   * crash loses nothing, a power cut the last seconds: right for the track,
+   * batched every position.intervalS, not worth an fsync per point).
+   */
+  durability: 'FULL' | 'NORMAL';
+  /** Share of the link against the other lanes of its tier (tiers 1 and 2). */
+  weight: number;
+  /** Most messages one drain round takes in a row. */
+  batch: number;
+  /** Messages older than this are dropped (and reported); null = kept until confirmed. */
+  maxAgeS: number | null;
+  /** "oldest": gives way to other lanes when the outbox is full; "never": kept until confirmed. */
+  evict: 'never' | 'oldest';
+}
 
-/** Drain tiers: every due message of a lower tier goes before any of a higher one; lanes within a tier share by weight. */
-export const LANE_TIER: Readonly<Record<Lane, 0 | 1 | 2>> = {
-  alarm: 0,
-  incident: 0,
-  snapshot: 1,
-  clip: 1,
-  followup: 2,
-  track: 2,
-  diag: 2,
+export const LANE_TABLE: Readonly<Record<Lane, LaneSpec>> = {
+  alarm: { tier: 0, protected: true, durability: 'FULL', weight: 1, batch: 100, maxAgeS: null, evict: 'never' },
+  incident: { tier: 0, protected: true, durability: 'FULL', weight: 1, batch: 100, maxAgeS: null, evict: 'never' },
+  snapshot: { tier: 1, protected: true, durability: 'FULL', weight: 8, batch: 4, maxAgeS: null, evict: 'never' },
+  clip: { tier: 1, protected: true, durability: 'FULL', weight: 8, batch: 4, maxAgeS: null, evict: 'never' },
+  followup: { tier: 2, protected: false, durability: 'FULL', weight: 4, batch: 20, maxAgeS: null, evict: 'oldest' },
+  track: { tier: 2, protected: false, durability: 'NORMAL', weight: 2, batch: 20, maxAgeS: 30 * 24 * 3600, evict: 'oldest' },
+  diag: { tier: 2, protected: false, durability: 'NORMAL', weight: 1, batch: 20, maxAgeS: 7 * 24 * 3600, evict: 'oldest' },
 };
+
+/** Lanes whose messages are never evicted or expired before dispatch confirms them. */
+export const PROTECTED_LANES: readonly Lane[] = LANES.filter((l) => LANE_TABLE[l].protected);
 
 export function isLane(s: string): s is Lane {
   return (LANES as readonly string[]).includes(s);

@@ -21,7 +21,7 @@ export interface VehicleRef {
 }
 
 /** What a vehicle publishes. `status` is retained and is also the last will. */
-export const UPLINK_KINDS = ['alarm', 'incident', 'repeat', 'position', 'snapshot', 'clip', 'diag', 'receipt', 'status', 'footage'] as const;
+export const UPLINK_KINDS = ['alarm', 'incident', 'repeat', 'position', 'diag', 'footage', 'receipt', 'status'] as const;
 export type UplinkKind = (typeof UPLINK_KINDS)[number];
 
 /**

@@ -69,7 +69,7 @@ describe('dispatch store (real SQLite file)', () => {
     expect(store.get(a.id)?.ackBy).toBe('officer-1');
     expect(store.openQueue('emergency')).toHaveLength(0);
     expect(store.unseenAcks().map((x) => x.id)).toEqual([a.id]);
-    expect(store.markAckSeen([a.id])).toBe(1);
+    expect(store.markAckSeen([a.id], { fleet: 'city', vehicle: 'bus-1' })).toBe(1);
     expect(store.unseenAcks()).toHaveLength(0);
   });
 
@@ -80,7 +80,7 @@ describe('dispatch store (real SQLite file)', () => {
     for (const a of [mine, unacked, other]) store.addAlarm(a);
     for (const a of [mine, other]) {
       store.acknowledge(a.id, 'officer-1', '2026-11-22T10:00:00.000Z');
-      store.markAckSeen([a.id]);
+      store.markAckSeen([a.id], a);
     }
     // bus-1 lists as open its own acked alarm, its own unacked one, and bus-2's acked one.
     expect(store.reopenAcks({ fleet: 'city', vehicle: 'bus-1' }, [mine.id, unacked.id, other.id, randomUUID()])).toEqual([mine.id]);
