@@ -177,6 +177,11 @@ export class Outbox {
     }
   }
 
+  /** Inside a write() (or another transaction on the same database): an append joins it. */
+  get inTransaction(): boolean {
+    return this.db.inTransaction;
+  }
+
   /**
    * Add one message to its lane and return its seq. Call inside write(). When
    * the quota would be exceeded, evictable lanes give way first (oldest

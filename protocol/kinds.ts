@@ -49,7 +49,7 @@ export const UPLINK = {
 export type UplinkWire<K extends UplinkKind> = z.output<(typeof UPLINK)[K]['wire']>;
 
 /** The lanes an uplink kind may be stored in on the bus. */
-export type UplinkLane<K extends UplinkKind> = (typeof UPLINK)[K]['lanes'] extends readonly (infer L)[] ? L : never;
+export type UplinkLane<K extends UplinkKind> = (typeof UPLINK)[K]['lanes'] extends readonly (infer L extends Lane)[] ? L : never;
 
 export interface DownlinkKindSpec {
   /** The payload, or null for file-transfer receipts (their own framing: protocol/file-transfer.ts). */

@@ -1,0 +1,90 @@
+// The receiver's handling of each uplink kind (dispatch/uplink-handlers.ts
+// through the table of protocol/kinds.ts), without a broker: messages are
+// handed to it as the MQTT client would, and the store says what took effect.
+
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DispatchConfigSchema } from '../../dispatch/config.ts';
+import { Receiver } from '../../dispatch/receiver.ts';
+import { encode } from '../../protocol/messages.ts';
+import { uplinkTopic } from '../../protocol/topics.ts';
+
+const ref = { fleet: 'city', vehicle: 'bus-1' };
+const EPOCH = '00000000000000ab';
+const envelope = (lane: string, seq: number) => ({ lane, epoch: EPOCH, seq, floor: seq });
+const alarm = (seq: number, over: Record<string, unknown> = {}) => ({
+  ...envelope('alarm', seq),
+  v: 1,
+  id: randomUUID(),
+  kind: 'emergency',
+  ...ref,
+  route: '603',
+  raisedAt: '2026-11-22T10:00:00.000Z',
+  timeSource: 'gps',
+  heldMs: 600,
+  fix: null,
+  ...over,
+});
+
+describe('receiver', () => {
+  let dir: string;
+  let receiver: Receiver;
+  let rejected: string[];
+  const take = (kind: Parameters<typeof uplinkTopic>[1], msg: object, r = ref) =>
+    (receiver as unknown as { onMessage(t: string, p: Buffer): void }).onMessage(uplinkTopic(r, kind), encode(msg));
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'bg-receiver-'));
+    receiver = new Receiver(DispatchConfigSchema.parse({ mqtt: { url: 'mqtt://127.0.0.1:1' }, storage: { path: join(dir, 'd.db') } }), pino({ level: 'silent' }));
+    rejected = [];
+    receiver.on('rejected', (_t, reason) => rejected.push(reason));
+  });
+  afterEach(() => {
+    receiver.store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('an alarm is stored once, however often it comes, and announced once', () => {
+    const seen: string[] = [];
+    receiver.on('alarm', (a) => seen.push(a.id));
+    const a = alarm(1);
+    take('alarm', a);
+    take('alarm', a);
+    expect(seen).toEqual([a.id]);
+    expect(receiver.store.all('emergency').map((x) => x.id)).toEqual([a.id]);
+  });
+
+  it('refuses, with the reason: another vehicle in the payload, the wrong lane, the wrong kind for the topic, a malformed payload', () => {
+    take('alarm', alarm(1, { vehicle: 'bus-2' }));
+    take('alarm', alarm(2, { lane: 'track' }));
+    take('incident', alarm(3, { lane: 'incident' }));
+    take('position', { v: 1 });
+    expect(rejected).toEqual([
+      'payload names city/bus-2, topic is city/bus-1',
+      'lane "track" on the alarm topic',
+      'kind "emergency" on the incident topic',
+      expect.stringMatching(/^id: /),
+    ]);
+    expect(receiver.store.all('emergency')).toHaveLength(0);
+  });
+
+  it('a track batch is stored point by point; a diag record is stored; a status online re-opens an ack the bus says it lacks', () => {
+    const fix = { valid: true, lat: 34.26, lon: 108.94, altM: null, speedMps: 5, trackDeg: 90, time: null, ageS: 0, stale: false, sats: null, hdop: null };
+    take('position', { ...envelope('track', 1), v: 1, id: randomUUID(), ...ref, alarmId: null, points: [{ at: '2026-11-22T10:00:00.000Z', timeSource: 'gps', fix }, { at: '2026-11-22T10:00:30.000Z', timeSource: 'gps', fix }] });
+    expect(receiver.store.positions(ref)).toHaveLength(2);
+    take('diag', { ...envelope('diag', 1), v: 1, id: randomUUID(), ...ref, at: '2026-11-22T10:00:00.000Z', event: 'snapshot.failed', reason: 'camera cabin: no reply' });
+    expect(receiver.store.diags(ref).map((d) => d.event)).toEqual(['snapshot.failed']);
+    const a = alarm(1);
+    take('alarm', a);
+    receiver.store.acknowledge(a.id, 'officer-7', '2026-11-22T10:01:00.000Z');
+    take('receipt', { v: 1, acks: [a.id] });
+    expect(receiver.store.unseenAcks()).toHaveLength(0);
+    take('status', { v: 1, state: 'online', at: '2026-11-22T10:05:00.000Z', agent: 'test', openAlarms: [a.id] });
+    expect(receiver.store.unseenAcks().map((x) => x.id)).toEqual([a.id]);
+    expect(rejected).toEqual([]);
+  });
+});

@@ -1,0 +1,87 @@
+// The uplink's drain on a real (in-process, aedes) broker: after a
+// reconnect every alarm and incident goes first, whatever waits; then the
+// other lanes share the link by weight, so a long backlog of one lane does not
+// stop the others; and nothing leaves the outbox on a PUBACK.
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Aedes } from 'aedes';
+import mqtt from 'mqtt';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MqttConnectionSchema } from '../../common/mqtt-session.ts';
+import { type Db, migrate, openDatabase } from '../../common/sqlite.ts';
+import { laneItem } from '../../gateway/lane-item.ts';
+import { OUTBOX_SCHEMA, Outbox, OutboxConfigSchema } from '../../gateway/outbox.ts';
+import { Uplink } from '../../gateway/uplink.ts';
+import { until } from '../helpers/until.ts';
+
+const ref = { fleet: 'city', vehicle: 'bus-1' };
+
+describe('uplink drain', () => {
+  let dir: string;
+  let db: Db;
+  let broker: Aedes;
+  let server: Server;
+  let url: string;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'bg-drain-'));
+    db = openDatabase(join(dir, 'outbox.db'));
+    migrate(db, [OUTBOX_SCHEMA]);
+    broker = await Aedes.createBroker();
+    server = createServer(broker.handle);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    url = `mqtt://127.0.0.1:${(server.address() as { port: number }).port}`;
+  });
+  afterAll(async () => {
+    await new Promise<void>((r) => broker.close(() => server.close(() => r())));
+    db.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('alarms and incidents first, then clips, track and diagnostics interleaved by weight (8 : 2 : 1); all stay in the outbox until receipted', async () => {
+    const outbox = new Outbox(db, OutboxConfigSchema.parse({ window: 1000 }));
+    const put = (kind: 'footage' | 'position' | 'diag' | 'alarm' | 'incident', lane: 'clip' | 'track' | 'diag' | 'alarm' | 'incident', n: number) => {
+      for (let i = 0; i < n; i++) outbox.write(lane, () => outbox.append(laneItem(ref, kind, lane as never, { id: `${lane}-${i}`, lane })));
+    };
+    // The backlog of a day offline, the alarms stored last.
+    put('footage', 'clip', 40);
+    put('position', 'track', 40);
+    put('diag', 'diag', 40);
+    put('alarm', 'alarm', 2);
+    put('incident', 'incident', 1);
+
+    const seen: string[] = [];
+    const sub = await mqtt.connectAsync(url, { clientId: 'drain-sub' });
+    sub.on('message', (topic, payload) => {
+      if (!topic.endsWith('/status')) seen.push((JSON.parse(payload.toString()) as { lane: string }).lane);
+    });
+    await sub.subscribeAsync('busguard/v1/city/bus-1/up/#', { qos: 1 });
+    const uplink = new Uplink({
+      ref,
+      mqtt: MqttConnectionSchema.parse({ url, protocolVersion: 4 }),
+      outbox,
+      resendMs: 3_600_000,
+      agent: 'test',
+      log: pino({ level: 'silent' }),
+    });
+    uplink.start();
+    try {
+      await until(() => seen.length >= 123, 10_000, 'every message at the subscriber');
+      expect(seen.slice(0, 3).sort()).toEqual(['alarm', 'alarm', 'incident']);
+      const next = seen.slice(3, 3 + 33);
+      const count = (lane: string) => next.filter((l) => l === lane).length;
+      expect(count('clip')).toBe(24);
+      expect(count('track')).toBe(6);
+      expect(count('diag')).toBe(3);
+      // PUBACKed, not receipted: still held.
+      expect(outbox.size()).toBe(123);
+    } finally {
+      await uplink.stop();
+      await sub.endAsync();
+    }
+  });
+});
