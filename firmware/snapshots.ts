@@ -1,55 +1,36 @@
-// Cabin snapshots on alarm: one JPEG from each serial camera, with the
-// alarm's fix in its EXIF GPS tags, written to the media folder (fsync'd,
+// Cabin snapshots on alarm: one JPEG from each camera of `cameras[]`, with
+// the alarm's fix in its EXIF GPS tags, written to the media folder (fsync'd,
 // then renamed into place) so the uploader can send it as evidence right
 // after the alarm.
 //
-// A camera is opened at start-up and kept open: the first snapshot of an
-// alarm must not wait for a port open and a reset. A camera that is missing,
-// answers garbage or sends a truncated JPEG gives a clear error for that
-// camera only: the alarm has already been stored and sent before any of this
-// runs, and the other cameras carry on. A failed camera is reopened on the
-// next alarm.
+// Which camera is which kind (a VC0706 on a serial port, a still from a
+// GStreamer source...) is the driver table's business (hal/camera/drivers.ts):
+// this file knows only the Camera interface, so every driver's photo is
+// geotagged, written and reported the same way.
 //
-// A camera is looked for at every rate a VC0706 knows (the configured
-// power-on rate first, then the transfer rate, then the rest): one left at
-// another rate by SET_PORT, another tool or its EEPROM is still found, and the
-// log says at which rate. A camera that loses power behind a live port (its
-// own supply, a brown-out) fails the snapshot under way; the driver then looks
-// for it again before the next one and sets it up again (image size,
-// transfer rate), without reopening anything.
+// A camera is opened and connected at start-up and kept: the first snapshot
+// of an alarm must not wait for a port open, a rate search or a reset. A
+// camera that is missing, answers garbage or sends a truncated JPEG gives a
+// clear error for that camera only: the alarm has already been stored and
+// sent before any of this runs, and the other cameras carry on. A camera
+// that failed to connect, or whose way to it failed ('io': the port went
+// away), is opened and connected again at the next alarm; any other failure
+// keeps it, and its driver sees to the next snapshot (the VC0706 driver
+// looks for a camera that stopped answering at every rate first).
 
 import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { CameraError, IMAGE_SIZE_CODES, type ImageSize, Vc0706Camera } from '../hal/camera/vc0706.ts';
+import { type CameraConfig, CameraConfigSchema, openCamera } from '../hal/camera/drivers.ts';
+import { type Camera, CameraError } from '../hal/camera/types.ts';
 import { writeFileDurably } from '../common/durable-file.ts';
 import type { Fix } from '../protocol/messages.ts';
 import { geotagJpeg } from './geotag.ts';
 
-const VC0706_RATES = [9600, 19200, 38400, 57600, 115200] as const;
-const rate = z.union(VC0706_RATES.map((r) => z.literal(r)) as unknown as [z.ZodLiteral<9600>, z.ZodLiteral<19200>, z.ZodLiteral<38400>, z.ZodLiteral<57600>, z.ZodLiteral<115200>]);
-
-export const CameraConfigSchema = z
-  .object({
-    /** Names the camera in file names, logs and at dispatch ("front", "rear"...). */
-    name: z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, 'letters, digits, "_" or "-", 1 to 32 characters'),
-    /** Serial device of the camera. */
-    port: z.string().min(1),
-    /** The rate the camera talks at after power-on (38400 for VC0706 modules). */
-    baudRate: rate.default(38400),
-    /** The rate to switch to for transfers (not kept over a power cycle: set again when the camera is found at another); equal to baudRate = stay. */
-    transferBaudRate: rate.default(115200),
-    /** The camera's serial number, 0 unless someone changed it. */
-    serial: z.number().int().min(0).max(255).default(0),
-    /** Set at start when the camera has another (with the reset the part needs to apply it). */
-    imageSize: z.enum(Object.keys(IMAGE_SIZE_CODES) as [ImageSize, ...ImageSize[]]).default('640x480'),
-    /** Reply timeout of one command, ms. */
-    timeoutMs: z.number().int().min(100).max(10_000).default(1000),
-  })
-  .strict();
-export type CameraConfig = z.output<typeof CameraConfigSchema>;
+export { CameraConfigSchema };
+export type { CameraConfig };
 
 export const CamerasConfigSchema = z
   .array(CameraConfigSchema)
@@ -63,8 +44,8 @@ export type SnapshotResult =
 
 interface Slot {
   cfg: CameraConfig;
-  cam: Vc0706Camera | null;
-  opening: Promise<Vc0706Camera> | null;
+  cam: Camera | null;
+  opening: Promise<Camera> | null;
 }
 
 export class SnapshotTaker {
@@ -90,31 +71,15 @@ export class SnapshotTaker {
     }
   }
 
-  private ensureOpen(slot: Slot): Promise<Vc0706Camera> {
+  private ensureOpen(slot: Slot): Promise<Camera> {
     if (slot.cam) return Promise.resolve(slot.cam);
     if (slot.opening) return slot.opening;
     const { cfg } = slot;
     slot.opening = (async () => {
-      // The port opens at the power-on rate, where connect() looks first;
-      // then at the transfer rate (the camera keeps a SET_PORT rate until it
-      // loses power: after an agent restart it still talks there), then at
-      // every other rate.
-      const cam = await Vc0706Camera.open({
-        path: cfg.port,
-        baudRate: cfg.baudRate,
-        bootBaudRate: cfg.baudRate,
-        transferBaudRate: cfg.transferBaudRate,
-        imageSize: cfg.imageSize,
-        serial: cfg.serial,
-        timeoutMs: cfg.timeoutMs,
-        log: this.log,
-      });
+      const cam = await openCamera(cfg, this.log);
       try {
-        const c = await cam.connect();
-        this.log.info(
-          { event: 'camera.ready', camera: cfg.name, port: cfg.port, version: c.version, imageSize: cfg.imageSize, foundAt: c.foundAt, baudRate: cam.baudRate },
-          `camera ${cfg.name} found at ${c.foundAt} baud, talking at ${cam.baudRate}`,
-        );
+        const ready = await cam.connect();
+        this.log.info({ event: 'camera.ready', camera: cfg.name, driver: cfg.driver, ...ready.fields }, `camera ${cfg.name} ${ready.summary}`);
       } catch (err) {
         await cam.close().catch(() => {});
         throw err;
@@ -127,7 +92,8 @@ export class SnapshotTaker {
       return cam;
     })()
       .catch((err: unknown) => {
-        this.log.warn({ event: 'camera.unavailable', camera: cfg.name, port: cfg.port, err: (err as Error).message }, 'camera not ready; retried at the next alarm');
+        const where = err instanceof CameraError ? err.detail.path : undefined;
+        this.log.warn({ event: 'camera.unavailable', camera: cfg.name, driver: cfg.driver, where, err: (err as Error).message }, 'camera not ready; retried at the next alarm');
         throw err;
       })
       .finally(() => {
@@ -155,10 +121,10 @@ export class SnapshotTaker {
       try {
         jpeg = await cam.snapshot();
       } catch (err) {
-        // The port itself failed (unplugged): reopen next time. Any other
-        // failure keeps the camera: the driver looks for it at every rate
-        // before the next snapshot (it may have lost power and come back at
-        // its power-on rate).
+        // The way to the camera failed (a port unplugged): reopen next time.
+        // Any other failure keeps the camera: its driver sees to the next
+        // snapshot (a VC0706 is looked for at every rate first: it may have
+        // lost power and come back at its power-on rate).
         if (err instanceof CameraError && err.kind === 'io') {
           slot.cam = null;
           await cam.close().catch(() => {});

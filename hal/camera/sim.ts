@@ -11,27 +11,17 @@
 // or a brown-out): it then comes back at its power-on rate, unfrozen, with
 // SET_PORT forgotten. Faults can be switched on and off while it runs.
 
-import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { SerialPort } from 'serialport';
 import { HANGUP_AWARE_BINDING } from '../serial/hangup-aware-binding.ts';
-import {
-  BAUD_DIVISORS,
-  FBUF_CTRL,
-  IMAGE_SIZE_CODES,
-  IMAGE_SIZE_REGISTER,
-  type ImageSize,
-  type SerialPortOptions,
-  VC0706_CMD,
-  VC0706_REPLY,
-  VC0706_REQUEST,
-  commandName,
-  jpegDimensions,
-} from './vc0706.ts';
+import { jpegDimensions } from './jpeg.ts';
+import { SimFrames } from './sim-frames.ts';
+import { SimUart, sleep, speedsMatch } from './sim-uart.ts';
+import { BAUD_DIVISORS, FBUF_CTRL, IMAGE_SIZE_CODES, IMAGE_SIZE_REGISTER, type ImageSize, VC0706_CMD } from './vc0706-codec.ts';
+import { commandName, encodeReply, imageSizeOf, takeCommand } from './vc0706-codec.ts';
+
+type SerialPortOptions = ConstructorParameters<typeof SerialPort>[0];
 
 // Kept here too: the tests and benches have always taken it from the sim.
 export { jpegDimensions };
@@ -90,9 +80,8 @@ export class SimVc0706 {
   /** The size frames have now; the register may hold another until the next boot. */
   private size: ImageSize;
   private faultMode: SimFault | null = null;
-  private frames: Buffer[] = [];
-  private nextIndex = 0;
-  private frame: Buffer | null = null;
+  private readonly frames = new SimFrames();
+  private readonly uart: SimUart;
   private booting = false;
   private bootTimer: NodeJS.Timeout | null = null;
   /** Resolves the promise of the boot under way (also when it is cut short). */
@@ -110,8 +99,6 @@ export class SimVc0706 {
   private readonly registers = new Map<string, number>();
   /** Every command parsed, oldest first (the last 1000). */
   readonly commands: SimCommand[] = [];
-  /** The frame served by the last freeze (after any truncation). */
-  lastFrame: Buffer | null = null;
 
   constructor(opts: SimVc0706Options) {
     this.o = opts;
@@ -119,20 +106,12 @@ export class SimVc0706 {
     this.serial = opts.serial ?? 0;
     this.size = opts.imageSize ?? '320x240';
     this.registers.set(regKey(IMAGE_SIZE_REGISTER), IMAGE_SIZE_CODES[this.size]);
+    this.uart = new SimUart(() => this.port, opts.path, opts.log);
   }
 
   /** Open the device end. Throws if it cannot be opened or there is no image to serve. */
   async start(): Promise<void> {
-    const images = [...(this.o.images ?? [])];
-    if (this.o.dir) {
-      const names = (await readdir(this.o.dir)).filter((n) => /\.jpe?g$/i.test(n)).sort();
-      for (const n of names) images.push(await readFile(join(this.o.dir, n)));
-    }
-    if (images.length === 0) throw new Error(`SimVc0706 ${this.o.path}: no JPEG to serve; give images or a dir with .jpg files`);
-    for (const [i, img] of images.entries()) {
-      if (!jpegDimensions(img)) throw new Error(`SimVc0706 ${this.o.path}: image ${i} is not a JPEG with a frame header`);
-    }
-    this.frames = images;
+    await this.frames.load(`SimVc0706 ${this.o.path}`, this.o.images, this.o.dir);
     const port = new SerialPort({ path: this.o.path, baudRate: this.baud, autoOpen: false, binding: HANGUP_AWARE_BINDING } as SerialPortOptions);
     port.on('error', (err) => this.o.log?.debug({ event: 'camsim.port.error', path: this.o.path, err: err.message }));
     port.on('data', (d: Buffer) => this.onData(d));
@@ -188,7 +167,7 @@ export class SimVc0706 {
     this.epoch++;
     this.cancelBoot();
     this.booting = false;
-    this.frame = null;
+    this.frames.resume();
     this.rx = Buffer.alloc(0);
     this.inbox = [];
     this.o.log?.info({ event: 'camsim.power', path: this.o.path, on: false });
@@ -215,7 +194,12 @@ export class SimVc0706 {
 
   /** Frozen on a frame (after FBUF_CTRL stop, until resume). */
   get frozen(): boolean {
-    return this.frame !== null;
+    return this.frames.frozen;
+  }
+
+  /** The frame served by the last freeze (after any truncation). */
+  get lastFrame(): Buffer | null {
+    return this.frames.last;
   }
 
   /** Commands with this code received so far. */
@@ -270,27 +254,9 @@ export class SimVc0706 {
   }
 
   private nextCommand(): SimCommand | null {
-    for (;;) {
-      const i = this.rx.indexOf(VC0706_REQUEST);
-      if (i === -1) {
-        this.rx = Buffer.alloc(0);
-        return null;
-      }
-      this.rx = this.rx.subarray(i);
-      if (this.rx.length < 4) return null;
-      const len = this.rx[3] ?? 0;
-      if (len > 32) {
-        this.rx = this.rx.subarray(1); // no command is that long: a stray 0x56
-        continue;
-      }
-      if (this.rx.length < 4 + len) return null;
-      const serial = this.rx[1];
-      const cmd = this.rx[2] ?? 0;
-      const args = Buffer.from(this.rx.subarray(4, 4 + len));
-      this.rx = this.rx.subarray(4 + len);
-      if (serial !== this.serial) continue; // addressed to another camera on the bus
-      return { cmd, name: commandName(cmd), args, at: performance.now() };
-    }
+    const { command, rest } = takeCommand(this.rx, this.serial);
+    this.rx = rest;
+    return command && { ...command, name: commandName(command.cmd), at: performance.now() };
   }
 
   // ─────────────── the camera ───────────────
@@ -321,7 +287,7 @@ export class SimVc0706 {
         const addr = ((a[2] ?? 0) << 8) | (a[3] ?? 0);
         if (addr === IMAGE_SIZE_REGISTER) {
           const code = a[4] ?? -1;
-          const size = (Object.keys(IMAGE_SIZE_CODES) as ImageSize[]).find((s) => IMAGE_SIZE_CODES[s] === code);
+          const size = imageSizeOf(code);
           if (!size || count !== 1) return this.reply(c.cmd, 3);
           // Only the register changes: the part applies a new size at its
           // next reset or power-on; until then frames keep the old size.
@@ -342,11 +308,11 @@ export class SimVc0706 {
         const ctrl = a[0];
         if (ctrl === FBUF_CTRL.STOP_CURRENT || ctrl === FBUF_CTRL.STOP_NEXT) {
           // Already frozen: it stays on the same frame, as the module does.
-          if (!this.frame) this.freeze();
+          if (!this.frames.frozen) this.freeze();
         } else if (ctrl === FBUF_CTRL.STEP) {
           this.freeze();
         } else if (ctrl === FBUF_CTRL.RESUME) {
-          this.frame = null;
+          this.frames.resume();
         } else {
           return this.reply(c.cmd, 3);
         }
@@ -355,7 +321,7 @@ export class SimVc0706 {
       case VC0706_CMD.GET_FBUF_LEN: {
         if (a.length !== 1) return this.reply(c.cmd, 2);
         const len = Buffer.alloc(4);
-        len.writeUInt32BE((this.frame ?? this.peekFrame()).length);
+        len.writeUInt32BE(this.frames.current(this.size).length);
         return this.reply(c.cmd, 0, len);
       }
       case VC0706_CMD.READ_FBUF:
@@ -376,8 +342,7 @@ export class SimVc0706 {
     const addr = a.readUInt32BE(2);
     const len = a.readUInt32BE(6);
     const pauseMs = a.readUInt16BE(10) / 100; // 0.01 ms units
-    // Reading a buffer that is not frozen gives whatever is being captured.
-    const frame = this.frame ?? this.peekFrame();
+    const frame = this.frames.current(this.size);
     const data = Buffer.alloc(len); // past the end of the frame: zeros
     if (addr < frame.length) frame.copy(data, 0, addr, Math.min(frame.length, addr + len));
     const head = this.frameOf(cmd, 0);
@@ -385,25 +350,7 @@ export class SimVc0706 {
   }
 
   private freeze(): void {
-    let frame = this.peekFrame();
-    this.nextIndex++;
-    if (this.faultMode === 'truncate') {
-      // The picture is cut well inside the entropy-coded data: no FF D9.
-      frame = frame.subarray(0, Math.max(4, Math.floor(frame.length * 0.6)));
-    }
-    this.frame = frame;
-    this.lastFrame = frame;
-  }
-
-  /** The frame a freeze would capture now: the next image of the current size (any image if none has it). */
-  private peekFrame(): Buffer {
-    const [w, h] = this.size.split('x').map(Number);
-    const sized = this.frames.filter((f) => {
-      const d = jpegDimensions(f);
-      return d?.width === w && d?.height === h;
-    });
-    const pool = sized.length > 0 ? sized : this.frames;
-    return pool[this.nextIndex % pool.length] as Buffer;
+    this.frames.freeze(this.size, this.faultMode === 'truncate');
   }
 
   /**
@@ -415,7 +362,7 @@ export class SimVc0706 {
     this.cancelBoot();
     const epoch = this.epoch;
     this.booting = true;
-    this.frame = null;
+    this.frames.resume();
     this.rx = Buffer.alloc(0);
     this.baud = this.o.bootBaud ?? 38400;
     return new Promise<void>((resolve) => {
@@ -447,79 +394,32 @@ export class SimVc0706 {
   }
 
   private registerSize(): ImageSize | undefined {
-    const code = this.registers.get(regKey(IMAGE_SIZE_REGISTER));
-    return (Object.keys(IMAGE_SIZE_CODES) as ImageSize[]).find((s) => IMAGE_SIZE_CODES[s] === code);
+    return imageSizeOf(this.registers.get(regKey(IMAGE_SIZE_REGISTER)) ?? -1);
   }
 
   // ─────────────── sending ───────────────
 
-  private frameOf(cmd: number, status: number, data: Buffer = Buffer.alloc(0)): Buffer {
-    return Buffer.concat([Buffer.from([VC0706_REPLY, this.serial, cmd, status, data.length]), data]);
+  private frameOf(cmd: number, status: number, data?: Buffer): Buffer {
+    return encodeReply(this.serial, cmd, status, data);
   }
 
   private reply(cmd: number, status: number, data?: Buffer): Promise<void> {
     return this.transmit([this.frameOf(cmd, status, data)]);
   }
 
-  /** Parts are bytes or pauses (ms). Paced when asked (pace, or the slow fault); pauses only count when paced. */
+  /** Parts are bytes or pauses (ms): see SimUart. Nothing while silent, stopped or off. */
   private async transmit(parts: Array<Buffer | number>, unprompted = false): Promise<void> {
     if (this.faultMode === 'silent' || this.stopped || !this.powered) return;
     const epoch = this.epoch;
     // A reply goes out at the rate its command came in at; only unprompted text (boot) needs a fresh look.
     const noisy = this.faultMode === 'garbage' || !(unprompted ? await this.speedsMatch() : this.lineOk);
-    const bufs = parts.map((p) => (typeof p === 'number' ? p : noisy ? noise(p.length) : p));
-    if (this.rate() === 0) {
-      await this.write(Buffer.concat(bufs.filter((p): p is Buffer => typeof p !== 'number')), epoch);
-      return;
-    }
-    for (const p of bufs) {
-      if (this.stopped || epoch !== this.epoch) return;
-      if (typeof p === 'number') await sleep(p);
-      else await this.paced(p, epoch);
-    }
+    await this.uart.transmit(parts, { noisy, rate: () => this.rate(), live: () => !this.stopped && epoch === this.epoch && this.powered });
   }
 
+  /** Pace: the slow fault's crawl, the line's rate when asked to pace, else 0 (as fast as the pty takes it). */
   private rate(): number {
     if (this.faultMode === 'slow') return this.o.slowBaud ?? 1200;
     return this.o.pace ? this.baud : 0;
-  }
-
-  /** Write in ~10 ms slices on a schedule of 10 bits a byte; the rate is looked at again every slice (a fault may clear). */
-  private async paced(buf: Buffer, epoch: number): Promise<void> {
-    let rate = this.rate();
-    let t0 = performance.now();
-    let sent = 0;
-    for (let i = 0; i < buf.length && !this.stopped && epoch === this.epoch; ) {
-      const now = this.rate();
-      if (now !== rate) {
-        rate = now;
-        t0 = performance.now();
-        sent = 0;
-      }
-      if (rate === 0) {
-        await this.write(buf.subarray(i), epoch);
-        return;
-      }
-      // 10 ms of bytes, or what is left: a 5-byte reply takes 5 bytes' time, not a slice's.
-      const n = Math.min(Math.max(1, Math.floor(rate / 1000)), buf.length - i);
-      await this.write(buf.subarray(i, i + n), epoch);
-      i += n;
-      sent += n;
-      const wait = t0 + (sent * 10 * 1000) / rate - performance.now();
-      if (wait > 0) await sleep(wait);
-    }
-  }
-
-  /** Write unless the power went since `epoch` (the bytes of a cut reply are never sent). */
-  private write(buf: Buffer, epoch: number): Promise<void> {
-    const port = this.port;
-    if (!port?.isOpen || buf.length === 0 || epoch !== this.epoch || !this.powered) return Promise.resolve();
-    return new Promise((resolve) =>
-      port.write(buf, (err) => {
-        if (err) this.o.log?.debug({ event: 'camsim.write.failed', path: this.o.path, err: err.message });
-        resolve();
-      }),
-    );
   }
 
   private wireMs(bytes: number): number {
@@ -528,23 +428,10 @@ export class SimVc0706 {
 
   /** Does the driver's end run at our rate? Unknown (no peer, or stty failed) counts as yes. */
   private speedsMatch(): Promise<boolean> {
-    const peer = this.o.peer;
-    if (!peer) return Promise.resolve(true);
-    return new Promise((resolve) =>
-      execFile('stty', ['-F', peer, 'speed'], (err, out) => resolve(err ? true : Number(out.trim()) === this.baud)),
-    );
+    return speedsMatch(this.o.peer, this.baud);
   }
 }
 
 function regKey(addr: number): string {
   return `0x${addr.toString(16)}`;
 }
-
-/** What a reply looks like to a UART at the wrong speed, or from a failing camera: bytes with no reply sign in them. */
-function noise(n: number): Buffer {
-  const b = randomBytes(n);
-  for (let i = 0; i < n; i++) if (b[i] === VC0706_REPLY) b[i] = 0x67;
-  return b;
-}
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));

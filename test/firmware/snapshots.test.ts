@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SimVc0706, type SimVc0706Options, jpegDimensions } from '../../hal/camera/sim.ts';
-import { VC0706_CMD } from '../../hal/camera/vc0706.ts';
+import { VC0706_CMD } from '../../hal/camera/vc0706-codec.ts';
 import { geotagJpeg } from '../../firmware/geotag.ts';
 import { CamerasConfigSchema, SnapshotTaker } from '../../firmware/snapshots.ts';
 import type { Fix } from '../../protocol/messages.ts';

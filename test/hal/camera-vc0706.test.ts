@@ -14,18 +14,10 @@ import pino, { type Logger } from 'pino';
 import { SerialPort } from 'serialport';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BOOT_TEXT, SimVc0706, type SimFault, type SimVc0706Options, jpegDimensions } from '../../hal/camera/sim.ts';
-import {
-  CameraError,
-  type CameraErrorKind,
-  FBUF_CTRL,
-  IMAGE_SIZE_CODES,
-  VC0706_CMD,
-  Vc0706Camera,
-  type Vc0706Options,
-  encodeCommand,
-  findReply,
-  jpegEnd,
-} from '../../hal/camera/vc0706.ts';
+import { jpegEnd } from '../../hal/camera/jpeg.ts';
+import { CameraError, type CameraErrorKind } from '../../hal/camera/types.ts';
+import { Vc0706Camera, type Vc0706Options } from '../../hal/camera/vc0706.ts';
+import { FBUF_CTRL, IMAGE_SIZE_CODES, VC0706_CMD, encodeCommand, findReply } from '../../hal/camera/vc0706-codec.ts';
 import { openPtyPair, type PtyPair } from '../helpers/pty.ts';
 
 const FIXTURES = new URL('../fixtures/camera/', import.meta.url);
