@@ -5,6 +5,7 @@
 
 import { z } from 'zod';
 import { IMAGE_SIZES, VC0706_BAUD_RATES, VC0706_POWER_ON_BAUD } from './vc0706-codec.ts';
+import { splitGstDescription } from '../video/gst-launch.ts';
 
 /** Names the camera in file names, logs and at dispatch ("front", "rear"...). Every driver has it. */
 export const cameraName = z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, 'letters, digits, "_" or "-", 1 to 32 characters');
@@ -32,3 +33,44 @@ export const Vc0706ConfigSchema = z
   })
   .strict();
 export type Vc0706CameraConfig = z.output<typeof Vc0706ConfigSchema>;
+
+const stillSide = z.number().int().min(16).max(8192);
+
+/** What is wrong with a still's source fragment, or null: it must parse as gst-launch-1.0 would take it, and be a source only. */
+function stillSourceProblem(source: string): string | null {
+  let tokens: string[];
+  try {
+    tokens = splitGstDescription(source);
+  } catch (err) {
+    return (err as Error).message.replace(/^video source: /, '');
+  }
+  if (tokens.length === 0) return 'empty; give e.g. "v4l2src device=/dev/video0"';
+  if (tokens[0] === '!' || tokens.at(-1) === '!') return 'starts or ends with "!"; give only the source part, the driver adds "! videoconvert ! jpegenc ! fdsink"';
+  const sink = tokens.find((t) => /^[a-z0-9]*sink$|^jpegenc$/.test(t));
+  if (sink) return `contains ${sink}; give only the source part, the driver adds the JPEG encoder and the sink`;
+  return null;
+}
+
+export const GstreamerStillConfigSchema = z
+  .object({
+    driver: z.literal('gstreamer'),
+    name: cameraName,
+    /**
+     * The GStreamer source as typed after gst-launch-1.0, giving raw video (as video[].source):
+     * "v4l2src device=/dev/video0", "rtspsrc location=rtsp://… ! decodebin",
+     * "videotestsrc is-live=true ! video/x-raw,width=320,height=240". The driver adds the JPEG encoder.
+     */
+    source: z.string().min(1).superRefine((source, ctx) => {
+      const problem = stillSourceProblem(source);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    }),
+    /** Scale the picture to this width and/or height (the other keeps the aspect ratio); default: as the source gives it. */
+    width: stillSide.optional(),
+    height: stillSide.optional(),
+    /** jpegenc quality, 1 to 100. */
+    quality: z.number().int().min(1).max(100).default(85),
+    /** The whole capture (start, connection, first frame) must be done in this long, ms, or gst-launch-1.0 is killed. */
+    timeoutMs: z.number().int().min(500).max(60_000).default(10_000),
+  })
+  .strict();
+export type GstreamerStillConfig = z.output<typeof GstreamerStillConfigSchema>;

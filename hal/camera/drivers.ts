@@ -23,6 +23,7 @@ function driver<S extends z.ZodObject>(config: S, open: (cfg: z.output<S>, log?:
 
 export const CAMERA_DRIVERS = {
   vc0706: driver(schema.Vc0706ConfigSchema, async (cfg, log) => (await import('./vc0706.ts')).Vc0706Camera.fromConfig(cfg, log)),
+  gstreamer: driver(schema.GstreamerStillConfigSchema, async (cfg, log) => (await import('./gstreamer-still.ts')).GstreamerStillCamera.fromConfig(cfg, log)),
 };
 
 export type CameraDriverName = keyof typeof CAMERA_DRIVERS;
