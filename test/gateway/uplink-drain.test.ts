@@ -45,7 +45,10 @@ describe('uplink drain', () => {
   it('alarms and incidents first, then clips, track and diagnostics interleaved by weight (8 : 2 : 1); all stay in the outbox until receipted', async () => {
     const outbox = new Outbox(db, OutboxConfigSchema.parse({ window: 1000 }));
     const put = (kind: 'footage' | 'position' | 'diag' | 'alarm' | 'incident', lane: 'clip' | 'track' | 'diag' | 'alarm' | 'incident', n: number) => {
-      for (let i = 0; i < n; i++) outbox.write(lane, () => outbox.append(laneItem(ref, kind, lane as never, { id: `${lane}-${i}`, lane })));
+      for (let i = 0; i < n; i++) {
+        const msg = { id: `${lane}-${i}`, lane };
+        outbox.write(lane, () => outbox.append(laneItem(ref, kind, lane as never, msg)));
+      }
     };
     // The backlog of a day offline, the alarms stored last.
     put('footage', 'clip', 40);
