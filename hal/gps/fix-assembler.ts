@@ -31,7 +31,7 @@
 // pending, see ais.ts) is withheld here too.
 
 import type { GpsFix } from './types.ts';
-import type { ParsedSentence } from './nmea.ts';
+import type { ParsedSentence } from './sentence-types.ts';
 import * as fixState from './fix-state.ts';
 import * as receiverState from './receiver-state.ts';
 import type { ReceiverState } from './receiver-state.ts';
@@ -43,7 +43,7 @@ import { AisHalfMessages } from './ais.ts';
 // Local references for the per-sentence path (see nmea.ts on tsx's getter-based imports).
 const { MODE_2D, MODE_3D, MODE_NO_FIX, SET, STATUS, clearFix, hasAltitude, mergeFix } = fixState;
 const { newReceiverState } = receiverState;
-const { RULES, ruleFor } = sentenceRules;
+const { RULE_COUNT, ruleFor, typedRule } = sentenceRules;
 const { fixTimeSeconds, fixTimeMs } = utc;
 const { ellipsoidDistanceM } = geodesy;
 
@@ -57,7 +57,7 @@ const UERE = {
 };
 
 export class FixAssembler {
-  private readonly st: ReceiverState = newReceiverState(RULES.length);
+  private readonly st: ReceiverState = newReceiverState(RULE_COUNT);
   private readonly ais = new AisHalfMessages();
   private readonly now: () => number;
   private lastEmitted: GpsFix | null = null;
@@ -91,13 +91,23 @@ export class FixAssembler {
     st.frac.latched = false;
     st.seriesMore = false;
 
-    const rule = ruleFor(s);
+    // The table's rule: a typed sentence's by its type (the rule reads what the parser decoded), another's by its address.
     let mask: number = SET.ONLINE;
     let tag = 0;
-    if (rule?.apply && s.fields.count >= rule.minFields) {
-      mask = rule.apply(s, st);
-      st.cycleContinues = rule.continuesCycle;
-      tag = rule.tag;
+    if (s.type === 'other') {
+      const rule = ruleFor(s);
+      if (rule?.apply && s.fields.count >= rule.minFields) {
+        mask = rule.apply(s, st);
+        st.cycleContinues = rule.continuesCycle;
+        tag = rule.tag;
+      }
+    } else {
+      const rule = typedRule(s.type);
+      if (s.fields.count >= rule.minFields) {
+        mask = rule.apply(s, st);
+        st.cycleContinues = rule.continuesCycle;
+        tag = rule.tag;
+      }
     }
     noteSeries(st, s.address);
     if (mask & SET.TIME) {

@@ -18,18 +18,39 @@
 //   digits after it, either case, anything after them ignored;
 // - at most 130 characters including the line end, as gpsd's NMEA driver.
 // Field content never rejects a sentence: gpsd reads what it can and
-// ignores the rest, and so do the decoders here (nmea-fields.ts).
+// ignores the rest, and so do the decoders (nmea-fields.ts,
+// sentence-decoders.ts).
 
 import * as fieldRules from './nmea-fields.ts';
-import type { NmeaFields as Fields, UtcDate } from './nmea-fields.ts';
+import type { NmeaFields as Fields } from './nmea-fields.ts';
+import type { NmeaError, ParsedSentence } from './sentence-types.ts';
+import * as sentenceRules from './sentence-rules.ts';
 
 // tsx (which runs busguard's TypeScript) compiles modules to CommonJS with
 // getter-based exports, so every read of an imported binding is a getter
 // call: 20-45x slower in a tight loop than a local. The per-sentence path
 // therefore takes local references once, at load.
-const { KNOTS_TO_MPS, NmeaFields, timeOfDayMs } = fieldRules;
+const { NmeaFields } = fieldRules;
+const { TYPED_DECODERS } = sentenceRules;
 
 export { KNOTS_TO_MPS, NmeaFields, type UtcDate } from './nmea-fields.ts';
+export type {
+  AisSentence,
+  GgaSentence,
+  GllSentence,
+  GnsSentence,
+  GsaSentence,
+  NmeaError,
+  OtherSentence,
+  ParsedSentence,
+  RmcSentence,
+  SentenceBase,
+  TypedFormatter,
+  TypedSentence,
+  TypedSentences,
+  VtgSentence,
+  ZdaSentence,
+} from './sentence-types.ts';
 
 /** gpsd's NMEA_MAX: a longer sentence is two sentences run together (Garmin GPS-10) and is dropped. */
 export const NMEA_MAX_LENGTH = 130;
@@ -38,129 +59,6 @@ const MAX_FIELDS = 100;
 /** Field bounds are collected here, then copied once at their final size (no growth per field). */
 const MAX_BOUNDS = 2 * MAX_FIELDS - 1;
 const SCRATCH: number[] = new Array<number>(2 * MAX_FIELDS + 1).fill(0);
-
-interface SentenceBase {
-  /**
-   * The sentence's fields as gpsd numbers them: 0 is the address as sent
-   * ('GPGGA', 'PGRME', 'PSTI'), then every data field up to the '*'. A field
-   * past the end reads as empty. Read in place: fields.text(i) for a string.
-   */
-  fields: Fields;
-  /** The address as sent: 'GPGGA', 'PGRME', 'PSTI'. */
-  address: string;
-  /** Two-letter talker ('GP', 'GN', 'BD', Quectel's 'PQ' in $PQGSA); 'P' for other proprietary sentences. */
-  talker: string;
-  /** 'GGA', 'RMC' ...; for a proprietary sentence the address after the 'P' ('GRME', 'STI'). */
-  formatter: string;
-}
-
-/** UTC time of day of a sentence: the raw hhmmss and its fraction, as gpsd keeps them. */
-interface TimeOfDay {
-  /** hh*10000 + mm*100 + ss, not range-checked; -1 when the field is empty or malformed. */
-  hhmmss: number;
-  /** Fraction of the second, nanoseconds. */
-  nanos: number;
-  /** Milliseconds since UTC midnight, or null when the time is missing or out of range. */
-  timeOfDayMs: number | null;
-}
-
-export interface RmcSentence extends SentenceBase, TimeOfDay {
-  type: 'RMC';
-  /** 'A' data valid; 'V' warning, and anything else a receiver puts there, as gpsd reads it. */
-  status: 'A' | 'V';
-  /** NMEA 2.3+ FAA mode indicator (A, D, E, F, M, N, P, R, S), null before 2.3. */
-  mode: string | null;
-  lat: number | null;
-  lon: number | null;
-  speedMps: number | null;
-  /** Course over ground as sent, degrees true. */
-  trackDeg: number | null;
-  date: UtcDate | null;
-}
-
-export interface GgaSentence extends SentenceBase, TimeOfDay {
-  type: 'GGA';
-  lat: number | null;
-  lon: number | null;
-  /** 0 invalid, 1 GPS, 2 DGPS, 3 PPS, 4 RTK, 5 float RTK, 6 dead reckoning, 7 manual, 8 simulator; -1 when empty. */
-  quality: number;
-  /** Satellites in use; null when empty. */
-  sats: number | null;
-  hdop: number | null;
-  /** Antenna altitude above mean sea level, metres. */
-  altM: number | null;
-  /** Geoid height above the WGS84 ellipsoid, metres. */
-  geoidSepM: number | null;
-}
-
-export interface GllSentence extends SentenceBase, TimeOfDay {
-  type: 'GLL';
-  lat: number | null;
-  lon: number | null;
-  /** 'A' valid, 'V' invalid, '' when the receiver (Garmin 65) sends none. */
-  status: string;
-  /** FAA mode indicator, NMEA 2.3+. */
-  mode: string | null;
-}
-
-export interface GnsSentence extends SentenceBase, TimeOfDay {
-  type: 'GNS';
-  lat: number | null;
-  lon: number | null;
-  /** One FAA mode letter per constellation (GPS, GLONASS, Galileo, BeiDou, QZSS, NavIC). */
-  modes: string;
-  sats: number | null;
-  hdop: number | null;
-  altM: number | null;
-  geoidSepM: number | null;
-  /** NMEA 4.1 navigational status: S safe, C caution, U unsafe, V not valid; '' when absent. */
-  navStatus: string;
-}
-
-export interface GsaSentence extends SentenceBase {
-  type: 'GSA';
-  /** 1 no fix, 2 2D, 3 3D; null when the field holds something else (Antaris 'E'). */
-  fixMode: 1 | 2 | 3 | null;
-  pdop: number | null;
-  hdop: number | null;
-  vdop: number | null;
-}
-
-export interface VtgSentence extends SentenceBase {
-  type: 'VTG';
-  trackDeg: number | null;
-  magneticTrackDeg: number | null;
-  speedMps: number | null;
-  /** FAA mode indicator, NMEA 2.3+. */
-  mode: string | null;
-}
-
-export interface ZdaSentence extends SentenceBase, TimeOfDay {
-  type: 'ZDA';
-  day: number;
-  month: number;
-  /** Four digits: ZDA is the one sentence that carries the century. */
-  year: number;
-}
-
-/** Any other sentence: satellites in view, headings, proprietary status... Its fields are still there for the rules that need them. */
-export interface OtherSentence extends SentenceBase {
-  type: 'other';
-}
-
-/** An AIS report (!AIVDM, !AIVDO, $AIVDM): ships' transponders, mixed into some receivers' output. */
-export interface AisSentence extends SentenceBase {
-  type: 'AIS';
-}
-
-export type ParsedSentence = RmcSentence | GgaSentence | GllSentence | GnsSentence | GsaSentence | VtgSentence | ZdaSentence | OtherSentence | AisSentence;
-
-export interface NmeaError {
-  /** What failed, on which input, and what to check. */
-  error: string;
-  /** 'checksum' is counted apart: many of them at once usually mean a wrong baud rate or a noisy line. */
-  kind: 'checksum' | 'framing' | 'field';
-}
 
 /** True when parseSentence returned an error. */
 export function isNmeaError(r: ParsedSentence | NmeaError): r is NmeaError {
@@ -380,193 +278,25 @@ function checksumProblem(line: string, end: number, lastStar: number, sum: numbe
   return null;
 }
 
-/** The typed sentence for the formatters the fix assembler reads, 'other' for the rest. */
+/**
+ * The typed sentence when the table has a decoder for the formatter
+ * (sentence-rules.ts), 'other' for the rest. As in gpsd, a three-letter
+ * formatter matches after whatever two characters precede it (so Quectel's
+ * $PQGSA is a GSA), unless the table names the whole address: $PGRMC,
+ * Garmin's configuration echo, must not be taken for an RMC.
+ */
 function decode(fields: Fields, address: string): ParsedSentence {
-  // gpsd matches a three-letter formatter on whatever two characters precede
-  // it (so Quectel's $PQGSA is a GSA), except $PGRMC, Garmin's configuration
-  // echo, which it must not take for an RMC.
-  if (address.length === 5 && address !== 'PGRMC') {
+  if (address.length === 5) {
     // The formatter's three letters as one number: no substring per sentence.
-    const code = (address.charCodeAt(2) << 16) | (address.charCodeAt(3) << 8) | address.charCodeAt(4);
-    const decoder = DECODERS.get(code);
-    if (decoder) return decoder(fields, address);
+    const typed = DECODERS.get(formatterCode(address, 2));
+    if (typed !== undefined && (typed.shadowedBy.length === 0 || !typed.shadowedBy.includes(address))) return typed.decode(fields, address);
   }
   if (address.charCodeAt(0) === 80) return { type: 'other', talker: 'P', formatter: address.slice(1), address, fields };
   return { type: 'other', talker: address.slice(0, 2), formatter: address.slice(2), address, fields };
 }
 
-type Decoder = (fields: Fields, address: string) => ParsedSentence;
-
-const DECODERS = new Map<number, Decoder>(
-  (
-    [
-      ['RMC', decodeRmc],
-      ['GGA', decodeGga],
-      ['GLL', decodeGll],
-      ['GNS', decodeGns],
-      ['GSA', decodeGsa],
-      ['VTG', decodeVtg],
-      ['ZDA', decodeZda],
-    ] as const
-  ).map(([name, decoder]) => [(name.charCodeAt(0) << 16) | (name.charCodeAt(1) << 8) | name.charCodeAt(2), decoder]),
-);
-
-function oneChar(f: Fields, i: number): string | null {
-  return f.isEmpty(i) ? null : String.fromCharCode(f.code(i));
+function formatterCode(s: string, at: number): number {
+  return (s.charCodeAt(at) << 16) | (s.charCodeAt(at + 1) << 8) | s.charCodeAt(at + 2);
 }
 
-function letter(f: Fields, i: number): string {
-  return f.isEmpty(i) ? '' : String.fromCharCode(f.code(i));
-}
-
-// RMC (NMEA 0183 v2.0, v2.3 adds 12 = mode, v4.1 adds 13 = nav status):
-// 1 time, 2 status, 3 lat, 4 N/S, 5 lon, 6 E/W, 7 speed kn, 8 course true,
-// 9 date ddmmyy, 10 magvar, 11 magvar E/W.
-function decodeRmc(f: Fields, address: string): RmcSentence {
-  const six = f.hhmmss(1);
-  const nanos = six >= 0 ? f.nanos(1) : 0;
-  const pos = f.latLon(3);
-  const knots = f.num(7);
-  return {
-    type: 'RMC',
-    talker: address.slice(0, 2),
-    formatter: 'RMC',
-    address,
-    fields: f,
-    hhmmss: six,
-    nanos,
-    timeOfDayMs: timeOfDayMs(six, nanos),
-    status: f.code(2) === 65 ? 'A' : 'V',
-    mode: oneChar(f, 12),
-    lat: pos?.lat ?? null,
-    lon: pos?.lon ?? null,
-    speedMps: Number.isNaN(knots) ? null : knots * KNOTS_TO_MPS,
-    trackDeg: f.optionalNum(8),
-    date: f.ddmmyy(9),
-  };
-}
-
-// GGA: 1 time, 2 lat, 3 N/S, 4 lon, 5 E/W, 6 quality, 7 sats in use,
-// 8 hdop, 9 altitude MSL, 10 'M', 11 geoid separation, 12 'M', 13 DGPS age, 14 station.
-function decodeGga(f: Fields, address: string): GgaSentence {
-  const six = f.hhmmss(1);
-  const nanos = six >= 0 ? f.nanos(1) : 0;
-  const pos = f.latLon(2);
-  return {
-    type: 'GGA',
-    talker: address.slice(0, 2),
-    formatter: 'GGA',
-    address,
-    fields: f,
-    hhmmss: six,
-    nanos,
-    timeOfDayMs: timeOfDayMs(six, nanos),
-    lat: pos?.lat ?? null,
-    lon: pos?.lon ?? null,
-    quality: f.isEmpty(6) ? -1 : f.int(6),
-    sats: f.isEmpty(7) ? null : f.int(7),
-    hdop: f.optionalNum(8),
-    altM: f.optionalNum(9),
-    geoidSepM: f.optionalNum(11),
-  };
-}
-
-// GLL: 1 lat, 2 N/S, 3 lon, 4 E/W, 5 time, 6 status, 7 FAA mode (NMEA 2.3+).
-function decodeGll(f: Fields, address: string): GllSentence {
-  const six = f.hhmmss(5);
-  const nanos = six >= 0 ? f.nanos(5) : 0;
-  const pos = f.latLon(1);
-  return {
-    type: 'GLL',
-    talker: address.slice(0, 2),
-    formatter: 'GLL',
-    address,
-    fields: f,
-    hhmmss: six,
-    nanos,
-    timeOfDayMs: timeOfDayMs(six, nanos),
-    lat: pos?.lat ?? null,
-    lon: pos?.lon ?? null,
-    status: letter(f, 6),
-    mode: oneChar(f, 7),
-  };
-}
-
-// GNS: 1 time, 2 lat, 3 N/S, 4 lon, 5 E/W, 6 mode letters, 7 sats, 8 hdop,
-// 9 altitude MSL, 10 geoid separation, 11 DGPS age, 12 station, 13 nav status (4.1+).
-function decodeGns(f: Fields, address: string): GnsSentence {
-  const six = f.hhmmss(1);
-  const nanos = six >= 0 ? f.nanos(1) : 0;
-  const pos = f.latLon(2);
-  return {
-    type: 'GNS',
-    talker: address.slice(0, 2),
-    formatter: 'GNS',
-    address,
-    fields: f,
-    hhmmss: six,
-    nanos,
-    timeOfDayMs: timeOfDayMs(six, nanos),
-    lat: pos?.lat ?? null,
-    lon: pos?.lon ?? null,
-    modes: f.text(6),
-    sats: f.isEmpty(7) ? null : f.int(7),
-    hdop: f.optionalNum(8),
-    altM: f.optionalNum(9),
-    geoidSepM: f.optionalNum(10),
-    navStatus: letter(f, 13),
-  };
-}
-
-// GSA: 1 selection (M/A), 2 mode (1/2/3), 3-14 PRNs used (more on some
-// receivers), then PDOP, HDOP, VDOP, and from NMEA 4.10 the system id.
-function decodeGsa(f: Fields, address: string): GsaSentence {
-  const mode = f.int(2);
-  return {
-    type: 'GSA',
-    talker: address.slice(0, 2),
-    formatter: 'GSA',
-    address,
-    fields: f,
-    fixMode: mode === 1 || mode === 2 || mode === 3 ? mode : null,
-    pdop: f.optionalNum(15),
-    hdop: f.optionalNum(16),
-    vdop: f.optionalNum(17),
-  };
-}
-
-// VTG: 1 course true, 2 'T', 3 course magnetic, 4 'M', 5 speed kn, 6 'N',
-// 7 speed km/h, 8 'K', 9 FAA mode (NMEA 2.3+).
-function decodeVtg(f: Fields, address: string): VtgSentence {
-  const knots = f.num(5);
-  return {
-    type: 'VTG',
-    talker: address.slice(0, 2),
-    formatter: 'VTG',
-    address,
-    fields: f,
-    trackDeg: f.optionalNum(1),
-    magneticTrackDeg: f.optionalNum(3),
-    speedMps: Number.isNaN(knots) ? null : knots * KNOTS_TO_MPS,
-    mode: oneChar(f, 9),
-  };
-}
-
-// ZDA: 1 time, 2 day, 3 month, 4 year (four digits), 5-6 local zone.
-function decodeZda(f: Fields, address: string): ZdaSentence {
-  const six = f.hhmmss(1);
-  const nanos = six >= 0 ? f.nanos(1) : 0;
-  return {
-    type: 'ZDA',
-    talker: address.slice(0, 2),
-    formatter: 'ZDA',
-    address,
-    fields: f,
-    hhmmss: six,
-    nanos,
-    timeOfDayMs: timeOfDayMs(six, nanos),
-    day: f.int(2),
-    month: f.int(3),
-    year: f.int(4),
-  };
-}
+const DECODERS = new Map(TYPED_DECODERS.map((d) => [formatterCode(d.formatter, 0), d]));

@@ -7,7 +7,7 @@
 // $PSTI,030, $PGPSP) carry a whole position.
 
 import * as fixState from './fix-state.ts';
-import type { ParsedSentence } from './nmea.ts';
+import type { OtherSentence } from './sentence-types.ts';
 import type { ReceiverState } from './receiver-state.ts';
 import * as kit from './sentence-kit.ts';
 import type { Apply } from './sentence-kit.ts';
@@ -300,7 +300,7 @@ export const psrfepe: Apply = (s, st) => {
 };
 
 /** Merge a $PSTI time (hhmmss, ddmmyy) and note it for cycle detection. */
-function pstiTime(s: ParsedSentence, st: ReceiverState, time: number, date: number): number {
+function pstiTime(s: OtherSentence, st: ReceiverState, time: number, date: number): number {
   if (s.fields.isEmpty(time) || s.fields.isEmpty(date)) return 0;
   if (!mergeFieldTime(st, s, time) || !mergeFieldDate(st, s, date)) return 0;
   noteFieldTimeOfDay(st, s, time);

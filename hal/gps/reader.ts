@@ -1,5 +1,6 @@
 // NMEA reader over a serial port: lines → sentences → fixes, and a port that
-// reopens by itself. Everything here is asynchronous and catches its own
+// reopens by itself; the search for the receiver's baud rate is in
+// baud-search.ts. Everything here is asynchronous and catches its own
 // errors, so a receiver that is unplugged, babbles binary or goes silent can
 // never throw into the event loop the alarm path shares.
 
@@ -10,6 +11,7 @@ import type { Logger } from 'pino';
 import type { GpsFix } from './types.ts';
 import { FixAssembler } from './fix-assembler.ts';
 import { parseSentence } from './nmea.ts';
+import { BaudSearch } from './baud-search.ts';
 import { Backoff } from '../../common/backoff.ts';
 import { errText } from '../../common/errors.ts';
 
@@ -51,10 +53,7 @@ export interface NmeaReaderOptions {
   baudSummaryMaxMs?: number;
 }
 
-/** The rates NMEA receivers ship with: 4800 (NMEA 0183 standard), 9600 (most modules), 38400 and 115200 (u-blox, Quectel at higher rates). */
-export const NMEA_BAUD_RATES = [4800, 9600, 38400, 115200] as const;
-/** Checksummed sentences in a row that prove a baud rate right: one can be luck on line noise, two are not. */
-const BAUD_LOCK_SENTENCES = 2;
+export { NMEA_BAUD_RATES } from './baud-search.ts';
 
 export interface NmeaReaderStats {
   /** Lines that parsed as NMEA sentences (any type). */
@@ -101,35 +100,7 @@ export class NmeaReader extends EventEmitter<NmeaReaderEvents> {
   private readonly reopenMaxMs: number;
   private readonly maxLineLength: number;
   private readonly autoBaud: boolean;
-  private readonly baudProbeMs: number;
-  private readonly baudProbeMaxMs: number;
-  private readonly baudSummaryMaxMs: number;
-  /** Rates in the order they are tried: the configured one first. */
-  private readonly baudOrder: number[];
-  private baudIndex = 0;
-  /** Valid sentences in a row at the current rate; the rate is locked at BAUD_LOCK_SENTENCES. */
-  private validInARow = 0;
-  private lockedBaud: number | null = null;
-  private probeTimer: NodeJS.Timeout | null = null;
-  /** The search for a rate while none is locked: its backoff and what it has seen (see armProbe, nextBaud). */
-  private readonly probe = {
-    /** How long the current rate gets; baudProbeMs in the first sweep, doubling per sweep up to baudProbeMaxMs. */
-    dwellMs: 0,
-    /** Full sweeps through every rate that found nothing, since the search (re)started. */
-    sweeps: 0,
-    /** Rates given their dwell in the current sweep. */
-    triedInSweep: 0,
-    /** Bytes read during the current dwell, and dwells in a row that read none: a silent line. */
-    bytesThisDwell: 0,
-    quietDwells: 0,
-    /** Date.now() when the receiver was last heard talking sense (or the port opened). */
-    outageSince: 0,
-    /** Bytes read and lines thrown away since then, for the summary. */
-    bytes: 0,
-    garbageLines: 0,
-    /** The outage's length at the last 'gps.baud.none' warning; 0 before the first. */
-    warnedAtMs: 0,
-  };
+  private readonly baud: BaudSearch;
 
   private readonly assembler = new FixAssembler();
   private readonly counts: NmeaReaderStats = {
@@ -169,20 +140,38 @@ export class NmeaReader extends EventEmitter<NmeaReaderEvents> {
     this.reopenBackoff = new Backoff(this.reopenMinMs, this.reopenMaxMs);
     this.maxLineLength = opts.maxLineLength ?? 200;
     this.autoBaud = opts.autoBaud ?? true;
-    this.baudProbeMs = opts.baudProbeMs ?? 2500;
-    this.baudProbeMaxMs = Math.max(opts.baudProbeMaxMs ?? 60_000, this.baudProbeMs);
-    this.baudSummaryMaxMs = opts.baudSummaryMaxMs ?? 15 * 60_000;
-    this.baudOrder = [opts.baudRate, ...NMEA_BAUD_RATES.filter((b) => b !== opts.baudRate)];
+    const baudProbeMs = opts.baudProbeMs ?? 2500;
+    this.baud = new BaudSearch(
+      {
+        path: opts.path,
+        baudRate: opts.baudRate,
+        autoBaud: this.autoBaud,
+        baudProbeMs,
+        baudProbeMaxMs: Math.max(opts.baudProbeMaxMs ?? 60_000, baudProbeMs),
+        baudSummaryMaxMs: opts.baudSummaryMaxMs ?? 15 * 60_000,
+        log: opts.log,
+      },
+      {
+        port: () => this.port,
+        closed: () => this.stopped,
+        dropPartialLine: () => {
+          this.skipTail = true;
+        },
+        state: () => this.state,
+        setState: (state, detail, level) => this.setState(state, detail, level),
+        stats: () => this.stats(),
+      },
+    );
   }
 
   /** The rate the port is set to now. */
   get currentBaud(): number {
-    return this.baudOrder[this.baudIndex] ?? this.baudRate;
+    return this.baud.current;
   }
 
   /** The rate at which valid sentences were found, or null while none has been (yet). */
   get detectedBaud(): number | null {
-    return this.lockedBaud;
+    return this.baud.detected;
   }
 
   /** Open the port (and keep reopening it) until close(). Calling it twice does nothing. */
@@ -251,12 +240,12 @@ export class NmeaReader extends EventEmitter<NmeaReaderEvents> {
     // ReadlineParser buffers without limit until it sees '\n'; a receiver at
     // the wrong baud rate may never send one. Cut such a run and skip its tail.
     port.on('data', (chunk: Buffer) => {
-      if (port === this.port) this.sawBytes(chunk.length);
+      if (port === this.port) this.baud.sawBytes(chunk.length);
       if (parser.buffer.length > this.maxLineLength) {
         parser.buffer = Buffer.alloc(0);
         if (!this.skipTail) {
           this.counts.overlongLines++; // one run, however long, counts once
-          this.probe.garbageLines++;
+          this.baud.sawGarbage();
         }
         this.skipTail = true;
       }
@@ -284,126 +273,8 @@ export class NmeaReader extends EventEmitter<NmeaReaderEvents> {
     this.counts.opens++;
     this.log?.info({ event: 'gps.port.open', path: this.path, baudRate: this.currentBaud, opens: this.counts.opens });
     this.setState('open', `GPS port ${this.path}: open at ${this.currentBaud} baud`, 'info');
-    this.validInARow = 0;
     this.noDataTimer = setTimeout(() => this.onNoData(), this.noDataTimeoutMs);
-    // A (re)opened port may have another receiver behind it: search afresh.
-    if (this.autoBaud && this.lockedBaud === null) this.startSearch(Date.now());
-  }
-
-  /**
-   * Begin the search for a rate: the first sweep tries each rate for
-   * baudProbeMs, so a receiver at an unexpected rate is found in seconds.
-   * `since` is when the receiver last talked sense, for the summary.
-   */
-  private startSearch(since: number): void {
-    Object.assign(this.probe, { sweeps: 0, triedInSweep: 0, bytesThisDwell: 0, quietDwells: 0, outageSince: since, bytes: 0, garbageLines: 0, warnedAtMs: 0 });
-    this.resetBackoff();
-  }
-
-  private resetBackoff(): void {
-    this.probe.sweeps = 0;
-    this.probe.triedInSweep = 0;
-    this.probe.dwellMs = this.baudProbeMs;
-    this.armProbe();
-  }
-
-  private armProbe(): void {
-    if (this.probeTimer) clearTimeout(this.probeTimer);
-    this.probe.bytesThisDwell = 0;
-    this.probeTimer = setTimeout(() => this.nextBaud(), this.probe.dwellMs);
-  }
-
-  private sawBytes(n: number): void {
-    const p = this.probe;
-    // A line that was silent for a whole dwell and now carries bytes: the
-    // receiver has just started (powered up, wire reconnected), at a rate the
-    // grown dwell would take minutes to reach. Search at the first sweep's
-    // pace again, from the current rate.
-    if (p.quietDwells > 0 && this.probeTimer && this.lockedBaud === null) {
-      p.quietDwells = 0;
-      if (p.dwellMs > this.baudProbeMs) {
-        this.log?.debug(
-          { event: 'gps.baud.activity', path: this.path, baudRate: this.currentBaud, silentDwellMs: p.dwellMs, dwellMs: this.baudProbeMs },
-          `bytes on a line silent for ${fmtSeconds(p.dwellMs)}: trying each rate for ${fmtSeconds(this.baudProbeMs)} again`,
-        );
-        this.resetBackoff();
-      }
-    }
-    p.bytes += n;
-    p.bytesThisDwell += n;
-  }
-
-  /** No proof at this rate within its dwell: switch the open port to the next candidate. */
-  private nextBaud(): void {
-    this.probeTimer = null;
-    const port = this.port;
-    if (this.stopped || !port?.isOpen || this.lockedBaud !== null) return;
-    const p = this.probe;
-    p.quietDwells = p.bytesThisDwell === 0 ? p.quietDwells + 1 : 0;
-    const from = this.currentBaud;
-    const fromDwellMs = p.dwellMs;
-    this.baudIndex = (this.baudIndex + 1) % this.baudOrder.length;
-    const to = this.currentBaud;
-    if (++p.triedInSweep >= this.baudOrder.length) {
-      // Every rate had its turn and none talked NMEA: slow down, and say so once per sweep.
-      p.sweeps++;
-      p.triedInSweep = 0;
-      p.dwellMs = Math.min(this.baudProbeMaxMs, this.baudProbeMs * 2 ** Math.min(p.sweeps, 30));
-      this.summariseSweep();
-    }
-    this.validInARow = 0;
-    this.skipTail = true; // whatever is buffered was read at the old rate
-    this.log?.debug(
-      { event: 'gps.baud.trying', path: this.path, from, to, dwellMs: p.dwellMs, sweep: p.sweeps + 1, stats: this.stats() },
-      `no valid NMEA at ${from} baud in ${fmtSeconds(fromDwellMs)}, trying ${to} for ${fmtSeconds(p.dwellMs)}`,
-    );
-    // After 'no-data' the state stays there: flipping to 'probing' would read
-    // like a recovery in the log while the receiver is as silent as before.
-    if (this.state !== 'no-data') {
-      // info: a receiver at another rate than configured is found this way; a silent one gets 'no-data' (warn).
-      this.setState('probing', `GPS port ${this.path}: no valid NMEA at ${from} baud; trying ${to} (of ${this.baudOrder.join(', ')})`, 'info');
-    }
-    port.update({ baudRate: to }, (err) => {
-      if (err && port === this.port) this.log?.warn({ event: 'gps.baud.update-failed', path: this.path, baudRate: to, err: errText(err) });
-    });
-    this.armProbe();
-  }
-
-  /**
-   * The end of a sweep that found nothing. Logged at warn while the outage
-   * doubles between warnings (each sweep while the dwell grows), then at
-   * most every baudSummaryMaxMs; the sweeps in between at debug. A silent
-   * receiver thus costs a few lines an hour, not one per rate tried.
-   */
-  private summariseSweep(): void {
-    const p = this.probe;
-    const outageMs = Math.max(0, Date.now() - p.outageSince);
-    const warn = p.warnedAtMs === 0 || outageMs >= 2 * p.warnedAtMs || outageMs - p.warnedAtMs >= this.baudSummaryMaxMs;
-    if (warn) p.warnedAtMs = Math.max(outageMs, 1);
-    const rates = [...this.baudOrder].sort((a, b) => a - b);
-    const rateList = `${rates.slice(0, -1).join(', ')} or ${rates.at(-1)}`;
-    const check =
-      p.bytes === 0
-        ? "nothing at all arrives: check the receiver's power and the wire from its TX to our RX"
-        : "bytes arrive but no checksummed NMEA at any rate: check that the receiver is in NMEA mode (not a binary protocol such as UBX or SiRF), and its wiring and ground";
-    const msg =
-      `GPS port ${this.path}: no NMEA at ${rateList} baud for ${fmtDuration(outageMs)} ` +
-      `(${p.bytes} bytes read, ${p.garbageLines} garbage lines); still trying, each rate for ${fmtSeconds(p.dwellMs)}; ${check}`;
-    const entry = { event: 'gps.baud.none', path: this.path, sweeps: p.sweeps, outageMs, bytes: p.bytes, garbageLines: p.garbageLines, dwellMs: p.dwellMs };
-    if (warn) this.log?.warn(entry, msg);
-    else this.log?.debug(entry, msg);
-  }
-
-  private lockBaud(): void {
-    const baud = this.currentBaud;
-    if (this.probeTimer) clearTimeout(this.probeTimer);
-    this.probeTimer = null;
-    if (this.lockedBaud === baud) return;
-    this.lockedBaud = baud;
-    const entry = { event: 'gps.baud.detected', path: this.path, baudRate: baud, configured: this.baudRate };
-    if (baud === this.baudRate) this.log?.info(entry, `GPS receiver talks at ${baud} baud`);
-    else this.log?.warn(entry, `GPS receiver talks at ${baud} baud, not the configured ${this.baudRate}: set gps.baudRate to ${baud}`);
-    this.setState('open', `GPS port ${this.path}: valid NMEA at ${baud} baud${baud === this.baudRate ? '' : ` (configured ${this.baudRate})`}`, 'info');
+    this.baud.portOpened();
   }
 
   private portLost(port: SerialPort, why: string): void {
@@ -446,22 +317,21 @@ export class NmeaReader extends EventEmitter<NmeaReaderEvents> {
     }
     if (raw.length > this.maxLineLength) {
       this.counts.overlongLines++;
-      this.probe.garbageLines++;
+      this.baud.sawGarbage();
       return;
     }
     // Some receivers pad with blank lines or send a lone CR between bursts.
     if (raw === '' || raw === '\r') return;
     const r = parseSentence(raw);
     if ('error' in r) {
-      this.validInARow = 0;
-      this.probe.garbageLines++;
+      this.baud.sawInvalid();
       if (r.kind === 'checksum') this.counts.checksumErrors++;
       else this.counts.otherErrors++;
       this.log?.debug({ event: 'gps.nmea.rejected', path: this.path, kind: r.kind, error: r.error });
       return;
     }
     this.counts.sentencesOk++;
-    if (++this.validInARow >= BAUD_LOCK_SENTENCES && this.lockedBaud !== this.currentBaud) this.lockBaud();
+    this.baud.sawSentence();
     this.sawSentence();
     for (const fix of this.assembler.push(r)) this.onFix(fix);
   }
@@ -485,17 +355,14 @@ export class NmeaReader extends EventEmitter<NmeaReaderEvents> {
     const detail =
       `GPS port ${this.path}: no NMEA sentence in ${this.noDataTimeoutMs / 1000} s; ` +
       (this.autoBaud
-        ? `trying ${this.baudOrder.join(', ')} baud in turn (gps.baud.none says how that goes); check the receiver's power and its TX wire`
+        ? `trying ${this.baud.order.join(', ')} baud in turn (gps.baud.none says how that goes); check the receiver's power and its TX wire`
         : `check baud rate (set to ${this.currentBaud}), the receiver's power and its TX wire`);
     this.log?.warn({ event: 'gps.data.none', path: this.path, baudRate: this.currentBaud, timeoutMs: this.noDataTimeoutMs, stats: this.stats() });
     this.setState('no-data', detail, 'warn');
     // The receiver may have been reconfigured to another rate: look again,
     // from the first sweep's pace. A search already under way (no rate was
     // ever locked) goes on with its backoff.
-    if (this.autoBaud && this.lockedBaud !== null) {
-      this.lockedBaud = null;
-      this.startSearch(Date.now() - this.noDataTimeoutMs);
-    }
+    this.baud.noData(this.noDataTimeoutMs);
   }
 
   private onFix(fix: GpsFix): void {
@@ -524,26 +391,10 @@ export class NmeaReader extends EventEmitter<NmeaReaderEvents> {
   private clearTimers(): void {
     if (this.reopenTimer) clearTimeout(this.reopenTimer);
     if (this.noDataTimer) clearTimeout(this.noDataTimer);
-    if (this.probeTimer) clearTimeout(this.probeTimer);
+    this.baud.stop();
     this.reopenTimer = null;
     this.noDataTimer = null;
-    this.probeTimer = null;
   }
 }
 
 type SerialPortOptions = ConstructorParameters<typeof SerialPort>[0];
-
-/** '2.5 s', '60 s'. */
-function fmtSeconds(ms: number): string {
-  return `${Number((ms / 1000).toFixed(1))} s`;
-}
-
-/** '40 s', '5 min', '2 h 10 min': an outage as a technician reads it. */
-function fmtDuration(ms: number): string {
-  const s = Math.round(ms / 1000);
-  if (s < 90) return `${s} s`;
-  const min = Math.round(s / 60);
-  if (min < 90) return `${min} min`;
-  return `${Math.floor(min / 60)} h ${min % 60} min`;
-}
-

@@ -2,16 +2,20 @@
 // mode letter as a fix status, and how a sentence's time and date fields
 // update the receiver's running date and the cycle clock (gpsd's
 // merge_hhmmss, merge_ddmmyy and register_fractional_time). See
-// sentence-rules.ts for the table and the two rule files.
+// sentence-rules.ts for the table and the rule files.
 
-import type { ParsedSentence } from './nmea.ts';
+import type { OtherSentence, SentenceBase } from './sentence-types.ts';
 import * as fixState from './fix-state.ts';
 import type { ReceiverState } from './receiver-state.ts';
 
 const { STATUS } = fixState;
 
-/** What a sentence does to the receiver: writes its contribution into st.newdata, returns the SET bits of what it set. */
-export type Apply = (s: ParsedSentence, st: ReceiverState) => number;
+/**
+ * What a sentence does to the receiver: writes its contribution into
+ * st.newdata, returns the SET bits of what it set. A typed sentence's rule
+ * takes its decoded sentence (Apply<GgaSentence>); the others read fields.
+ */
+export type Apply<S extends SentenceBase = OtherSentence> = (s: S, st: ReceiverState) => number;
 
 /** Character codes of the letters the rules test most (fields are read as codes, not substrings). */
 export const A = 65;
@@ -21,7 +25,7 @@ export const P = 80;
 export const V = 86;
 
 /** Field i of a sentence as text, '' past the end (for the rare rules that need a string). */
-export function f(s: ParsedSentence, i: number): string {
+export function f(s: SentenceBase, i: number): string {
   return s.fields.text(i);
 }
 
@@ -31,7 +35,7 @@ export function c0(x: string): number {
 }
 
 /** Two decimal digits at offset k of field i, as gpsd's DD() reads them (no digit check; NaN past the end). */
-export function dd(s: ParsedSentence, i: number, k: number): number {
+export function dd(s: SentenceBase, i: number, k: number): number {
   return (s.fields.code(i, k) - 48) * 10 + (s.fields.code(i, k + 1) - 48);
 }
 
@@ -67,7 +71,7 @@ export function faaStatus(mode: number): number {
 }
 
 /** Merge field i (hhmmss) into the running date; false (date untouched) when it is malformed. */
-export function mergeFieldTime(st: ReceiverState, s: ParsedSentence, i: number): boolean {
+export function mergeFieldTime(st: ReceiverState, s: SentenceBase, i: number): boolean {
   const six = s.fields.hhmmss(i);
   return mergeDecodedTime(st, six, six >= 0 ? s.fields.nanos(i) : 0);
 }
@@ -83,7 +87,7 @@ export function mergeDecodedTime(st: ReceiverState, six: number, nanos: number):
 }
 
 /** Merge field i (ddmmyy) into the running date; false (date untouched) when it is malformed. */
-export function mergeFieldDate(st: ReceiverState, s: ParsedSentence, i: number): boolean {
+export function mergeFieldDate(st: ReceiverState, s: SentenceBase, i: number): boolean {
   const d = s.fields.ddmmyy(i);
   if (!d) return false;
   st.date.year = d.year;
@@ -96,7 +100,7 @@ export function mergeFieldDate(st: ReceiverState, s: ParsedSentence, i: number):
  * Note the time of day a sentence is stamped with: a change of it is what
  * starts a new reporting cycle (NMEA has no end-of-cycle marker).
  */
-export function noteFieldTimeOfDay(st: ReceiverState, s: ParsedSentence, i: number): void {
+export function noteFieldTimeOfDay(st: ReceiverState, s: SentenceBase, i: number): void {
   const six = s.fields.hhmmss(i);
   if (six >= 0) noteDecodedTimeOfDay(st, six, s.fields.nanos(i));
 }

@@ -1,37 +1,26 @@
 // One video camera recorded into a ring of short segments by a supervised
-// gst-launch-1.0 child process. GStreamer never runs inside the agent: a
-// crash in a video element must not take the panic button down
-// (gstreamer-superficial issue #26). The child is restarted with backoff when
-// it dies, killed and restarted when it stalls, and every outage is kept as
-// a gap so a clip across it can say so.
-//
-// Segment times come from splitmuxsink's fragment-opened/closed messages
-// (gst-launch-1.0 -m): each carries the running time of the split, exact to
-// the frame and free of the lag with which the messages arrive (a fragment is
-// closed about one GOP after its end, when splitmuxsink has seen the next
-// keyframe). Running time 0 is pinned to the monotonic clock once per run,
-// when the pipeline picks its clock on the way to PLAYING; UTC comes from the
-// agent's clock when a time is read (clock.ts), so segments recorded before
-// GPS time was known move with it once it is. File mtimes would be a GOP late
-// and ffprobe per segment costs a process every few seconds; they are used
-// only for files found on disk without an index entry.
+// gst-launch-1.0 child process: the recorder's public face (start, stop,
+// segments, gaps, pin, waitForRecording) and the wiring of its parts:
+//   gst-supervisor.ts  the child: spawn, output lines, restart with backoff,
+//                      stall watchdog, stop with EOS then SIGKILL;
+//   segment-timing.ts  the segments' times from the pipeline's messages, their
+//                      settlement (closed, cut off), and the gaps;
+//   segment-ring.ts    the index of files, kept within its bounds, on disk.
 //
 // Sim: the sim camera is `videotestsrc is-live=true …` through this same
 // recorder; there is no separate fake.
 
-import { type ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { linkSync, mkdirSync, statSync } from 'node:fs';
 import { fsyncDirSync } from '../../common/durable-file.ts';
 import { join, resolve } from 'node:path';
-import { performance } from 'node:perf_hooks';
-import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
 import type { MediaTools } from './ffprobe.ts';
-import { checkSource, parseGstLine, recorderArgs, sourceFramerate } from './gst-launch.ts';
-import { type Instant, type RecorderClock, SystemClock, monoNow, utcOf } from './clock.ts';
-import { type GapRecord, type RecordingGap, SegmentRing, type SegmentRecord, type SegmentState, type VideoSegment, segmentView, settleRecord } from './segment-ring.ts';
-import { Backoff } from '../../common/backoff.ts';
+import { type GstLine, checkSource, recorderArgs, sourceFramerate } from './gst-launch.ts';
+import { type RecorderClock, SystemClock, utcOf } from './clock.ts';
+import { type RecordingGap, SegmentRing, type SegmentRecord, type SegmentState, type VideoSegment } from './segment-ring.ts';
+import { GstSupervisor } from './gst-supervisor.ts';
+import { SegmentTiming } from './segment-timing.ts';
 import { errText } from '../../common/errors.ts';
 
 export type { RecordingGap, SegmentState, VideoSegment } from './segment-ring.ts';
@@ -151,9 +140,6 @@ export type VideoRecorderEvents = {
   error: [Error];
 };
 
-/** How long gst-launch-1.0 may take to exit after its EOS (1.22 sometimes never does). */
-const EOS_EXIT_MS = 2000;
-
 export class VideoRecorder extends EventEmitter<VideoRecorderEvents> {
   readonly name: string;
   readonly dir: string;
@@ -164,38 +150,17 @@ export class VideoRecorder extends EventEmitter<VideoRecorderEvents> {
   private readonly fps: number;
   private readonly addVideorate: boolean;
   private readonly fileNumbers: number;
-  private readonly restartMinMs: number;
-  private readonly restartMaxMs: number;
-  private readonly stopTimeoutMs: number;
   readonly clock: RecorderClock;
-  private readonly random: () => number;
   private readonly log: Logger | undefined;
   private readonly ring: SegmentRing;
+  private readonly timing: SegmentTiming;
+  private readonly supervisor: GstSupervisor;
 
   private loaded = false;
   private started = false;
-  private stopping = false;
-  private child: ChildProcess | null = null;
-  private run = 0;
   private state: VideoRecorderState = 'idle';
   private lastStatus: VideoRecorderStatus = { state: 'idle', detail: 'not started', run: 0, pid: null };
-  private failures = 0;
-  private readonly backoff: Backoff;
-  private restartTimer: NodeJS.Timeout | null = null;
-  private watchdog: NodeJS.Timeout | null = null;
-  private exitWaiters: (() => void)[] = [];
   private stopPromise: Promise<void> | null = null;
-  private readonly settling = new Set<Promise<void>>();
-
-  // Per run (monotonic ms):
-  private anchorMono: number | null = null;
-  private clockSeenMono: number | null = null;
-  private lastProgress = 0;
-  private lastOpenSize = -1;
-  private eosAt: number | null = null;
-  private killReason: string | null = null;
-  private firstError: string | null = null;
-  private stderrTail: string[] = [];
 
   constructor(private readonly opts: VideoRecorderOptions) {
     super();
@@ -219,21 +184,54 @@ export class VideoRecorder extends EventEmitter<VideoRecorderEvents> {
     const capsFps = sourceFramerate(opts.source);
     this.fps = capsFps ?? positive(opts.name, 'fps', opts.fps ?? 15);
     this.addVideorate = capsFps === null;
-    this.restartMinMs = positive(opts.name, 'restartMinMs', opts.restartMinMs ?? 500);
-    this.restartMaxMs = Math.max(this.restartMinMs, opts.restartMaxMs ?? 30_000);
+    const restartMinMs = positive(opts.name, 'restartMinMs', opts.restartMinMs ?? 500);
+    const restartMaxMs = Math.max(restartMinMs, opts.restartMaxMs ?? 30_000);
     this.stallMs = positive(opts.name, 'stallMs', opts.stallMs ?? Math.max(10_000, 4000 * this.segmentS));
-    this.stopTimeoutMs = opts.stopTimeoutMs ?? 5000;
     this.clock = opts.clock ?? new SystemClock();
-    this.random = opts.random ?? Math.random;
-    this.backoff = new Backoff(this.restartMinMs, this.restartMaxMs, this.random);
     this.log = opts.log;
     this.args(0); // a folder or encoder the command line cannot carry fails here, not in the first restart
     this.ring = new SegmentRing({ camera: opts.name, dir: this.dir, maxSegments, maxBytes, fileNumbers: this.fileNumbers, clock: this.clock, tools: opts.tools, log: opts.log });
+    this.timing = new SegmentTiming(
+      { camera: opts.name, ring: this.ring, clock: this.clock, log: opts.log },
+      {
+        progress: () => this.supervisor.progress(),
+        recording: (run) => {
+          if (this.state !== 'recording' && !this.supervisor.stopping) this.setState('recording', `video camera ${this.name}: recording (run ${run})`);
+        },
+        proven: () => this.supervisor.proven(),
+        segment: (seg) => this.safeEmit('segment', seg),
+        gap: (gap) => this.safeEmit('gap', gap),
+      },
+    );
+    this.supervisor = new GstSupervisor(
+      {
+        camera: opts.name,
+        command: opts.gstLaunch,
+        restartMinMs,
+        restartMaxMs,
+        stallMs: this.stallMs,
+        stopTimeoutMs: opts.stopTimeoutMs ?? 5000,
+        random: opts.random ?? Math.random,
+        log: opts.log,
+      },
+      {
+        prepareRun: () => {
+          const run = this.ring.nextRun();
+          this.timing.beginRun(run);
+          return { run, args: this.args(this.ring.nextStartIndex()) };
+        },
+        message: (msg) => this.onMessage(msg),
+        poll: () => this.timing.poll(),
+        ended: (run, why, stopping) => this.timing.runEnded(run, why, stopping),
+        state: (state, detail, restartInMs) => this.setState(state, detail, restartInMs),
+        failed: (err) => this.emitError(err),
+      },
+    );
   }
 
   /** The gst-launch-1.0 child's PID while one runs. */
   get pid(): number | null {
-    return this.child?.pid ?? null;
+    return this.supervisor.pid;
   }
 
   get status(): VideoRecorderStatus {
@@ -255,14 +253,13 @@ export class VideoRecorder extends EventEmitter<VideoRecorderEvents> {
     if (this.stopPromise) await this.stopPromise;
     if (this.started) return;
     this.started = true;
-    this.stopping = false;
+    this.supervisor.start();
     if (!this.loaded) {
       await this.ring.load();
       this.loaded = true;
     }
-    const newest = this.ring.records().at(-1);
-    if (newest?.end) this.ring.openGap({ from: newest.end, reason: 'recorder not running (the agent was stopped or restarting)' });
-    this.spawnRun();
+    this.timing.starting();
+    this.supervisor.spawn();
   }
 
   /**
@@ -279,32 +276,9 @@ export class VideoRecorder extends EventEmitter<VideoRecorderEvents> {
   }
 
   private async doStop(): Promise<void> {
-    this.stopping = true;
     this.started = false;
-    if (this.restartTimer) clearTimeout(this.restartTimer);
-    this.restartTimer = null;
-    const child = this.child;
-    if (child) {
-      this.setState('stopping', `video camera ${this.name}: stopping (EOS, then at most ${this.stopTimeoutMs} ms)`);
-      const exited = new Promise<void>((res) => this.exitWaiters.push(res));
-      const t0 = performance.now();
-      const guard = setInterval(() => {
-        const now = performance.now();
-        if (now - t0 > this.stopTimeoutMs) this.killChild(child, `no exit within ${this.stopTimeoutMs} ms of SIGINT`);
-        else if (this.eosAt !== null && now - this.eosAt > EOS_EXIT_MS) this.killChild(child, 'hung after EOS (files complete)');
-      }, 100);
-      try {
-        child.kill('SIGINT');
-      } catch {
-        // already gone: the exit handler runs anyway
-      }
-      await exited;
-      clearInterval(guard);
-    }
-    await Promise.all([...this.settling]);
-    const lastEnd = this.lastMediaEnd();
-    if (lastEnd !== null) this.ring.openGap({ from: lastEnd, reason: 'recorder stopped' });
-    await this.ring.save();
+    await this.supervisor.stop();
+    await this.timing.stopped();
     if (this.state !== 'stopped') this.setState('stopped', `video camera ${this.name}: stopped`);
   }
 
@@ -393,7 +367,7 @@ export class VideoRecorder extends EventEmitter<VideoRecorderEvents> {
     });
   }
 
-  // ───────────────────────────── the child ─────────────────────────────
+  // ───────────────────────────── wiring ─────────────────────────────
 
   private args(startIndex: number): string[] {
     return recorderArgs({
@@ -411,247 +385,27 @@ export class VideoRecorder extends EventEmitter<VideoRecorderEvents> {
     });
   }
 
-  private spawnRun(): void {
-    this.restartTimer = null;
-    if (this.stopping) return;
-    this.run = this.ring.nextRun();
-    this.anchorMono = null;
-    this.clockSeenMono = null;
-    this.eosAt = null;
-    this.killReason = null;
-    this.firstError = null;
-    this.stderrTail = [];
-    this.lastOpenSize = -1;
-    this.lastProgress = performance.now();
-    const args = this.args(this.ring.nextStartIndex());
-    const cmd = this.opts.gstLaunch ?? 'gst-launch-1.0';
-    let child: ChildProcess;
-    try {
-      child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    } catch (err) {
-      this.runEnded(null, `cannot start ${cmd} (${errText(err)})`);
-      return;
-    }
-    this.child = child;
-    let ended = false;
-    const end = (why: string | null) => {
-      if (ended) return;
-      ended = true;
-      this.runEnded(child, why);
-    };
-    child.on('error', (err: NodeJS.ErrnoException) => {
-      // Spawn failures come here and may bring no 'exit'.
-      if (child.pid === undefined || err.code === 'ENOENT') {
-        end(err.code === 'ENOENT' ? `${cmd} not found; install gstreamer1.0-tools` : `cannot start ${cmd} (${err.message})`);
-      }
-    });
-    // 'close', not 'exit': the last lines (the final fragment-closed, the ERROR) may still be in the pipes at 'exit'.
-    child.on('close', (code, signal) => end(signal ? `gst-launch-1.0 killed by ${signal}` : `gst-launch-1.0 exited with code ${code}`));
-    createInterface({ input: child.stdout! }).on('line', (line) => this.onLine(child, line, false));
-    createInterface({ input: child.stderr! }).on('line', (line) => this.onLine(child, line, true));
-    this.log?.info({ event: 'video.run.start', camera: this.name, run: this.run, pid: child.pid, args });
-    this.setState('starting', `video camera ${this.name}: pipeline starting (run ${this.run})`);
-    const tick = Math.max(100, Math.min(1000, this.stallMs / 4));
-    this.watchdog = setInterval(() => this.watch(child), tick);
-  }
-
-  private onLine(child: ChildProcess, line: string, fromStderr: boolean): void {
-    if (child !== this.child) return;
-    if (fromStderr) {
-      this.stderrTail.push(line);
-      if (this.stderrTail.length > 20) this.stderrTail.shift();
-    }
-    const msg = parseGstLine(line);
-    if (!msg) return;
+  /** A message of the current run (EOS and errors are the supervisor's). */
+  private onMessage(msg: GstLine): void {
     switch (msg.kind) {
       case 'clock':
-        this.clockSeenMono ??= monoNow();
+        this.timing.clockSeen();
         break;
       case 'fragment-opened':
-        this.onOpened(msg.name, msg.number, msg.runningTimeNs);
+        this.timing.opened(msg.name, msg.number, msg.runningTimeNs);
         break;
       case 'fragment-closed':
-        this.onClosed(msg.name, msg.runningTimeNs);
+        this.timing.closed(msg.name, msg.runningTimeNs, this.supervisor.eosSeen);
         break;
       case 'eos':
-        this.eosAt = performance.now();
-        if (!this.stopping) this.log?.warn({ event: 'video.source.eos', camera: this.name, run: this.run }, 'the source ended its stream');
-        break;
       case 'error':
-        this.firstError ??= msg.text;
         break;
     }
-  }
-
-  private onOpened(name: string, number: number, runningTimeNs: number): void {
-    const rtMs = runningTimeNs / 1e6;
-    if (this.anchorMono === null) {
-      // Both are upper bounds of the monotonic time at running time 0: the
-      // clock message is printed just after the base time is taken, a
-      // fragment message some time after its running time. Take the tighter one.
-      this.anchorMono = Math.min(this.clockSeenMono ?? Infinity, monoNow() - rtMs);
-    }
-    const start: Instant = { mono: this.anchorMono + rtMs };
-    this.ring.open(name, number, start, this.run);
-    this.progress();
-    const gap = this.ring.closeGap(start);
-    if (gap) {
-      this.log?.warn({ event: 'video.gap', camera: this.name, ...gap, seconds: (gap.toMs! - gap.fromMs) / 1000 });
-      this.safeEmit('gap', gap);
-    }
-    if (this.state !== 'recording' && !this.stopping) this.setState('recording', `video camera ${this.name}: recording (run ${this.run})`);
-    this.ring.prune();
-    void this.ring.save();
-  }
-
-  private onClosed(name: string, runningTimeNs: number): void {
-    if (this.anchorMono === null) return;
-    const seg = this.ring.settle(name, { mono: this.anchorMono + runningTimeNs / 1e6 }, 'closed');
-    this.progress();
-    if (!seg) return;
-    this.failures = 0; // a finished segment proves the pipeline works
-    this.backoff.reset();
-    if (this.eosAt !== null) {
-      // At EOS the message carries the last frame's start, not its end.
-      this.track(this.refineEnd(seg));
-    } else {
-      this.segmentDone(seg);
-    }
-  }
-
-  private async refineEnd(seg: SegmentRecord): Promise<void> {
-    const end = await this.ring.probeEnd(seg);
-    // Settled on the record itself: a pin holding it sees the end even if the ring has let it go.
-    if (end !== null) settleRecord(this.clock, seg, end, 'closed');
-    this.segmentDone(seg);
-  }
-
-  private segmentDone(rec: SegmentRecord): void {
-    const seg = segmentView(this.clock, rec);
-    this.log?.debug({ event: 'video.segment', camera: this.name, name: seg.name, startMs: seg.startMs, endMs: seg.endMs, bytes: seg.bytes, state: seg.state });
-    // Prune first: listeners see the ring within its bounds.
-    this.ring.prune();
-    void this.ring.save();
-    this.safeEmit('segment', seg);
-  }
-
-  /** A segment the muxer never finalised: its end is where its readable packets end. */
-  private async settleCutOff(seg: SegmentRecord): Promise<void> {
-    const end = await this.ring.probeEnd(seg);
-    if (end === null) {
-      this.ring.remove(seg.name, 'no readable video in a segment cut off by the child’s death');
-      // A pin of it holds an empty span.
-      settleRecord(this.clock, seg, seg.start, 'cut-off');
-      return;
-    }
-    settleRecord(this.clock, seg, end, 'cut-off');
-    this.segmentDone(seg);
-  }
-
-  private runEnded(child: ChildProcess | null, exitText: string | null): void {
-    if (child && child !== this.child) return;
-    this.child = null;
-    if (this.watchdog) clearInterval(this.watchdog);
-    this.watchdog = null;
-    const run = this.run;
-    const why = [this.killReason ?? exitText ?? 'gst-launch-1.0 ended', this.firstError].filter(Boolean).join(': ');
-    const exitedAt: Instant = { mono: monoNow() };
-    // Segments this run left open were never finalised by the muxer.
-    const leftOpen = this.ring.openSegments().filter((s) => s.run === run);
-    this.track(Promise.all(leftOpen.map((s) => this.settleCutOff(s))).then(() => undefined));
-    const waiters = this.exitWaiters.splice(0);
-    for (const w of waiters) w();
-    if (this.stopping) {
-      this.log?.info({ event: 'video.run.end', camera: this.name, run, why });
-      return;
-    }
-    // Opened at the exit, moved back to where this run's video really ends
-    // once its cut-off segments are probed.
-    const gap: GapRecord = this.ring.openGap({ from: exitedAt, reason: why });
-    this.track(
-      Promise.all([...this.settling]).then(() => {
-        const end = this.lastMediaEnd(run);
-        if (end !== null) this.ring.refineGapStart(gap, end);
-        void this.ring.save();
-      }),
-    );
-    const delayMs = this.nextDelayMs();
-    const detail = `video camera ${this.name}: ${why}; restarting in ${(delayMs / 1000).toFixed(1)} s; check the source pipeline in the config (try it with gst-launch-1.0 … ! fakesink)`;
-    this.log?.warn({ event: 'video.run.failed', camera: this.name, run, why, stderr: this.stderrTail.slice(-5), restartInMs: delayMs, attempt: this.failures });
-    this.setState('restarting', detail, delayMs);
-    this.emitError(new Error(detail));
-    this.restartTimer = setTimeout(() => this.spawnRun(), delayMs);
-  }
-
-  /** The stall watchdog: progress is a fragment message or growth of the file being written. */
-  private watch(child: ChildProcess): void {
-    if (child !== this.child) return;
-    const open = this.ring.openSegments().filter((s) => s.run === this.run).at(-1);
-    if (open) {
-      try {
-        const size = statSync(open.path).size;
-        if (size !== this.lastOpenSize) {
-          this.lastOpenSize = size;
-          this.ring.setBytes(open.name, size);
-          this.progress();
-        }
-      } catch {
-        // not created yet, or gone: no progress
-      }
-    }
-    if (this.stopping) return; // stop() has its own deadlines
-    const now = performance.now();
-    if (this.eosAt !== null && now - this.eosAt > EOS_EXIT_MS) {
-      this.killChild(child, `source ended and gst-launch-1.0 did not exit within ${EOS_EXIT_MS} ms`);
-    } else if (now - this.lastProgress > this.stallMs) {
-      this.killChild(
-        child,
-        this.anchorMono === null
-          ? `no video from the source within ${this.stallMs / 1000} s`
-          : `stalled: no new segment and no file growth in ${this.stallMs / 1000} s`,
-      );
-    }
-  }
-
-  private killChild(child: ChildProcess, reason: string): void {
-    if (this.killReason !== null) return;
-    this.killReason = reason;
-    this.log?.warn({ event: 'video.run.kill', camera: this.name, run: this.run, pid: child.pid, reason });
-    try {
-      child.kill('SIGKILL');
-    } catch {
-      // gone already
-    }
-  }
-
-  private progress(): void {
-    this.lastProgress = performance.now();
-  }
-
-  /** Where the recorded video ends (of runs up to `run`). */
-  private lastMediaEnd(run = Infinity): Instant | null {
-    let end: Instant | null = null;
-    for (const s of this.ring.records()) {
-      if (s.run <= run && s.end !== null && (end === null || utcOf(this.clock, s.end) > utcOf(this.clock, end))) end = s.end;
-    }
-    return end;
-  }
-
-  private track(p: Promise<void>): void {
-    const guarded = p.catch((err) => this.log?.error({ event: 'video.settle.failed', camera: this.name, err: errText(err) }));
-    this.settling.add(guarded);
-    void guarded.finally(() => this.settling.delete(guarded));
-  }
-
-  /** Exponential backoff with jitter: a camera that dies at once is not respawned in a tight loop. */
-  private nextDelayMs(): number {
-    this.failures++;
-    return this.backoff.next();
   }
 
   private setState(state: VideoRecorderState, detail: string, restartInMs?: number): void {
     this.state = state;
-    const status: VideoRecorderStatus = { state, detail, run: this.run, pid: this.pid, ...(restartInMs !== undefined ? { restartInMs } : {}) };
+    const status: VideoRecorderStatus = { state, detail, run: this.supervisor.run, pid: this.pid, ...(restartInMs !== undefined ? { restartInMs } : {}) };
     this.lastStatus = status;
     this.safeEmit('status', status);
   }
@@ -679,4 +433,3 @@ function positive(camera: string, what: string, v: number): number {
   if (!Number.isFinite(v) || v <= 0) throw new Error(`video camera ${camera}: ${what} ${v} must be a positive number`);
   return v;
 }
-
