@@ -169,6 +169,8 @@ export class Evidence {
 
   /** A fix, at the monotonic time it arrived: kept for the clips' track sidecar. */
   noteFix(lat: number, lon: number, altM: number | null, atMono: number): void {
+    // Only clips carry a track: a bus without video cameras keeps none (up to 15 min of points, ~0.1 MB).
+    if (this.recorders.size === 0) return;
     const last = this.track.at(-1);
     if (last && atMono - last.mono < 1000) return;
     this.track.push({ mono: atMono, lat, lon, ...(altM === null ? {} : { altM }) });

@@ -1,0 +1,165 @@
+// The simulated bus, built once for every test, bench and chaos run: a real
+// Mosquitto on a free port with the shipped config and ACL, a GPS simulator
+// writing NMEA into a socat serial pair, optionally a simulated VC0706 on a
+// pair of its own and a TCP proxy standing for the 4G link, and the config
+// files of one agent (sim panel) and one dispatch receiver, started as real
+// processes. Everything it starts it stops, by PID (with the agent's
+// children), and its folder goes with it.
+
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SimVc0706, type SimVc0706Options } from '../../hal/camera/sim.ts';
+import { SimGpsReceiver, type SimOptions, type SimSample } from '../../hal/gps/route-sim.ts';
+import { type PtyPair, openPtyPair } from '../../hal/serial/pty-pair.ts';
+import { type LoggedProcess, busguard } from './logged-process.ts';
+import { Mosquitto, REPO, USERS } from './mosquitto.ts';
+import { TcpProxy, type TcpProxyOptions } from './tcp-proxy.ts';
+
+export const CAMERA_FIXTURES = join(REPO, 'test/fixtures/camera');
+
+export interface TestbedOptions {
+  /** Folder prefix (under the OS temp folder). */
+  name?: string;
+  /** Agent config keys over the defaults below (shallow: a key given replaces the default's). */
+  agent?: Record<string, unknown>;
+  dispatch?: Record<string, unknown>;
+  /** The GPS simulator's options, or false for none (the agent's `gps` is then null unless given). */
+  gps?: Partial<SimOptions> | false;
+  /** A simulated VC0706 camera named "cabin" on its own serial pair (its options), or false (default). */
+  camera?: Partial<SimVc0706Options> | false;
+  /** A TCP proxy between the bus and the broker (the 4G link), or false (default). */
+  link?: Omit<TcpProxyOptions, 'target'> | false;
+  /** Log level of both processes. Default debug (tests read their events). */
+  logLevel?: string;
+}
+
+export class Testbed {
+  readonly dir: string;
+  readonly socket: string;
+  readonly agentConfigPath: string;
+  readonly dispatchConfigPath: string;
+  readonly dispatchDb: string;
+  broker!: Mosquitto;
+  pty!: PtyPair;
+  gps!: SimGpsReceiver;
+  camera: SimVc0706 | null = null;
+  proxy: TcpProxy | null = null;
+  agent!: LoggedProcess;
+  dispatch!: LoggedProcess;
+  /** What the GPS simulator wrote, sampled as it went. */
+  readonly samples: SimSample[] = [];
+  private sampler: NodeJS.Timeout | null = null;
+  private readonly ptys: PtyPair[] = [];
+  private readonly started: LoggedProcess[] = [];
+
+  constructor(protected o: TestbedOptions = {}) {
+    this.dir = mkdtempSync(join(tmpdir(), `${o.name ?? 'busguard-it'}-`));
+    this.socket = join(this.dir, 'panel.sock');
+    this.agentConfigPath = join(this.dir, 'agent.json');
+    this.dispatchConfigPath = join(this.dir, 'dispatch.json');
+    this.dispatchDb = join(this.dir, 'dispatch.db');
+  }
+
+  /** Broker, serial pairs, simulators and config files; then dispatch and the agent unless `processes` is false. */
+  async start(opts: { processes?: boolean } = {}): Promise<this> {
+    const o = this.o;
+    this.broker = await Mosquitto.start(this.dir);
+    if (o.link) this.proxy = await TcpProxy.start({ ...o.link, target: { host: '127.0.0.1', port: this.broker.port } });
+    let gpsPort: string | null = null;
+    if (o.gps !== false) {
+      this.pty = await this.pair('gps');
+      this.gps = new SimGpsReceiver({ path: this.pty.a, baudRate: 9600, rateHz: 2, ...o.gps });
+      await this.gps.start();
+      gpsPort = this.pty.b;
+      this.sampler = setInterval(() => {
+        const s = this.gps.position();
+        if (s && this.samples.at(-1)?.time.getTime() !== s.time.getTime()) this.samples.push(s);
+      }, 20);
+    }
+    let cameras: unknown[] = [];
+    if (o.camera) {
+      const camPty = await this.pair('camera');
+      this.camera = new SimVc0706({ path: camPty.a, peer: camPty.b, dir: CAMERA_FIXTURES, ...o.camera });
+      await this.camera.start();
+      cameras = [{ name: 'cabin', port: camPty.b }];
+    }
+    const level = o.logLevel ?? 'debug';
+    const mqtt = { reconnectMinMs: 100, reconnectMaxMs: 1000, keepaliveS: 5 };
+    writeFileSync(
+      this.agentConfigPath,
+      JSON.stringify({
+        vehicle: { fleet: 'city', id: 'bus-1', route: '603' },
+        mqtt: { url: this.proxy?.url ?? this.broker.url, password: USERS['city/bus-1'], ...mqtt },
+        storage: { dir: join(this.dir, 'bus') },
+        panel: { driver: 'sim', socket: this.socket },
+        gps: gpsPort === null ? null : { port: gpsPort, baudRate: o.gps && o.gps.baudRate ? o.gps.baudRate : 9600 },
+        cameras,
+        alarm: { resendS: 1, acknowledgedShowS: 3600 },
+        position: { intervalS: 0, alarmIntervalS: 1 },
+        log: { level },
+        ...o.agent,
+      }),
+    );
+    writeFileSync(
+      this.dispatchConfigPath,
+      JSON.stringify({
+        mqtt: { url: this.broker.url, password: USERS.dispatch, ...mqtt },
+        storage: { path: this.dispatchDb },
+        ack: { resendS: 1 },
+        log: { level },
+        ...o.dispatch,
+      }),
+    );
+    if (opts.processes !== false) {
+      await this.startDispatch();
+      await this.startAgent();
+    }
+    return this;
+  }
+
+  /** The agent config as written (to derive another from it). */
+  agentConfig(): Record<string, unknown> {
+    return JSON.parse(readFileSync(this.agentConfigPath, 'utf8')) as Record<string, unknown>;
+  }
+
+  async startAgent(env: Record<string, string> = {}): Promise<LoggedProcess> {
+    const p = busguard(['agent', '--config', this.agentConfigPath], env);
+    this.started.push(p);
+    await p.waitForEvent('agent.started', () => true, 20_000);
+    this.agent = p;
+    return p;
+  }
+
+  async startDispatch(): Promise<LoggedProcess> {
+    const p = busguard(['dispatch', '--config', this.dispatchConfigPath]);
+    this.started.push(p);
+    await p.waitForEvent('mqtt.connected', () => true, 20_000);
+    this.dispatch = p;
+    return p;
+  }
+
+  async stop(): Promise<void> {
+    if (this.sampler) clearInterval(this.sampler);
+    // With their children (the recorder, a clip's ffmpeg): nothing of ours may write into the folder below.
+    for (const p of this.started) await p.killTree();
+    await this.camera?.stop();
+    await this.gps?.stop();
+    for (const p of this.ptys) await p.stop();
+    await this.proxy?.stop();
+    await this.broker?.stop();
+    try {
+      rmSync(this.dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
+    } catch (err) {
+      throw new Error(`testbed teardown: cannot remove ${this.dir} (${(err as Error).message}); a process of this test may still be writing there`, { cause: err });
+    }
+  }
+
+  private async pair(name: string): Promise<PtyPair> {
+    const dir = join(this.dir, name);
+    mkdirSync(dir, { recursive: true });
+    const p = await openPtyPair(dir);
+    this.ptys.push(p);
+    return p;
+  }
+}
