@@ -12,22 +12,15 @@
 // writer of with PRAGMA integrity_check.
 
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import pino from 'pino';
 import { acknowledge } from '../dispatch/acknowledge.ts';
-import { DispatchConfigSchema } from '../dispatch/config.ts';
 import { DispatchStore } from '../dispatch/store.ts';
-import { SimVc0706 } from '../hal/camera/sim.ts';
-import { SimGpsReceiver } from '../hal/gps/route-sim.ts';
 import { simDouble, simPress } from '../hal/panel/sim-client.ts';
-import { openPtyPair } from '../hal/serial/pty-pair.ts';
-import { parseConfig } from '../common/config-file.ts';
 import { type LoggedProcess, busguard } from './lib/logged-process.ts';
-import { Mosquitto, USERS } from './lib/mosquitto.ts';
-import { TcpProxy } from './lib/tcp-proxy.ts';
+import { CAMERA_FIXTURES, Testbed } from './lib/testbed.ts';
 
 export interface ChaosOptions {
   cycles: number;
@@ -92,7 +85,24 @@ function integrity(path: string): boolean {
 export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
   const say = opts.say ?? (() => {});
   const random = rng(opts.seed);
-  const dir = mkdtempSync(join(tmpdir(), 'busguard-chaos-'));
+  const bed = new Testbed({
+    name: 'busguard-chaos',
+    gps: { baudRate: 115200, rateHz: 5 },
+    link: {},
+    // A cabin camera: every alarm and incident makes a snapshot, evidence that must survive the faults too.
+    camera: { dir: undefined, images: [readFileSync(join(CAMERA_FIXTURES, 'testsrc-160x120.jpg'))], bootMs: 50 },
+    cameraConfig: { imageSize: '160x120' },
+    agentMqtt: { connectTimeoutMs: 2000 },
+    agent: {
+      files: { resendS: 2 },
+      alarm: { resendS: 2, acknowledgedShowS: 1 },
+      position: { intervalS: 1, alarmIntervalS: 1, minIntervalS: 0, minDistanceM: 0, maxGapS: 1, batchMax: 1 },
+      // Small enough that the track meets the quota during a long cut.
+      outbox: { maxBytes: 16 * 1024, window: 16 },
+    },
+    dispatch: { log: { level: 'info' } },
+  });
+  const { dir } = bed;
   const busDir = join(dir, 'bus');
   mkdirSync(busDir);
   // The agent's disk: a 4 MiB tmpfs when we may mount one, so "disk full" is a real ENOSPC.
@@ -110,54 +120,21 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
   let integrityFailures = 0;
   let diskFullCycles = 0;
 
-  const broker = await Mosquitto.start(dir);
-  const proxy = await TcpProxy.start({ target: { host: '127.0.0.1', port: broker.port } });
-  const pty = await openPtyPair(dir);
-  const gps = new SimGpsReceiver({ path: pty.a, baudRate: 115200, rateHz: 5 });
-  await gps.start();
-  // A cabin camera: every alarm and incident makes a snapshot, evidence that must survive the faults too.
-  const camDir = join(dir, 'camera');
-  mkdirSync(camDir);
-  const camPty = await openPtyPair(camDir);
-  const camera = new SimVc0706({ path: camPty.a, peer: camPty.b, images: [readFileSync(new URL('../test/fixtures/camera/testsrc-160x120.jpg', import.meta.url))], bootMs: 50 });
-  await camera.start();
-  const socket = join(dir, 'panel.sock');
-  const dispatchPath = join(dir, 'dispatch.db');
-  const dispatchRaw = {
-    mqtt: { url: broker.url, password: USERS.dispatch, reconnectMinMs: 100, reconnectMaxMs: 1000 },
-    storage: { path: dispatchPath },
-    ack: { resendS: 1 },
-    log: { level: 'info' },
-  };
-  writeFileSync(join(dir, 'dispatch.json'), JSON.stringify(dispatchRaw));
-  writeFileSync(
-    join(dir, 'agent.json'),
-    JSON.stringify({
-      vehicle: { fleet: 'city', id: 'bus-1', route: '603' },
-      mqtt: { url: proxy.url, password: USERS['city/bus-1'], reconnectMinMs: 100, reconnectMaxMs: 1000, keepaliveS: 5, connectTimeoutMs: 2000 },
-      storage: { dir: busDir },
-      panel: { driver: 'sim', socket },
-      gps: { port: pty.b, baudRate: 115200 },
-      cameras: [{ name: 'cabin', port: camPty.b, imageSize: '160x120' }],
-      files: { resendS: 2 },
-      alarm: { resendS: 2, acknowledgedShowS: 1 },
-      position: { intervalS: 1, alarmIntervalS: 1, minIntervalS: 0, minDistanceM: 0, maxGapS: 1, batchMax: 1 },
-      // Small enough that the track meets the quota during a long cut.
-      outbox: { maxBytes: 16 * 1024, window: 16 },
-      log: { level: 'debug' },
-    }),
-  );
-  const dispatchConfig = parseConfig('chaos dispatch', dispatchRaw, DispatchConfigSchema);
+  await bed.start({ processes: false });
+  const { broker, socket, gps } = bed;
+  const proxy = bed.proxy!;
+  const dispatchPath = bed.dispatchDb;
+  const dispatchConfig = bed.dispatchConfig();
   const quiet = pino({ level: 'silent' });
 
   const startAgent = async () => {
-    const a = busguard(['agent', '--config', join(dir, 'agent.json')]);
+    const a = busguard(['agent', '--config', bed.agentConfigPath]);
     agents.push(a);
     await a.waitForEvent('agent.started', () => true, 20_000);
     return a;
   };
   const startDispatch = async () => {
-    const d = busguard(['dispatch', '--config', join(dir, 'dispatch.json')]);
+    const d = busguard(['dispatch', '--config', bed.dispatchConfigPath]);
     dispatches.push(d);
     await d.waitForEvent('dispatch.started', () => true, 20_000);
     return d;
@@ -313,14 +290,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
     return count(opts.cycles, opts.seed, agents, dispatches, join(busDir, 'outbox.db'), dispatchPath, integrityFailures, diskFullCycles, actions);
   } finally {
     closeStore();
-    await agent?.kill('SIGKILL');
-    await dispatch?.kill('SIGKILL');
-    await gps.stop();
-    await pty.stop();
-    await camera.stop();
-    await camPty.stop();
-    await proxy.stop();
-    await broker.stop();
+    for (const p of [...agents, ...dispatches]) await p.killTree();
     if (tmpfs) {
       try {
         execFileSync('umount', [busDir], { stdio: 'ignore' });
@@ -328,7 +298,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
         say(`chaos: could not unmount ${busDir}`);
       }
     }
-    rmSync(dir, { recursive: true, force: true });
+    await bed.stop();
   }
 }
 

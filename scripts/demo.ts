@@ -6,27 +6,17 @@
 // and dispatch. Exits 0 only when the alarm was acknowledged end to end, the
 // driver's LED shows it, and the cabin photo reached dispatch verified.
 
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import piexif from 'piexifjs';
-import { fileURLToPath } from 'node:url';
-import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Aedes } from 'aedes';
 import pino from 'pino';
 import { Agent, type JourneyEvent } from '../firmware/agent.ts';
-import { AgentConfigSchema } from '../firmware/config.ts';
+import { AgentConfigSchema, loadAgentConfig } from '../firmware/config.ts';
 import { acknowledge } from '../dispatch/acknowledge.ts';
-import { DispatchConfigSchema } from '../dispatch/config.ts';
 import { Receiver } from '../dispatch/receiver.ts';
-import { SimGpsReceiver } from '../hal/gps/route-sim.ts';
-import { SimVc0706 } from '../hal/camera/sim.ts';
 import type { StoredFile } from '../dispatch/files.ts';
-import { openPtyPair } from '../hal/serial/pty-pair.ts';
 import { simLed, simPress } from '../hal/panel/sim-client.ts';
-import { aclAllows } from '../protocol/acl.ts';
-import { parseConfig } from '../common/config-file.ts';
 import { monoMs } from '../common/log.ts';
+import { Testbed } from './lib/testbed.ts';
 import type { Fix } from '../protocol/messages.ts';
 
 const USERS: Record<string, string> = { dispatch: 'demo-dispatch', 'city/bus-17': 'demo-bus-17' };
@@ -43,72 +33,38 @@ export async function runDemo(opts: { hold: number }): Promise<number> {
     process.stderr.write(`demo: --hold ${opts.hold} ms is shorter than alarm.holdMs (${holdMs} ms): a press that short raises nothing (a bump is not an alarm); hold at least ${holdMs} ms\n`);
     return 2;
   }
-  const dir = mkdtempSync(join(tmpdir(), 'busguard-demo-'));
-  const cleanups: Cleanup[] = [() => rmSync(dir, { recursive: true, force: true })];
+  const cleanups: Cleanup[] = [];
   const log = pino({ level: process.env.BUSGUARD_DEMO_LOG ?? 'warn' }, pino.destination(2));
   try {
-    // 1. The broker.
-    const broker = await Aedes.createBroker({
-      authenticate: (client, username, password, done) => {
-        const ok = username !== undefined && USERS[username] !== undefined && password?.toString() === USERS[username];
-        if (ok) (client as unknown as { busguardUser: string }).busguardUser = username!;
-        done(null, ok);
-      },
-      authorizePublish: (client, packet, cb) => {
-        const user = (client as unknown as { busguardUser?: string } | null)?.busguardUser;
-        cb(aclAllows(user, 'write', packet.topic) ? null : new Error(`not authorized: ${user} → ${packet.topic}`));
-      },
-      authorizeSubscribe: (client, sub, cb) => {
-        const user = (client as unknown as { busguardUser?: string }).busguardUser;
-        cb(null, aclAllows(user, 'read', sub.topic) ? sub : null);
-      },
+    // The simulated bus every test and bench uses (scripts/lib/testbed.ts), with the broker in this process:
+    // aedes, enforcing the same ACL as the shipped Mosquitto one. A GPS simulator writes NMEA along a route
+    // into a socat serial pair, read by the real NMEA reader; a simulated VC0706 cabin camera serves real
+    // JPEGs on a pair of its own.
+    const bed = new Testbed({
+      name: 'busguard-demo',
+      broker: 'aedes',
+      users: USERS,
+      vehicle: 'bus-17',
+      gps: { rateHz: 1 },
+      camera: {},
+      cameraConfig: { imageSize: '640x480' },
+      agent: { alarm: { resendS: 2 }, position: {} },
+      dispatch: { ack: { resendS: 2 } },
     });
-    const server: Server = createServer(broker.handle);
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const port = (server.address() as { port: number }).port;
-    cleanups.push(() => new Promise<void>((r) => broker.close(() => server.close(() => r()))));
-    const url = `mqtt://127.0.0.1:${port}`;
+    cleanups.push(() => bed.stop());
+    await bed.start({ processes: false });
+    const url = bed.broker.url;
+    const agentConfig = loadAgentConfig(bed.agentConfigPath);
+    const dispatchConfig = bed.dispatchConfig();
 
-    // 2. The GPS receiver on a serial pair.
-    const pty = await openPtyPair(dir);
-    cleanups.push(() => pty.stop());
-    const gps = new SimGpsReceiver({ path: pty.a, baudRate: 9600, rateHz: 1 });
-    await gps.start();
-    cleanups.push(() => gps.stop());
-
-    // 2b. The cabin camera on a serial pair of its own, serving real JPEGs.
-    mkdirSync(join(dir, 'camera'));
-    const camPty = await openPtyPair(join(dir, 'camera'));
-    cleanups.push(() => camPty.stop());
-    const camera = new SimVc0706({ path: camPty.a, peer: camPty.b, dir: fileURLToPath(new URL('../test/fixtures/camera/', import.meta.url)) });
-    await camera.start();
-    cleanups.push(() => camera.stop());
-
-    // 3. Dispatch.
-    const dispatchConfig = parseConfig('(demo dispatch)', {
-      mqtt: { url, password: USERS.dispatch, protocolVersion: 4, reconnectMinMs: 100, reconnectMaxMs: 1000 },
-      sharedGroup: null, // aedes has no MQTT 5 shared subscriptions
-      storage: { path: join(dir, 'dispatch.db') },
-      ack: { resendS: 2 },
-    }, DispatchConfigSchema);
+    // Dispatch and the bus, in this process.
     const receiver = new Receiver(dispatchConfig, log.child({ name: 'dispatch' }));
     receiver.start();
     cleanups.push(() => receiver.stop());
-
-    // 4. The bus.
-    const agentConfig = parseConfig('(demo agent)', {
-      vehicle: { fleet: 'city', id: 'bus-17', route: '603' },
-      mqtt: { url, password: USERS['city/bus-17'], protocolVersion: 4, reconnectMinMs: 100, reconnectMaxMs: 1000 },
-      storage: { dir: join(dir, 'bus') },
-      panel: { driver: 'sim', socket: join(dir, 'panel.sock') },
-      gps: { port: pty.b, baudRate: 9600 },
-      cameras: [{ name: 'cabin', port: camPty.b, imageSize: '640x480' }],
-      alarm: { resendS: 2 },
-    }, AgentConfigSchema);
     const agent = await Agent.start(agentConfig, log.child({ name: 'agent' }));
     cleanups.push(() => agent.stop());
 
-    out(`busguard demo: bus city/bus-17 (route 603), broker aedes on ${url}, GPS simulator on ${pty.a} → ${pty.b}`);
+    out(`busguard demo: bus city/bus-17 (route 603), broker aedes on ${url}, GPS simulator on ${bed.pty.a} → ${bed.pty.b}`);
     const journey = new Map<string, number>();
     let alarmFix: Fix | null = null;
     const stepSeen = new Promise<void>((resolve) => {

@@ -9,22 +9,16 @@
 // one fsync'd SQLite commit, one mqtt.js QoS 1 publish to a subscriber, one
 // fsync'd commit on the subscriber's side.
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import mqtt from 'mqtt';
 import pino from 'pino';
 import { acknowledge } from '../../dispatch/acknowledge.ts';
-import { DispatchConfigSchema } from '../../dispatch/config.ts';
 import { DispatchStore } from '../../dispatch/store.ts';
 import { simPress } from '../../hal/panel/sim-client.ts';
-import { SimGpsReceiver } from '../../hal/gps/route-sim.ts';
-import { openPtyPair } from '../../hal/serial/pty-pair.ts';
-import { parseConfig } from '../../common/config-file.ts';
 import { monoMs } from '../../common/log.ts';
-import { Mosquitto, USERS } from '../lib/mosquitto.ts';
-import { busguard } from '../lib/logged-process.ts';
+import { USERS } from '../lib/mosquitto.ts';
+import { Testbed } from '../lib/testbed.ts';
 import { percentile, round } from './stats.ts';
 
 const N = Number(process.env.BENCH_ALARMS ?? 200);
@@ -32,37 +26,18 @@ const FLOOR_N = Number(process.env.BENCH_FLOOR ?? 500);
 
 export async function run(): Promise<Record<string, unknown>> {
   const say = (s: string) => process.stderr.write(`${s}\n`);
-  const dir = mkdtempSync(join(tmpdir(), 'bench-latency-'));
-  const broker = await Mosquitto.start(dir);
-  const pty = await openPtyPair(dir);
-  const gps = new SimGpsReceiver({ path: pty.a, baudRate: 9600, rateHz: 1 });
-  await gps.start();
-  const socket = join(dir, 'panel.sock');
-  const agentConfig = join(dir, 'agent.json');
-  const dispatchConfigFile = join(dir, 'dispatch.json');
-  const dispatchRaw = {
-    mqtt: { url: broker.url, password: USERS.dispatch },
-    storage: { path: join(dir, 'dispatch.db') },
-  };
-  writeFileSync(dispatchConfigFile, JSON.stringify(dispatchRaw));
-  writeFileSync(
-    agentConfig,
-    JSON.stringify({
-      vehicle: { fleet: 'city', id: 'bus-1', route: '603' },
-      mqtt: { url: broker.url, password: USERS['city/bus-1'] },
-      storage: { dir: join(dir, 'bus') },
-      panel: { driver: 'sim', socket },
-      gps: { port: pty.b, baudRate: 9600 },
-      alarm: { holdMs: 100 },
-    }),
-  );
-  const dispatch = busguard(['dispatch', '--config', dispatchConfigFile]);
-  const agent = busguard(['agent', '--config', agentConfig]);
+  const bed = await new Testbed({
+    name: 'bench-latency',
+    profile: 'shipped',
+    gps: { rateHz: 1 },
+    agent: { alarm: { holdMs: 100 } },
+  }).start();
+  const { agent, dispatch, socket, dir } = bed;
   try {
     await dispatch.waitForEvent('mqtt.connected');
     await agent.waitForEvent('mqtt.connected');
 
-    const dispatchConfig = parseConfig(dispatchConfigFile, dispatchRaw, DispatchConfigSchema);
+    const dispatchConfig = bed.dispatchConfig();
     const store = new DispatchStore(dispatchConfig.storage.path);
     const quiet = pino({ level: 'silent' });
     const stored: number[] = [];
@@ -73,7 +48,7 @@ export async function run(): Promise<Record<string, unknown>> {
     const wire: number[] = [];
     const dispatchWork: number[] = [];
     const slowest: { total: number; confirmToCommit: number; commitToPublish: number; wire: number; work: number }[] = [];
-    say(`alarm-latency: ${N} alarms through agent + dispatch + Mosquitto ${broker.url}`);
+    say(`alarm-latency: ${N} alarms through agent + dispatch + Mosquitto ${bed.broker.url}`);
     for (let i = 0; i < N; i++) {
       const from = agent.lines.length;
       await simPress(socket, { holdMs: 150 });
@@ -110,7 +85,7 @@ export async function run(): Promise<Record<string, unknown>> {
     }
 
     say(`floor: ${FLOOR_N} × (fsync'd commit → QoS 1 publish → subscriber's fsync'd commit), bare`);
-    const floor = await measureFloor(dir, broker.url, FLOOR_N);
+    const floor = await measureFloor(dir, bed.broker.url, FLOOR_N);
     const result = {
       bench: 'alarm-latency',
       alarms: N,
@@ -129,12 +104,7 @@ export async function run(): Promise<Record<string, unknown>> {
     say(`target: dispatch_p99_ms ≤ 20 and ≤ 3 × floor_p99_ms (${round(3 * result.floor_p99_ms)}): ${result.dispatch_p99_ms <= 20 && result.dispatch_p99_ms <= 3 * result.floor_p99_ms ? 'met' : 'NOT met'}`);
     return result;
   } finally {
-    await agent.kill('SIGTERM');
-    await dispatch.kill('SIGTERM');
-    await gps.stop();
-    await pty.stop();
-    await broker.stop();
-    rmSync(dir, { recursive: true, force: true });
+    await bed.stop();
   }
 }
 

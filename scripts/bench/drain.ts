@@ -8,20 +8,17 @@
 // messages, pipelined, to a subscriber that counts them: the peer figure.
 
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import mqtt from 'mqtt';
 import { AlarmJournal, JOURNAL_SCHEMA } from '../../firmware/alarm-journal.ts';
 import { OUTBOX_SCHEMA, Outbox, OutboxConfigSchema } from '../../gateway/outbox.ts';
+import { laneItem } from '../../gateway/lane-item.ts';
 import type { AlarmMessage, Fix, PositionMessage, TrackPoint } from '../../protocol/messages.ts';
-import { encode } from '../../protocol/messages.ts';
 import { monoMs } from '../../common/log.ts';
 import { migrate, openDatabase } from '../../common/sqlite.ts';
-import { uplinkTopic } from '../../protocol/topics.ts';
-import { Mosquitto, USERS } from '../lib/mosquitto.ts';
-import { busguard } from '../lib/logged-process.ts';
+import { USERS } from '../lib/mosquitto.ts';
+import { Testbed } from '../lib/testbed.ts';
 import { round } from './stats.ts';
 
 const FIXES = Number(process.env.BENCH_FIXES ?? 86_400);
@@ -50,7 +47,7 @@ function prefill(dir: string): void {
     points.push({ at: new Date(day0 + i * 1000).toISOString(), timeSource: 'gps', fix: fixAt(i) });
     if (points.length === BATCH || i === FIXES - 1) {
       const msg: PositionMessage = { v: 1, id: randomUUID(), ...ref, alarmId: null, points };
-      outbox.write('track', () => outbox.append({ id: msg.id, lane: 'track', topic: uplinkTopic(ref, 'position'), payload: encode(msg) }));
+      outbox.write('track', () => outbox.append(laneItem(ref, 'position', 'track', msg)));
       points = [];
     }
     if (i % alarmEvery === alarmEvery - 1 && alarmsMade < ALARMS + INCIDENTS) {
@@ -59,7 +56,7 @@ function prefill(dir: string): void {
       const alarm: AlarmMessage = { v: 1, id: randomUUID(), kind, ...ref, route: '603', raisedAt: new Date(day0 + i * 1000).toISOString(), timeSource: 'gps', heldMs: 700, fix: fixAt(i) };
       outbox.write(lane, () => {
         journal.insert({ id: alarm.id, kind, raisedAt: alarm.raisedAt });
-        outbox.append({ id: alarm.id, lane, topic: uplinkTopic(ref, lane), payload: encode(alarm) });
+        outbox.append(laneItem(ref, lane, lane, alarm));
       });
       alarmsMade++;
     }
@@ -101,34 +98,19 @@ async function rawMqtt(url: string, n: number, payloadBytes: number): Promise<nu
 
 export async function run(): Promise<Record<string, unknown>> {
   const say = (s: string) => process.stderr.write(`${s}\n`);
-  const dir = mkdtempSync(join(tmpdir(), 'bench-drain-'));
-  const broker = await Mosquitto.start(dir);
-  const dispatchPath = join(dir, 'dispatch.db');
-  writeFileSync(join(dir, 'dispatch.json'), JSON.stringify({ mqtt: { url: broker.url, password: USERS.dispatch }, storage: { path: dispatchPath } }));
-  writeFileSync(
-    join(dir, 'agent.json'),
-    JSON.stringify({
-      vehicle: { fleet: ref.fleet, id: ref.vehicle, route: '603' },
-      mqtt: { url: broker.url, password: USERS['city/bus-1'] },
-      storage: { dir: join(dir, 'bus') },
-      panel: { driver: 'sim', socket: join(dir, 'panel.sock') },
-      position: { intervalS: 0 },
-      alarm: { resendS: 30 },
-    }),
-  );
+  const bed = await new Testbed({ name: 'bench-drain', profile: 'shipped', gps: false, agent: { position: { intervalS: 0 }, alarm: { resendS: 30 } } }).start({ processes: false });
+  const { dir } = bed;
   say(`drain: writing a day offline (${FIXES} fixes in batches of ${BATCH}, ${ALARMS} alarms, ${INCIDENTS} incidents) with the agent's outbox`);
   prefill(dir);
   const items = FIXES + ALARMS + INCIDENTS;
-  const dispatch = busguard(['dispatch', '--config', join(dir, 'dispatch.json')]);
-  let agent: ReturnType<typeof busguard> | null = null;
   try {
-    await dispatch.waitForEvent('mqtt.connected');
-    agent = busguard(['agent', '--config', join(dir, 'agent.json')]);
+    const dispatch = await bed.startDispatch();
+    const agent = await bed.startAgent();
     const connected = await agent.waitForEvent('mqtt.connected', () => true, 30_000);
     const t0 = connected.monoMs as number;
     say('drain: agent connected, draining');
     for (;;) {
-      const c = countAtDispatch(dispatchPath);
+      const c = countAtDispatch(bed.dispatchDb);
       if (c.points >= FIXES && c.alarms >= ALARMS + INCIDENTS) break;
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -138,10 +120,9 @@ export async function run(): Promise<Record<string, unknown>> {
     const seconds = (done - t0) / 1000;
     say(`drain: busguard ${seconds.toFixed(2)} s; last alarm at dispatch ${alarmsDeliveredS.toFixed(3)} s after connect`);
     await agent.kill('SIGTERM');
-    agent = null;
 
     say(`drain: raw mqtt.js, ${items} QoS 1 messages pipelined to a subscriber on the same broker`);
-    const rawSeconds = await rawMqtt(broker.url, items, 200);
+    const rawSeconds = await rawMqtt(bed.broker.url, items, 200);
     const busguardPerS = items / seconds;
     const rawPerS = items / rawSeconds;
     const result = {
@@ -156,9 +137,6 @@ export async function run(): Promise<Record<string, unknown>> {
     say(`target: ratio ≥ 0.5 (${result.ratio}) and every alarm within 1 s (${result.alarms_delivered_s} s): ${result.ratio >= 0.5 && result.alarms_delivered_s <= 1 ? 'met' : 'NOT met'}`);
     return result;
   } finally {
-    await agent?.kill('SIGKILL');
-    await dispatch.kill('SIGTERM');
-    await broker.stop();
-    rmSync(dir, { recursive: true, force: true });
+    await bed.stop();
   }
 }

@@ -28,25 +28,18 @@
 // acknowledged before the next; the figures are medians (nearest rank).
 // Target: each ≤ 1.5 × its floor.
 
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import mqtt from 'mqtt';
 import pino from 'pino';
 import { acknowledge } from '../../dispatch/acknowledge.ts';
-import { DispatchConfigSchema } from '../../dispatch/config.ts';
 import { DispatchStore } from '../../dispatch/store.ts';
-import { type SimCommand, SimVc0706 } from '../../hal/camera/sim.ts';
-import { SimGpsReceiver } from '../../hal/gps/route-sim.ts';
+import type { SimCommand } from '../../hal/camera/sim.ts';
 import { simPress } from '../../hal/panel/sim-client.ts';
-import { openPtyPair } from '../../hal/serial/pty-pair.ts';
-import { parseConfig } from '../../common/config-file.ts';
 import { monoMs } from '../../common/log.ts';
-import { type LogLine, busguard } from '../lib/logged-process.ts';
-import { Mosquitto, USERS } from '../lib/mosquitto.ts';
-import { TcpProxy } from '../lib/tcp-proxy.ts';
+import type { LogLine } from '../lib/logged-process.ts';
+import { USERS } from '../lib/mosquitto.ts';
+import { Testbed } from '../lib/testbed.ts';
 import { percentile, round } from './stats.ts';
 
 const N = Number(process.env.BENCH_ALARMS ?? 3);
@@ -74,47 +67,28 @@ interface AlarmFigures {
 export async function run(): Promise<Record<string, unknown>> {
   if (!(N >= 1) || !(LINK_KBPS > 0)) throw new Error(`evidence bench: BENCH_ALARMS (${N}) must be ≥ 1 and BENCH_LINK_KBPS (${LINK_KBPS}) > 0`);
   const say = (s: string) => process.stderr.write(`${s}\n`);
-  const dir = mkdtempSync(join(tmpdir(), 'bench-evidence-'));
-  const broker = await Mosquitto.start(dir);
-  const proxy = await TcpProxy.start({ target: { host: '127.0.0.1', port: broker.port }, rateBytesPerS: (LINK_KBPS * 1000) / 8 });
-  const gpsDir = join(dir, 'gps');
-  const camDir = join(dir, 'camera');
-  mkdirSync(gpsDir);
-  mkdirSync(camDir);
-  const gpsPty = await openPtyPair(gpsDir);
-  const gps = new SimGpsReceiver({ path: gpsPty.a, baudRate: 9600, rateHz: 1 });
-  await gps.start();
-  const camPty = await openPtyPair(camDir);
-  // No `peer`: the sim would run stty for every command to check the line
-  // speed, which is the sim's cost, not the camera's. Paced: it sends at the
-  // rate of a real UART at whatever rate SET_PORT put it on.
-  const camera = new SimVc0706({ path: camPty.a, dir: CAMERA_JPEGS, pace: true });
-  await camera.start();
-  const socket = join(dir, 'panel.sock');
-  const dispatchRaw = { mqtt: { url: broker.url, password: USERS.dispatch }, storage: { path: join(dir, 'dispatch.db') } };
-  writeFileSync(join(dir, 'dispatch.json'), JSON.stringify(dispatchRaw));
-  writeFileSync(
-    join(dir, 'agent.json'),
-    JSON.stringify({
-      vehicle: { fleet: 'city', id: 'bus-1', route: '603' },
-      mqtt: { url: proxy.url, password: USERS['city/bus-1'] },
-      storage: { dir: join(dir, 'bus') },
-      panel: { driver: 'sim', socket },
-      gps: { port: gpsPty.b, baudRate: 9600 },
-      cameras: [{ name: 'cabin', port: camPty.b, imageSize: '640x480', baudRate: 38400, transferBaudRate: TRANSFER_BAUD }],
-      // Segments, keyframes, bitrate and the clip's pre/post roll: the shipped defaults.
-      video: [{ name: 'aisle', source: VIDEO_SOURCE }],
-      // debug: the upload's segment lines and the ring's segment lines, for the profile.
-      log: { level: 'debug' },
-    }),
-  );
-  const dispatch = busguard(['dispatch', '--config', join(dir, 'dispatch.json')]);
-  const agent = busguard(['agent', '--config', join(dir, 'agent.json')]);
-  const store = new DispatchStore(dispatchRaw.storage.path);
-  const dispatchConfig = parseConfig('evidence bench dispatch', dispatchRaw, DispatchConfigSchema);
+  const bed = await new Testbed({
+    name: 'bench-evidence',
+    profile: 'shipped',
+    // debug: the upload's segment lines and the ring's segment lines, for the profile.
+    logLevel: 'debug',
+    gps: { rateHz: 1 },
+    link: { rateBytesPerS: (LINK_KBPS * 1000) / 8 },
+    // No `peer`: the sim would run stty for every command to check the line
+    // speed, which is the sim's cost, not the camera's. Paced: it sends at the
+    // rate of a real UART at whatever rate SET_PORT put it on.
+    camera: { dir: CAMERA_JPEGS, pace: true, peer: undefined },
+    cameraConfig: { imageSize: '640x480', baudRate: 38400, transferBaudRate: TRANSFER_BAUD },
+    // Segments, keyframes, bitrate and the clip's pre/post roll: the shipped defaults.
+    agent: { video: [{ name: 'aisle', source: VIDEO_SOURCE }] },
+  }).start();
+  const { agent, dispatch, socket, proxy } = bed;
+  const camera = bed.camera!;
+  const store = new DispatchStore(bed.dispatchDb);
+  const dispatchConfig = bed.dispatchConfig();
   const quiet = pino({ level: 'silent' });
   try {
-    say(`evidence: ${N} alarms; bus → broker through a ${LINK_KBPS} kbit/s uplink (proxy :${proxy.port} → Mosquitto ${broker.url}); VC0706 sim paced, 640x480 at ${TRANSFER_BAUD} baud; video "${VIDEO_SOURCE}" pre ${PRE_ROLL_S} s / post ${POST_ROLL_S} s`);
+    say(`evidence: ${N} alarms; bus → broker through a ${LINK_KBPS} kbit/s uplink (proxy :${proxy!.port} → Mosquitto ${bed.broker.url}); VC0706 sim paced, 640x480 at ${TRANSFER_BAUD} baud; video "${VIDEO_SOURCE}" pre ${PRE_ROLL_S} s / post ${POST_ROLL_S} s`);
     await dispatch.waitForEvent('mqtt.connected');
     await agent.waitForEvent('mqtt.connected', () => true, 20_000);
     await agent.waitForEvent('camera.ready', () => true, 20_000);
@@ -158,7 +132,7 @@ export async function run(): Promise<Record<string, unknown>> {
 
     const probeBytes = Math.max(1 << 20, Math.ceil(Math.max(...figures.map((f) => f.clipBytes)) / PROBE_PAYLOAD) * PROBE_PAYLOAD);
     say(`link: ${probeBytes} bytes as ${probeBytes / PROBE_PAYLOAD} mqtt.js QoS 1 publishes of ${PROBE_PAYLOAD} B through the proxy to a subscriber`);
-    const linkBytesPerS = await measureLink(proxy.url, broker.url, probeBytes);
+    const linkBytesPerS = await measureLink(proxy!.url, bed.broker.url, probeBytes);
     say(`link: ${round((linkBytesPerS * 8) / 1000)} kbit/s measured (${LINK_KBPS} kbit/s set)`);
 
     const snapFloors = figures.map((f) => (f.jpegBytes * 10) / TRANSFER_BAUD);
@@ -186,15 +160,7 @@ export async function run(): Promise<Record<string, unknown>> {
     return result;
   } finally {
     store.close();
-    await agent.kill('SIGTERM'); // first: it holds the camera's port and the recorder
-    await dispatch.kill('SIGTERM');
-    await camera.stop();
-    await camPty.stop();
-    await gps.stop();
-    await gpsPty.stop();
-    await proxy.stop();
-    await broker.stop();
-    rmSync(dir, { recursive: true, force: true });
+    await bed.stop();
   }
 }
 

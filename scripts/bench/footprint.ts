@@ -27,19 +27,13 @@
 // track of the last 15 min (at most 900 points). Nothing else.
 
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { acknowledge } from '../../dispatch/acknowledge.ts';
-import { DispatchConfigSchema } from '../../dispatch/config.ts';
 import { DispatchStore } from '../../dispatch/store.ts';
-import { SimGpsReceiver } from '../../hal/gps/route-sim.ts';
 import { simPress } from '../../hal/panel/sim-client.ts';
-import { openPtyPair } from '../../hal/serial/pty-pair.ts';
-import { parseConfig } from '../../common/config-file.ts';
-import { Mosquitto, USERS } from '../lib/mosquitto.ts';
-import { busguard } from '../lib/logged-process.ts';
+import { Testbed } from '../lib/testbed.ts';
 import { percentile, round } from './stats.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 300);
@@ -80,26 +74,10 @@ function agentPid(pid: number): number {
 
 export async function run(): Promise<Record<string, unknown>> {
   const say = (s: string) => process.stderr.write(`${s}\n`);
-  const dir = mkdtempSync(join(tmpdir(), 'bench-footprint-'));
-  const broker = await Mosquitto.start(dir);
-  const pty = await openPtyPair(dir);
-  const gps = new SimGpsReceiver({ path: pty.a, baudRate: 9600, rateHz: 1 });
-  await gps.start();
-  const socket = join(dir, 'panel.sock');
-  const dispatchRaw = { mqtt: { url: broker.url, password: USERS.dispatch }, storage: { path: join(dir, 'dispatch.db') } };
-  writeFileSync(join(dir, 'dispatch.json'), JSON.stringify(dispatchRaw));
-  // The shipped defaults, as a bus would run: only paths and credentials set.
-  writeFileSync(
-    join(dir, 'agent.json'),
-    JSON.stringify({
-      vehicle: { fleet: 'city', id: 'bus-1', route: '603' },
-      mqtt: { url: broker.url, password: USERS['city/bus-1'] },
-      storage: { dir: join(dir, 'bus') },
-      panel: { driver: 'sim', socket },
-      gps: { port: pty.b, baudRate: 9600 },
-    }),
-  );
-  const dispatch = busguard(['dispatch', '--config', join(dir, 'dispatch.json')]);
+  // The shipped defaults, as a bus would run: only paths, credentials and devices set.
+  const bed = await new Testbed({ name: 'bench-footprint', profile: 'shipped', gps: { rateHz: 1 } }).start({ processes: false });
+  const { dir, socket } = bed;
+  const dispatch = await bed.startDispatch();
   const heapLog = join(dir, 'heap.jsonl');
   const agentEnv: Record<string, string> = {};
   if (HEAP || SNAPSHOTS) {
@@ -111,9 +89,9 @@ export async function run(): Promise<Record<string, unknown>> {
     }
     Object.assign(agentEnv, { NODE_OPTIONS: [process.env.NODE_OPTIONS ?? '', ...opts].join(' ').trim(), BENCH_HEAP_LOG: heapLog, BENCH_HEAP_MS: String(SERIES_S * 1000) });
   }
-  const agent = busguard(['agent', '--config', join(dir, 'agent.json')], agentEnv);
-  const store = new DispatchStore(dispatchRaw.storage.path);
-  const dispatchConfig = parseConfig('footprint dispatch', dispatchRaw, DispatchConfigSchema);
+  const agent = await bed.startAgent(agentEnv);
+  const store = new DispatchStore(bed.dispatchDb);
+  const dispatchConfig = bed.dispatchConfig();
   const quiet = pino({ level: 'silent' });
   let pressTimer: NodeJS.Timeout | null = null;
   try {
@@ -187,11 +165,7 @@ export async function run(): Promise<Record<string, unknown>> {
     if (pressTimer) clearInterval(pressTimer);
     store.close();
     await agent.kill('SIGTERM');
-    await dispatch.kill('SIGTERM');
-    await gps.stop();
-    await pty.stop();
-    await broker.stop();
-    rmSync(dir, { recursive: true, force: true });
+    await bed.stop();
   }
 }
 

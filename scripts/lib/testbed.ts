@@ -9,10 +9,12 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type DispatchConfig, loadDispatchConfig } from '../../dispatch/config.ts';
 import { SimVc0706, type SimVc0706Options } from '../../hal/camera/sim.ts';
 import { SimGpsReceiver, type SimOptions, type SimSample } from '../../hal/gps/route-sim.ts';
 import { type PtyPair, openPtyPair } from '../../hal/serial/pty-pair.ts';
 import { type LoggedProcess, busguard } from './logged-process.ts';
+import { InProcessBroker } from './aedes-broker.ts';
 import { Mosquitto, REPO, USERS } from './mosquitto.ts';
 import { TcpProxy, type TcpProxyOptions } from './tcp-proxy.ts';
 
@@ -32,6 +34,31 @@ export interface TestbedOptions {
   link?: Omit<TcpProxyOptions, 'target'> | false;
   /** Log level of both processes. Default debug (tests read their events). */
   logLevel?: string;
+  /**
+   * 'test' (default): quick resends, no routine track, a long acknowledged
+   * display, debug logs, reconnects within a second. 'shipped': the configs
+   * carry only what a bus must set (paths, credentials, devices), everything
+   * else at its shipped default, as benches measure it.
+   */
+  profile?: 'test' | 'shipped';
+  /** Keys of the sim camera's config entry over { name: 'cabin', port } (imageSize, rates...). */
+  cameraConfig?: Record<string, unknown>;
+  /** 'mosquitto' (default, the shipped config and ACL) or 'aedes' (in this process, for the demo: MQTT 3.1.1, no shared subscriptions). */
+  broker?: 'mosquitto' | 'aedes';
+  /** Usernames and passwords the broker knows (default: the test users). */
+  users?: Readonly<Record<string, string>>;
+  /** Keys of the agent's `mqtt` over the testbed's (the url and password stay the testbed's). */
+  agentMqtt?: Record<string, unknown>;
+  /** The bus's id in fleet "city" (default bus-1); `users` must know "city/{vehicle}". */
+  vehicle?: string;
+}
+
+/** What the testbed needs of a broker (Mosquitto as a process, or aedes in this one). */
+export interface Broker {
+  readonly url: string;
+  readonly port: number;
+  start(): Promise<void>;
+  stop(): Promise<void>;
 }
 
 export class Testbed {
@@ -40,7 +67,7 @@ export class Testbed {
   readonly agentConfigPath: string;
   readonly dispatchConfigPath: string;
   readonly dispatchDb: string;
-  broker!: Mosquitto;
+  broker!: Broker;
   pty!: PtyPair;
   gps!: SimGpsReceiver;
   camera: SimVc0706 | null = null;
@@ -64,7 +91,8 @@ export class Testbed {
   /** Broker, serial pairs, simulators and config files; then dispatch and the agent unless `processes` is false. */
   async start(opts: { processes?: boolean } = {}): Promise<this> {
     const o = this.o;
-    this.broker = await Mosquitto.start(this.dir);
+    const users = o.users ?? USERS;
+    this.broker = o.broker === 'aedes' ? await InProcessBroker.start(users) : await Mosquitto.start(this.dir);
     if (o.link) this.proxy = await TcpProxy.start({ ...o.link, target: { host: '127.0.0.1', port: this.broker.port } });
     let gpsPort: string | null = null;
     if (o.gps !== false) {
@@ -82,21 +110,22 @@ export class Testbed {
       const camPty = await this.pair('camera');
       this.camera = new SimVc0706({ path: camPty.a, peer: camPty.b, dir: CAMERA_FIXTURES, ...o.camera });
       await this.camera.start();
-      cameras = [{ name: 'cabin', port: camPty.b }];
+      cameras = [{ name: 'cabin', port: camPty.b, ...o.cameraConfig }];
     }
-    const level = o.logLevel ?? 'debug';
-    const mqtt = { reconnectMinMs: 100, reconnectMaxMs: 1000, keepaliveS: 5 };
+    const test = o.profile !== 'shipped';
+    const level = o.logLevel ?? (test ? 'debug' : 'info');
+    const aedes = o.broker === 'aedes';
+    const mqtt = { ...(test ? { reconnectMinMs: 100, reconnectMaxMs: 1000, keepaliveS: 5 } : {}), ...(aedes ? { protocolVersion: 4 } : {}) };
     writeFileSync(
       this.agentConfigPath,
       JSON.stringify({
-        vehicle: { fleet: 'city', id: 'bus-1', route: '603' },
-        mqtt: { url: this.proxy?.url ?? this.broker.url, password: USERS['city/bus-1'], ...mqtt },
+        vehicle: { fleet: 'city', id: o.vehicle ?? 'bus-1', route: '603' },
+        mqtt: { url: this.proxy?.url ?? this.broker.url, password: users[`city/${o.vehicle ?? 'bus-1'}`], ...mqtt, ...o.agentMqtt },
         storage: { dir: join(this.dir, 'bus') },
         panel: { driver: 'sim', socket: this.socket },
         gps: gpsPort === null ? null : { port: gpsPort, baudRate: o.gps && o.gps.baudRate ? o.gps.baudRate : 9600 },
         cameras,
-        alarm: { resendS: 1, acknowledgedShowS: 3600 },
-        position: { intervalS: 0, alarmIntervalS: 1 },
+        ...(test ? { alarm: { resendS: 1, acknowledgedShowS: 3600 }, position: { intervalS: 0, alarmIntervalS: 1 } } : {}),
         log: { level },
         ...o.agent,
       }),
@@ -104,9 +133,10 @@ export class Testbed {
     writeFileSync(
       this.dispatchConfigPath,
       JSON.stringify({
-        mqtt: { url: this.broker.url, password: USERS.dispatch, ...mqtt },
+        mqtt: { url: this.broker.url, password: users.dispatch, ...mqtt },
+        ...(aedes ? { sharedGroup: null } : {}),
         storage: { path: this.dispatchDb },
-        ack: { resendS: 1 },
+        ...(test ? { ack: { resendS: 1 } } : {}),
         log: { level },
         ...o.dispatch,
       }),
@@ -121,6 +151,11 @@ export class Testbed {
   /** The agent config as written (to derive another from it). */
   agentConfig(): Record<string, unknown> {
     return JSON.parse(readFileSync(this.agentConfigPath, 'utf8')) as Record<string, unknown>;
+  }
+
+  /** Dispatch's config, parsed as the receiver parses it (for in-process commands: acknowledge, footage). */
+  dispatchConfig(): DispatchConfig {
+    return loadDispatchConfig(this.dispatchConfigPath);
   }
 
   async startAgent(env: Record<string, string> = {}): Promise<LoggedProcess> {

@@ -4,10 +4,8 @@
 // stop the others; and nothing leaves the outbox on a PUBACK.
 
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Aedes } from 'aedes';
 import mqtt from 'mqtt';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +14,7 @@ import { type Db, migrate, openDatabase } from '../../common/sqlite.ts';
 import { laneItem } from '../../gateway/lane-item.ts';
 import { OUTBOX_SCHEMA, Outbox, OutboxConfigSchema } from '../../gateway/outbox.ts';
 import { Uplink } from '../../gateway/uplink.ts';
+import { InProcessBroker } from '../../scripts/lib/aedes-broker.ts';
 import { until } from '../helpers/until.ts';
 
 const ref = { fleet: 'city', vehicle: 'bus-1' };
@@ -23,21 +22,19 @@ const ref = { fleet: 'city', vehicle: 'bus-1' };
 describe('uplink drain', () => {
   let dir: string;
   let db: Db;
-  let broker: Aedes;
-  let server: Server;
+  let broker: InProcessBroker;
   let url: string;
+  const users = { 'city/bus-1': 'bus', dispatch: 'dispatch' };
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'bg-drain-'));
     db = openDatabase(join(dir, 'outbox.db'));
     migrate(db, [OUTBOX_SCHEMA]);
-    broker = await Aedes.createBroker();
-    server = createServer(broker.handle);
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    url = `mqtt://127.0.0.1:${(server.address() as { port: number }).port}`;
+    broker = await InProcessBroker.start(users);
+    url = broker.url;
   });
   afterAll(async () => {
-    await new Promise<void>((r) => broker.close(() => server.close(() => r())));
+    await broker.stop();
     db.close();
     rmSync(dir, { recursive: true, force: true });
   });
@@ -58,14 +55,14 @@ describe('uplink drain', () => {
     put('incident', 'incident', 1);
 
     const seen: string[] = [];
-    const sub = await mqtt.connectAsync(url, { clientId: 'drain-sub' });
+    const sub = await mqtt.connectAsync(url, { clientId: 'drain-sub', username: 'dispatch', password: users.dispatch });
     sub.on('message', (topic, payload) => {
       if (!topic.endsWith('/status')) seen.push((JSON.parse(payload.toString()) as { lane: string }).lane);
     });
-    await sub.subscribeAsync('busguard/v1/city/bus-1/up/#', { qos: 1 });
+    await sub.subscribeAsync('busguard/v1/+/+/up/+', { qos: 1 });
     const uplink = new Uplink({
       ref,
-      mqtt: MqttConnectionSchema.parse({ url, protocolVersion: 4 }),
+      mqtt: MqttConnectionSchema.parse({ url, protocolVersion: 4, password: users['city/bus-1'] }),
       outbox,
       resendMs: 3_600_000,
       agent: 'test',
