@@ -2,7 +2,8 @@
 // the segment-size rule, and the uploader speaking to EMQX's own file transfer
 // ("$file"), where the PUBACK reason code is the answer. There is no EMQX on
 // these machines: a session stand-in answers as EMQX's synchronous mode does
-// (its reason codes as documented for file transfer).
+// (its reason codes as documented for file transfer). And the queue's store
+// interface: a contract every implementation passes, run on the SQLite one.
 
 import { randomBytes, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -13,6 +14,7 @@ import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FILE_UPLOAD_SCHEMA, FileUpload, FileUploadConfigSchema, type QueuedFile } from '../../gateway/file-upload.ts';
 import {
+  type EvidenceMeta,
   InitPayloadSchema,
   coversAll,
   dispatchFileFilter,
@@ -28,7 +30,8 @@ import {
   unionRanges,
 } from '../../protocol/file-transfer.ts';
 import type { MqttSession } from '../../common/mqtt-session.ts';
-import { migrate, openDatabase } from '../../common/sqlite.ts';
+import { currentDurability, migrate, openDatabase } from '../../common/sqlite.ts';
+import { type NewUpload, SqliteUploadStore, type UploadStore } from '../../gateway/upload-queue.ts';
 import { until } from '../integration/fixture.ts';
 
 const bus1 = { fleet: 'city', vehicle: 'bus-1' };
@@ -206,5 +209,171 @@ describe('uploader on EMQX\'s own file transfer ("$file", PUBACK reason codes)',
     await until(() => t.failed.length === 1, 5000, 'cancelled');
     expect(t.upload.get(t.q.id)).toMatchObject({ state: 'failed', error: expect.stringMatching(/EMQX cancelled the transfer at segment \(0x83\)/) });
     await t.stop();
+  });
+});
+
+/**
+ * What every UploadStore must do (gateway/upload-queue.ts): the pump relies
+ * on these and on nothing else. `make` gives an empty store, `reopen` opens
+ * the same queue again (as after a restart of the bus), `close` ends both.
+ */
+function uploadStoreContract(name: string, make: () => { store: UploadStore; reopen: () => UploadStore; close: () => void }) {
+  describe(`UploadStore contract: ${name}`, () => {
+    const meta = (kind: 'snapshot' | 'clip', alarmId: string | null = null): EvidenceMeta => ({
+      v: 1,
+      kind,
+      fleet: 'city',
+      vehicle: 'bus-1',
+      alarmId,
+      capturedAt: '2025-01-01T00:00:00Z',
+      timeSource: 'gps',
+      geotag: null,
+      mime: kind === 'clip' ? 'video/mp4' : 'image/jpeg',
+    });
+    const file = (over: Partial<NewUpload> = {}): NewUpload => {
+      const kind = over.kind ?? 'snapshot';
+      return { id: randomUUID(), path: `/media/${randomUUID()}.jpg`, name: 'snap.jpg', size: 3072, sha256: SUM, mtimeMs: 1_700_000_000_123, kind, priority: kind === 'snapshot' ? 2 : 3, alarmId: null, meta: meta(kind), createdMs: 1000, ...over };
+    };
+
+    /** `n` new files, each put in the store. */
+    const putNew = (store: UploadStore, n: number): NewUpload[] =>
+      Array.from({ length: n }, () => {
+        const f = file();
+        store.put(f);
+        return f;
+      });
+
+    it('put stores a new file as pending with nothing confirmed, and get returns it whole', () => {
+      const { store, close } = make();
+      const f = file({ alarmId: randomUUID() });
+      const put = store.put(f);
+      expect(put).toEqual({ ...f, state: 'pending', attempt: 0, restarts: 0, confirmed: [], error: null, updatedMs: f.createdMs });
+      expect(store.get(f.id)).toEqual(put);
+      expect(store.get('no-such-file')).toBeNull();
+      close();
+    });
+
+    it('put of an id already queued keeps the file queued under it and returns that one', () => {
+      const { store, close } = make();
+      const f = file();
+      store.put(f);
+      store.update(f.id, { confirmed: [[0, 1024]], attempt: 1, restarts: 0, updatedMs: 2000 });
+      const again = store.put({ ...f, path: '/elsewhere.jpg', size: 1, createdMs: 5000 });
+      expect(again).toMatchObject({ path: f.path, size: 3072, confirmed: [[0, 1024]], attempt: 1, createdMs: 1000 });
+      expect(store.list()).toHaveLength(1);
+      close();
+    });
+
+    it('lists in send order (priority, then oldest, then id), all or one state', () => {
+      const { store, close } = make();
+      const clipOld = store.put(file({ id: 'c-old', kind: 'clip', createdMs: 100 }));
+      const snapNew = store.put(file({ id: 's-new', createdMs: 300 }));
+      const snapB = store.put(file({ id: 's-b', createdMs: 200 }));
+      const snapA = store.put(file({ id: 's-a', createdMs: 200 }));
+      expect(store.list().map((f) => f.id)).toEqual([snapA.id, snapB.id, snapNew.id, clipOld.id]);
+      store.finish(snapB.id, 'delivered', null, [[0, 3072]], 400);
+      store.finish(snapNew.id, 'failed', 'gone', [], 400);
+      expect(store.list('pending').map((f) => f.id)).toEqual([snapA.id, clipOld.id]);
+      expect(store.list('delivered').map((f) => f.id)).toEqual([snapB.id]);
+      expect(store.list('failed').map((f) => f.id)).toEqual([snapNew.id]);
+      close();
+    });
+
+    it('update saves progress and setMtime the time verified at, and both outlast a reopen', () => {
+      const { store, reopen, close } = make();
+      const f = file();
+      store.put(f);
+      store.update(f.id, { confirmed: [[0, 1024], [2048, 3072]], attempt: 2, restarts: 1, updatedMs: 1500 });
+      store.setMtime(f.id, 1_700_000_999_000);
+      const expected = { state: 'pending', confirmed: [[0, 1024], [2048, 3072]], attempt: 2, restarts: 1, updatedMs: 1500, mtimeMs: 1_700_000_999_000 };
+      expect(store.get(f.id)).toMatchObject(expected);
+      expect(reopen().get(f.id)).toMatchObject(expected);
+      close();
+    });
+
+    it('finish records delivered or failed with its reason and what is confirmed, and returns the file', () => {
+      const { store, close } = make();
+      const [a, b] = putNew(store, 2) as [NewUpload, NewUpload];
+      expect(store.finish(a.id, 'delivered', null, [[0, 3072]], 2000)).toMatchObject({ id: a.id, state: 'delivered', error: null, confirmed: [[0, 3072]], updatedMs: 2000 });
+      expect(store.finish(b.id, 'failed', 'deleted on the bus', [[0, 1024]], 2100)).toMatchObject({ id: b.id, state: 'failed', error: 'deleted on the bus', confirmed: [[0, 1024]], updatedMs: 2100 });
+      expect(store.finish('no-such-file', 'failed', 'x', [], 2200)).toBeNull();
+      close();
+    });
+
+    it('requeue puts a failed file back to pending with its restarts reset, and nothing else', () => {
+      const { store, close } = make();
+      const [failed, pending, delivered] = putNew(store, 3) as [NewUpload, NewUpload, NewUpload];
+      store.update(failed.id, { confirmed: [[0, 1024]], attempt: 3, restarts: 4, updatedMs: 1500 });
+      store.finish(failed.id, 'failed', 'gave up', [[0, 1024]], 1600);
+      store.finish(delivered.id, 'delivered', null, [[0, 3072]], 1600);
+      expect(store.requeue(failed.id, 1700)).toBe(true);
+      expect(store.get(failed.id)).toMatchObject({ state: 'pending', error: null, restarts: 0, attempt: 3, confirmed: [[0, 1024]], updatedMs: 1700 });
+      expect(store.requeue(failed.id, 1800)).toBe(false);
+      expect(store.requeue(pending.id, 1800)).toBe(false);
+      expect(store.requeue(delivered.id, 1800)).toBe(false);
+      expect(store.requeue('no-such-file', 1800)).toBe(false);
+      expect(store.get(delivered.id)!.state).toBe('delivered');
+      close();
+    });
+
+    it('prune forgets delivered files last updated before the time, and only those', () => {
+      const { store, close } = make();
+      const [old, recent, failed, pending] = putNew(store, 4) as [NewUpload, NewUpload, NewUpload, NewUpload];
+      store.finish(old.id, 'delivered', null, [[0, 3072]], 1000);
+      store.finish(recent.id, 'delivered', null, [[0, 3072]], 5000);
+      store.finish(failed.id, 'failed', 'x', [], 1000);
+      expect(store.prune(5000)).toBe(1);
+      expect(store.list().map((f) => f.id).sort()).toEqual([recent.id, failed.id, pending.id].sort());
+      expect(store.prune(5000)).toBe(0);
+      close();
+    });
+  });
+}
+
+const storeDir = mkdtempSync(join(tmpdir(), 'busguard-upload-store-'));
+afterAll(() => rmSync(storeDir, { recursive: true, force: true }));
+
+uploadStoreContract('SqliteUploadStore', () => {
+  const file = join(storeDir, `${randomUUID()}.db`);
+  const dbs = [openDatabase(file)];
+  migrate(dbs[0]!, [FILE_UPLOAD_SCHEMA]);
+  return {
+    store: new SqliteUploadStore(dbs[0]!),
+    reopen: () => {
+      const db = openDatabase(file);
+      dbs.push(db);
+      return new SqliteUploadStore(db);
+    },
+    close: () => {
+      for (const db of dbs) db.close();
+    },
+  };
+});
+
+describe('SqliteUploadStore on the bus database', () => {
+  it('refuses a database without its table, naming the schema to add', () => {
+    const db = openDatabase(join(storeDir, `${randomUUID()}.db`));
+    expect(() => new SqliteUploadStore(db)).toThrow(/no table file_uploads; add FILE_UPLOAD_SCHEMA \(gateway\/file-upload\.ts\)/);
+    db.close();
+  });
+
+  it('commits what makes a file evidence with an fsync (FULL), progress without (NORMAL)', () => {
+    const db = openDatabase(join(storeDir, `${randomUUID()}.db`));
+    migrate(db, [FILE_UPLOAD_SCHEMA]);
+    const store = new SqliteUploadStore(db);
+    const meta: EvidenceMeta = { v: 1, kind: 'clip', fleet: 'city', vehicle: 'bus-1', alarmId: null, capturedAt: '2025-01-01T00:00:00Z', timeSource: 'gps', geotag: null };
+    const f = { id: randomUUID(), path: '/media/c.mp4', name: 'c.mp4', size: 10, sha256: SUM, mtimeMs: 1, kind: 'clip' as const, priority: 3, alarmId: null, meta, createdMs: 1 };
+    const level = (op: () => unknown): string => {
+      op();
+      return currentDurability(db);
+    };
+    expect(level(() => store.put(f))).toBe('FULL');
+    expect(level(() => store.update(f.id, { confirmed: [[0, 5]], attempt: 1, restarts: 0, updatedMs: 2 }))).toBe('NORMAL');
+    expect(level(() => store.finish(f.id, 'failed', 'x', [[0, 5]], 3))).toBe('FULL');
+    expect(level(() => store.setMtime(f.id, 4))).toBe('NORMAL');
+    expect(level(() => store.requeue(f.id, 5))).toBe('FULL');
+    expect(level(() => store.prune(6))).toBe('NORMAL');
+    expect(level(() => store.finish(f.id, 'delivered', null, [[0, 10]], 7))).toBe('FULL');
+    db.close();
   });
 });
