@@ -51,6 +51,12 @@ export interface NmeaReaderOptions {
    * one, or this long has passed. Default 900000 ms (15 min).
    */
   baudSummaryMaxMs?: number;
+  /**
+   * The serialport binding. Default: the hang-up-aware native one
+   * (hal/serial). Tests where a pseudo-terminal adds nothing pass
+   * serialport's mock binding (@serialport/binding-mock).
+   */
+  binding?: unknown;
 }
 
 export { NMEA_BAUD_RATES } from './baud-search.ts';
@@ -124,6 +130,7 @@ export class NmeaReader extends EventEmitter<NmeaReaderEvents> {
   private skipTail = false;
   private lastFix: GpsFix | null = null;
   private lastValidFix: GpsFix | null = null;
+  private readonly binding: unknown;
 
   constructor(opts: NmeaReaderOptions) {
     super();
@@ -134,6 +141,7 @@ export class NmeaReader extends EventEmitter<NmeaReaderEvents> {
     this.path = opts.path;
     this.baudRate = opts.baudRate;
     this.log = opts.log;
+    this.binding = opts.binding ?? HANGUP_AWARE_BINDING;
     this.noDataTimeoutMs = opts.noDataTimeoutMs ?? 5000;
     this.reopenMinMs = opts.reopenMinMs ?? 500;
     this.reopenMaxMs = Math.max(opts.reopenMaxMs ?? 10_000, this.reopenMinMs);
@@ -214,7 +222,7 @@ export class NmeaReader extends EventEmitter<NmeaReaderEvents> {
     if (this.stopped) return;
     let port: SerialPort;
     try {
-      port = new SerialPort({ path: this.path, baudRate: this.currentBaud, autoOpen: false, binding: HANGUP_AWARE_BINDING } as SerialPortOptions);
+      port = new SerialPort({ path: this.path, baudRate: this.currentBaud, autoOpen: false, binding: this.binding } as SerialPortOptions);
     } catch (err) {
       this.portFailed(`cannot create port (${errText(err)})`);
       return;
