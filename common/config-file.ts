@@ -39,7 +39,7 @@ export function parseConfig<S extends z.ZodType>(file: string, raw: unknown, sch
 function describeIssue(issue: z.core.$ZodIssue, raw: unknown): string {
   if (issue.code === 'unrecognized_keys') {
     const base = issue.path.length ? `${issue.path.join('.')}.` : '';
-    return `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${base}${k}"`).join(', ')}: not an option (see README "Configuration")`;
+    return `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${base}${k}"`).join(', ')}: not an option (see docs/configuration.md)`;
   }
   const key = issue.path.join('.') || '(top level)';
   const value = valueAt(raw, issue.path);

@@ -1,4 +1,4 @@
-// Dispatch's configuration file (JSON), documented in the README.
+// Dispatch's configuration file (JSON), every key documented in docs/configuration.md.
 
 import { z } from 'zod';
 import { MqttConnectionSchema } from '../common/mqtt-session.ts';
@@ -46,7 +46,7 @@ export function loadDispatchConfig(file: string): DispatchConfig {
   return loadConfigFile(file, DispatchConfigSchema);
 }
 
-/** What the config names on disk, checked before the receiver opens anything (protocol/config-paths.ts). */
+/** What the config names on disk, checked before the receiver opens anything (common/config-paths.ts). */
 export function checkDispatchPaths(c: DispatchConfig): string[] {
   const problems: string[] = [];
   if (c.mqtt.passwordFile !== undefined) checkSecretFile('mqtt.passwordFile', c.mqtt.passwordFile, problems);

@@ -16,7 +16,7 @@ import type { VehicleRef } from '../protocol/topics.ts';
 
 /**
  * Tables for dispatch's database: append as one more step of its migrate()
- * list (protocol/sqlite.ts), or migrate a database of their own with it.
+ * list (common/sqlite.ts), or migrate a database of their own with it.
  */
 export const DISPATCH_FILES_SCHEMA = `
 CREATE TABLE evidence_files (

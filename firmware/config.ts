@@ -1,6 +1,6 @@
-// The agent's configuration file (JSON). Every key is documented in the
-// README's "Configuration" section; a wrong one is refused with the key, the
-// value and what is expected (protocol/config-file.ts).
+// The agent's configuration file (JSON). Every key is documented in
+// docs/configuration.md; a wrong one is refused with the key, the
+// value and what is expected (common/config-file.ts).
 
 import { z } from 'zod';
 import { TRACK_BATCH_MAX } from '../protocol/messages.ts';
@@ -110,7 +110,7 @@ export function loadAgentConfig(file: string): AgentConfig {
 
 /**
  * What the config names on disk, checked before the agent touches anything
- * (protocol/config-paths.ts): every problem, each naming its key. Devices
+ * (common/config-paths.ts): every problem, each naming its key. Devices
  * (GPS, cameras, a Firmata board) are not checked here: a USB receiver
  * plugged in later is found then.
  */

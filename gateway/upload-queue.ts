@@ -11,7 +11,7 @@ import { type Db, writeTx } from '../common/sqlite.ts';
 
 /**
  * The queue's table: append as one more step of the bus database's migrate()
- * list (protocol/sqlite.ts), after the outbox's.
+ * list (common/sqlite.ts), after the outbox's.
  */
 export const FILE_UPLOAD_SCHEMA = `
 CREATE TABLE file_uploads (

@@ -1,7 +1,7 @@
 // alarm-latency: N alarms through the real agent and dispatch processes and a
 // real Mosquitto on loopback. Times are counted from the moment the hold is
 // confirmed (the agent's `alarm.confirmed` line), on CLOCK_MONOTONIC shared
-// by all processes (protocol/log.ts):
+// by all processes (common/log.ts):
 //   stored   – committed and fsync'd on the bus (LED "stored")
 //   dispatch – committed at dispatch
 //   receipt  – dispatch's receipt back on the bus (LED "delivered")
@@ -124,7 +124,7 @@ async function measureFloor(dir: string, url: string, n: number): Promise<number
   const topic = 'busguard/v1/city/bus-2/up/floor';
   const sub = await mqtt.connectAsync(url, { protocolVersion: 5, username: 'dispatch', password: USERS.dispatch, clientId: 'floor-sub' });
   const pub = await mqtt.connectAsync(url, { protocolVersion: 5, username: 'city/bus-2', password: USERS['city/bus-2'], clientId: 'floor-pub' });
-  // The same socket setting as busguard's own sessions (protocol/mqtt-session.ts): the floor is the best bare path.
+  // The same socket setting as busguard's own sessions (common/mqtt-session.ts): the floor is the best bare path.
   for (const c of [sub, pub]) (c.stream as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
   await sub.subscribeAsync(topic, { qos: 1 });
   const body = Buffer.alloc(600, 'x'); // about an alarm's size

@@ -18,7 +18,7 @@
 //
 // Times count from the confirmed hold (the agent's `alarm.confirmed` line,
 // its stepMonoMs) to dispatch's `file.stored` line of that kind, on
-// CLOCK_MONOTONIC shared by all processes (protocol/log.ts). Floors come from
+// CLOCK_MONOTONIC shared by all processes (common/log.ts). Floors come from
 // the same run:
 //   snapshot_floor_s = JPEG bytes as the camera sent them (no EXIF) × 10 / 115200
 //   clip_floor_s     = postRollS + clip bytes (dispatch's size) / link rate

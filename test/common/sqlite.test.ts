@@ -1,4 +1,4 @@
-// Every write names its durability (protocol/sqlite.ts writeTx): the
+// Every write names its durability (common/sqlite.ts writeTx): the
 // connection's `synchronous` setting is whatever the write before left, so a
 // write that did not set its own would inherit NORMAL from a track batch and
 // commit without fsync. The end-to-end proof, with a real power cut, is

@@ -53,7 +53,7 @@ describe('cameras[] config', () => {
     const [rate] = problems([{ name: 'cabin', port: '/dev/ttyUSB1', transferBaudRate: 230400 }]);
     expect(rate).toMatch(/^key "cameras\.0\.transferBaudRate" = 230400: .*9600, 19200, 38400, 57600, 115200/);
     expect(problems([{ name: 'cabin', port: '/dev/ttyUSB1', source: 'v4l2src' }])).toEqual([
-      'unknown key "cameras.0.source": not an option (see README "Configuration")',
+      'unknown key "cameras.0.source": not an option (see docs/configuration.md)',
     ]);
   });
 

@@ -43,7 +43,7 @@ describe('gstreamer camera config', () => {
 
   it("refuses another driver's keys, a missing source, a source that is not only a source, and values out of range", () => {
     expect(problems([{ name: 'cabin', driver: 'gstreamer', source: LIVE_320, port: '/dev/ttyUSB1' }])).toEqual([
-      'unknown key "cameras.0.port": not an option (see README "Configuration")',
+      'unknown key "cameras.0.port": not an option (see docs/configuration.md)',
     ]);
     expect(problems([{ name: 'cabin', driver: 'gstreamer' }])).toEqual(['key "cameras.0.source" missing: expected string']);
     expect(problems([{ name: 'cabin', driver: 'gstreamer', source: 'v4l2src ! jpegenc ! filesink location=/tmp/x.jpg' }])[0]).toMatch(
