@@ -17,6 +17,7 @@ import type { StoredFile } from '../dispatch/files.ts';
 import { simLed, simPress } from '../hal/panel/sim-client.ts';
 import { monoMs } from '../common/log.ts';
 import { Testbed } from './lib/testbed.ts';
+import { until } from './lib/until.ts';
 import type { Fix } from '../protocol/messages.ts';
 
 const USERS: Record<string, string> = { dispatch: 'demo-dispatch', 'city/bus-17': 'demo-bus-17' };
@@ -88,15 +89,15 @@ export async function runDemo(opts: { hold: number }): Promise<number> {
       }),
     );
 
-    await waitUntil(() => agent.hasFix(), 8000, 'a GPS fix from the simulator');
-    const connected = await waitUntil(() => agent.connected, 8000, 'the bus to connect to the broker');
+    await until(() => agent.hasFix(), 8000, 'a GPS fix from the simulator');
+    const connected = await until(() => agent.connected, 8000, 'the bus to connect to the broker');
     void connected;
 
     out(`driver holds the panic button for ${opts.hold} ms…`);
     const pressedAt = monoMs();
     await simPress(agentConfig.panel.driver === 'sim' ? agentConfig.panel.socket : '', { holdMs: opts.hold });
     const alarmId = await withTimeout(atDispatch, 10_000, 'the alarm at dispatch');
-    await waitUntil(() => journey.has('delivered'), 10_000, 'the receipt on the bus');
+    await until(() => journey.has('delivered'), 10_000, 'the receipt on the bus');
     const snapshot = await withTimeout(photo, 15_000, 'the cabin photo at dispatch');
     const exifGps = readExifGps(snapshot.path!);
 
@@ -151,15 +152,6 @@ function readExifGps(file: string): { lat: number; lon: number } | null {
   const lon = dms(gps?.[piexif.GPSIFD.GPSLongitude]);
   if (lat === undefined || lon === undefined) return null;
   return { lat: gps?.[piexif.GPSIFD.GPSLatitudeRef] === 'S' ? -lat : lat, lon: gps?.[piexif.GPSIFD.GPSLongitudeRef] === 'W' ? -lon : lon };
-}
-
-async function waitUntil(cond: () => boolean, timeoutMs: number, what: string): Promise<true> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not there within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return true;
 }
 
 async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {

@@ -15,7 +15,7 @@ import { laneItem } from '../../gateway/lane-item.ts';
 import { OUTBOX_SCHEMA, Outbox, OutboxConfigSchema } from '../../gateway/outbox.ts';
 import { Uplink } from '../../gateway/uplink.ts';
 import { InProcessBroker } from '../../scripts/lib/aedes-broker.ts';
-import { until } from '../helpers/until.ts';
+import { until } from '../../scripts/lib/until.ts';
 
 const ref = { fleet: 'city', vehicle: 'bus-1' };
 

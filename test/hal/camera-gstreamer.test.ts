@@ -19,7 +19,7 @@ import { jpegDimensions, jpegLength } from '../../hal/camera/jpeg.ts';
 import { CameraError } from '../../hal/camera/types.ts';
 import { CamerasConfigSchema, SnapshotTaker } from '../../firmware/snapshots.ts';
 import type { Fix } from '../../protocol/messages.ts';
-import { until } from '../helpers/until.ts';
+import { until } from '../../scripts/lib/until.ts';
 
 const LIVE_320 = 'videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=10/1';
 const log = pino({ level: process.env.TEST_LOG ?? 'silent' });

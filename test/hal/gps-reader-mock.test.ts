@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { NmeaReader } from '../../hal/gps/reader.ts';
 import type { GpsFix } from '../../hal/gps/types.ts';
 import { nmeaFor } from '../../hal/gps/route-sim.ts';
-import { until } from '../helpers/until.ts';
+import { until } from '../../scripts/lib/until.ts';
 
 const PATH = '/dev/ttyMOCK-GPS';
 

@@ -9,7 +9,7 @@ import { Testbed } from '../../scripts/lib/testbed.ts';
 import type { StoredAlarm } from '../../dispatch/store.ts';
 import { busguardRun } from '../helpers/process.ts';
 
-export { until } from '../helpers/until.ts';
+export { until } from '../../scripts/lib/until.ts';
 
 export class BusFixture extends Testbed {
   /** Start with these agent config keys over the testbed's defaults, and these GPS simulator options. */
