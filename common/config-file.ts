@@ -2,7 +2,7 @@
 // the value found and what is expected, so a technician can fix it on site.
 
 import { readFileSync } from 'node:fs';
-import type { z } from 'zod';
+import { z } from 'zod';
 
 export class ConfigError extends Error {
   constructor(
@@ -68,3 +68,11 @@ function valueAt(raw: unknown, path: readonly PropertyKey[]): unknown {
   }
   return cur;
 }
+
+/** The `log` section both config files share: the pino level. */
+export const LogConfigSchema = z
+  .object({
+    level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  })
+  .strict()
+  .prefault({});

@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import { MqttConnectionSchema } from '../common/mqtt-session.ts';
 import { dirname } from 'node:path';
-import { loadConfigFile } from '../common/config-file.ts';
+import { loadConfigFile, LogConfigSchema } from '../common/config-file.ts';
 import { checkSecretFile, checkWritableDir } from '../common/config-paths.ts';
 import { FilesConfigSchema } from './files.ts';
 
@@ -31,12 +31,7 @@ export const DispatchConfigSchema = z
       })
       .strict()
       .prefault({}),
-    log: z
-      .object({
-        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
-      })
-      .strict()
-      .prefault({}),
+    log: LogConfigSchema,
   })
   .strict();
 

@@ -12,7 +12,7 @@ import { CamerasConfigSchema } from './snapshots.ts';
 import { MqttConnectionSchema } from '../common/mqtt-session.ts';
 import { ID_PATTERN } from '../protocol/topics.ts';
 import { dirname } from 'node:path';
-import { loadConfigFile } from '../common/config-file.ts';
+import { loadConfigFile, LogConfigSchema } from '../common/config-file.ts';
 import { checkSecretFile, checkWritableDir } from '../common/config-paths.ts';
 
 const id = z.string().regex(ID_PATTERN, 'letters, digits, "_" or "-", 1 to 64 characters');
@@ -93,12 +93,7 @@ export const AgentConfigSchema = z
     media: MediaConfigSchema,
     /** Evidence file transfer over MQTT (gateway/file-upload.ts). */
     files: FileUploadConfigSchema.prefault({}),
-    log: z
-      .object({
-        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
-      })
-      .strict()
-      .prefault({}),
+    log: LogConfigSchema,
   })
   .strict();
 

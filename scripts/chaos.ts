@@ -261,7 +261,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
     const deadline = Date.now() + 60_000;
     for (;;) {
       await ackArrived();
-      const pending = pendingOnBus(join(busDir, 'outbox.db')) + filesPendingOnBus(join(busDir, 'outbox.db'));
+      const pending = pendingOnBus(join(busDir, 'outbox.db'));
       const volatileOpen = volatileUndelivered(agents);
       if (pending === 0 && volatileOpen === 0) break;
       if (Date.now() > deadline) {
@@ -302,19 +302,13 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
   }
 }
 
+/** Messages and evidence files still waiting on the bus, read beside the running agent. */
 function pendingOnBus(path: string): number {
   const db = new Database(path, { readonly: true, fileMustExist: true });
   try {
-    return (db.prepare('SELECT count(*) AS n FROM outbox').get() as { n: number }).n;
-  } finally {
-    db.close();
-  }
-}
-
-function filesPendingOnBus(path: string): number {
-  const db = new Database(path, { readonly: true, fileMustExist: true });
-  try {
-    return (db.prepare("SELECT count(*) AS n FROM file_uploads WHERE state = 'pending'").get() as { n: number }).n;
+    const messages = (db.prepare('SELECT count(*) AS n FROM outbox').get() as { n: number }).n;
+    const files = (db.prepare("SELECT count(*) AS n FROM file_uploads WHERE state = 'pending'").get() as { n: number }).n;
+    return messages + files;
   } finally {
     db.close();
   }

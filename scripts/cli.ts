@@ -89,26 +89,22 @@ dispatch
     const { runReceiver } = await import('../dispatch/main.ts');
     await runReceiver(opts.config);
   });
-dispatch
-  .command('alarms')
-  .description('list open emergency alarms (not yet acknowledged), oldest first')
-  .requiredOption('-c, --config <file>', 'dispatch config file (JSON)')
-  .option('--all', 'include acknowledged alarms')
-  .option('--json', 'one JSON object per line')
-  .action(async (opts: { config: string; all?: boolean; json?: boolean }) => {
-    const { listQueue } = await import('../dispatch/main.ts');
-    listQueue(opts.config, 'emergency', opts);
-  });
-dispatch
-  .command('incidents')
-  .description('list open non-emergency incidents (a separate queue), oldest first')
-  .requiredOption('-c, --config <file>', 'dispatch config file (JSON)')
-  .option('--all', 'include acknowledged incidents')
-  .option('--json', 'one JSON object per line')
-  .action(async (opts: { config: string; all?: boolean; json?: boolean }) => {
-    const { listQueue } = await import('../dispatch/main.ts');
-    listQueue(opts.config, 'incident', opts);
-  });
+// The two queues, each its own command: emergencies never share a list with incidents.
+for (const [name, kind, description] of [
+  ['alarms', 'emergency', 'list open emergency alarms (not yet acknowledged), oldest first'],
+  ['incidents', 'incident', 'list open non-emergency incidents (a separate queue), oldest first'],
+] as const) {
+  dispatch
+    .command(name)
+    .description(description)
+    .requiredOption('-c, --config <file>', 'dispatch config file (JSON)')
+    .option('--all', `include acknowledged ${name}`)
+    .option('--json', 'one JSON object per line')
+    .action(async (opts: { config: string; all?: boolean; json?: boolean }) => {
+      const { listQueue } = await import('../dispatch/main.ts');
+      listQueue(opts.config, kind, opts);
+    });
+}
 dispatch
   .command('ack')
   .description('acknowledge an alarm or incident; the bus\'s LED shows it')

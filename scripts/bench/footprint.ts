@@ -34,6 +34,7 @@ import { acknowledge } from '../../dispatch/acknowledge.ts';
 import { DispatchStore } from '../../dispatch/store.ts';
 import { simPress } from '../../hal/panel/sim-client.ts';
 import { Testbed } from '../lib/testbed.ts';
+import { until } from '../lib/until.ts';
 import { percentile, round } from './stats.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 300);
@@ -195,18 +196,11 @@ if (process.argv.includes('agent') && process.env.BENCH_HEAP_LOG) {
 async function heapSnapshot(pid: number, dir: string, label: string): Promise<void> {
   const before = new Set(readdirSync(dir));
   process.kill(pid, 'SIGUSR2');
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    await new Promise((r) => setTimeout(r, 500));
-    const fresh = readdirSync(dir).filter((f) => !before.has(f) && f.endsWith('.heapsnapshot'));
-    // V8 writes the snapshot from the main thread in one go: complete once it ends with the strings table's close.
-    if (fresh.length > 0) {
-      const text = readFileSync(join(dir, fresh[0]!), 'utf8');
-      if (text.trimEnd().endsWith(']}')) {
-        process.stderr.write(`footprint: heap snapshot ${label}: ${join(dir, fresh[0]!)}\n`);
-        return;
-      }
-    }
-    if (Date.now() > deadline) throw new Error(`no heap snapshot in ${dir} within 120 s`);
-  }
+  // V8 writes the snapshot from the main thread in one go: complete once it ends with the strings table's close.
+  const complete = () => {
+    const fresh = readdirSync(dir).find((f) => !before.has(f) && f.endsWith('.heapsnapshot'));
+    return fresh !== undefined && readFileSync(join(dir, fresh), 'utf8').trimEnd().endsWith(']}') ? join(dir, fresh) : null;
+  };
+  const file = await until(complete, 120_000, `a complete heap snapshot in ${dir}`, 500);
+  process.stderr.write(`footprint: heap snapshot ${label}: ${file}\n`);
 }

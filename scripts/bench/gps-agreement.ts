@@ -64,99 +64,105 @@ function lines(log: string): string[] {
     .filter((l) => l !== '' && !l.startsWith('#'));
 }
 
-/** Tracks what a user of a library keeps between sentences: the last GSA mode and the last date. */
-class UserState {
-  gsaMode: 2 | 3 | null = null;
-  date: number | null = null;
-
-  fix(lat: number, lon: number, mode: number, time: Date | null, timeOnly: boolean): ReportedFix {
-    let t: Date | null = null;
-    if (time && !Number.isNaN(time.getTime())) {
-      if (!timeOnly) t = time;
-      else if (this.date !== null) t = new Date(this.date + timeOfDayOf(time));
-    }
-    return { lat, lon, mode: this.gsaMode ?? mode, time: t };
-  }
+/**
+ * One sentence as a library reports it, in the terms the user's rules need:
+ * a GSA's 2D/3D mode, a date (ZDA, RMC), a position the library calls valid
+ * with whether it has an altitude, and the sentence's time.
+ */
+interface Said {
+  type: 'GSA' | 'ZDA' | 'RMC' | 'GGA' | 'GLL' | 'GNS';
+  gsaMode?: 2 | 3 | null;
+  time?: Date | null;
+  position?: { lat: number; lon: number; altitude: boolean } | null;
 }
 
-const nmeaSimpleReader: Reader = (log) => {
-  const user = new UserState();
-  const out: ReportedFix[] = [];
-  for (const line of lines(log)) {
-    let p: Packet;
-    try {
-      p = parseNmeaSentence(line);
-    } catch {
-      continue; // refused: bad or missing checksum, unknown sentence, '$$' prefix
+/**
+ * What a user of a library does with its sentences, the same for both
+ * libraries: keep the last GSA mode and the last date, and take each valid
+ * position with the mode (GSA's, else 3D with an altitude) and the time (its
+ * own for RMC; the time of day on the last date for GGA, GLL and GNS).
+ */
+function readWith(say: (line: string) => Said | null): Reader {
+  return (log) => {
+    let gsaMode: 2 | 3 | null = null;
+    let date: number | null = null;
+    const out: ReportedFix[] = [];
+    for (const line of lines(log)) {
+      const s = say(line);
+      if (!s) continue;
+      if (s.type === 'GSA') gsaMode = s.gsaMode ?? null;
+      else if (s.type === 'ZDA') date = midnightOf(s.time);
+      else if (s.type === 'RMC') date = midnightOf(s.time) ?? date;
+      const pos = s.position;
+      if (!pos || !Number.isFinite(pos.lat) || !Number.isFinite(pos.lon)) continue;
+      const timeOnly = s.type !== 'RMC';
+      let time: Date | null = null;
+      if (s.time && !Number.isNaN(s.time.getTime())) {
+        if (!timeOnly) time = s.time;
+        else if (date !== null) time = new Date(date + timeOfDayOf(s.time));
+      }
+      out.push({ lat: pos.lat, lon: pos.lon, mode: gsaMode ?? (pos.altitude ? 3 : 2), time });
     }
-    switch (p.sentenceId) {
-      case 'GSA':
-        user.gsaMode = p.fixMode === '3D' ? 3 : p.fixMode === '2D' ? 2 : null;
-        break;
-      case 'ZDA':
-        user.date = midnightOf(p.datetime);
-        break;
-      case 'RMC':
-        user.date = midnightOf(p.datetime) ?? user.date;
-        if (p.status === 'valid') out.push(user.fix(p.latitude, p.longitude, 2, p.datetime, false));
-        break;
-      case 'GGA':
-        if (p.fixType !== 'none') out.push(user.fix(p.latitude, p.longitude, Number.isNaN(p.altitudeMeters) ? 2 : 3, p.time, true));
-        break;
-      case 'GLL':
-        if (p.status === 'valid') out.push(user.fix(p.latitude, p.longitude, 2, p.time, true));
-        break;
-      case 'GNS':
-        if (p.modeIndicator !== '' && !p.modeIndicator.startsWith('N')) {
-          out.push(user.fix(p.latitude, p.longitude, Number.isNaN(p.altitudeMeters) ? 2 : 3, p.time, true));
-        }
-        break;
-      default:
-        break;
-    }
-  }
-  return out.filter((f) => Number.isFinite(f.lat) && Number.isFinite(f.lon));
-};
+    return out;
+  };
+}
 
-const gpsReader: Reader = (log) => {
-  const user = new UserState();
-  const out: ReportedFix[] = [];
-  for (const line of lines(log)) {
-    let p: ReturnType<typeof GPS.Parse>;
-    try {
-      p = GPS.Parse(line);
-    } catch {
-      continue; // a sentence shape it refuses (field count, talker)
-    }
-    if (!p || !p.valid) continue; // unknown sentence or bad checksum
-    switch (p.type) {
-      case 'GSA':
-        user.gsaMode = p.fix === '3D' ? 3 : p.fix === '2D' ? 2 : null;
-        break;
-      case 'ZDA':
-        user.date = midnightOf(p.time);
-        break;
-      case 'RMC':
-        user.date = midnightOf(p.time) ?? user.date;
-        if (p.status === 'active' && p.lat !== null && p.lon !== null) out.push(user.fix(p.lat, p.lon, 2, p.time, false));
-        break;
-      case 'GGA':
-        if (p.quality !== null && p.lat !== null && p.lon !== null) out.push(user.fix(p.lat, p.lon, p.alt === null ? 2 : 3, p.time, true));
-        break;
-      case 'GLL':
-        if (p.status === 'active' && p.lat !== null && p.lon !== null) out.push(user.fix(p.lat, p.lon, 2, p.time, true));
-        break;
-      case 'GNS':
-        if (p.mode !== '' && !p.mode.startsWith('N') && p.lat !== null && p.lon !== null) {
-          out.push(user.fix(p.lat, p.lon, p.alt === null ? 2 : 3, p.time, true));
-        }
-        break;
-      default:
-        break;
-    }
+/** nmea-simple's packets; a sentence it refuses (bad or missing checksum, unknown, '$$' prefix) says nothing. */
+const nmeaSimpleReader = readWith((line) => {
+  let p: Packet;
+  try {
+    p = parseNmeaSentence(line);
+  } catch {
+    return null;
   }
-  return out;
-};
+  const at = (lat: number, lon: number, altitude: number) => ({ lat, lon, altitude: !Number.isNaN(altitude) });
+  switch (p.sentenceId) {
+    case 'GSA':
+      return { type: 'GSA', gsaMode: p.fixMode === '3D' ? 3 : p.fixMode === '2D' ? 2 : null };
+    case 'ZDA':
+      return { type: 'ZDA', time: p.datetime };
+    case 'RMC':
+      return { type: 'RMC', time: p.datetime, position: p.status === 'valid' ? at(p.latitude, p.longitude, Number.NaN) : null };
+    case 'GGA':
+      return { type: 'GGA', time: p.time, position: p.fixType !== 'none' ? at(p.latitude, p.longitude, p.altitudeMeters) : null };
+    case 'GLL':
+      return { type: 'GLL', time: p.time, position: p.status === 'valid' ? at(p.latitude, p.longitude, Number.NaN) : null };
+    case 'GNS': {
+      const valid = p.modeIndicator !== '' && !p.modeIndicator.startsWith('N');
+      return { type: 'GNS', time: p.time, position: valid ? at(p.latitude, p.longitude, p.altitudeMeters) : null };
+    }
+    default:
+      return null;
+  }
+});
+
+/** GPS.js's parsed sentences; one it throws on (field count, talker), an unknown one or a bad checksum says nothing. */
+const gpsReader = readWith((line) => {
+  let p: ReturnType<typeof GPS.Parse>;
+  try {
+    p = GPS.Parse(line);
+  } catch {
+    return null;
+  }
+  if (!p || !p.valid) return null;
+  const at = (valid: boolean, lat: number | null, lon: number | null, altitude: boolean) => (valid && lat !== null && lon !== null ? { lat, lon, altitude } : null);
+  switch (p.type) {
+    case 'GSA':
+      return { type: 'GSA', gsaMode: p.fix === '3D' ? 3 : p.fix === '2D' ? 2 : null };
+    case 'ZDA':
+      return { type: 'ZDA', time: p.time };
+    case 'RMC':
+      return { type: 'RMC', time: p.time, position: at(p.status === 'active', p.lat, p.lon, false) };
+    case 'GGA':
+      return { type: 'GGA', time: p.time, position: at(p.quality !== null, p.lat, p.lon, p.alt !== null) };
+    case 'GLL':
+      return { type: 'GLL', time: p.time, position: at(p.status === 'active', p.lat, p.lon, false) };
+    case 'GNS':
+      return { type: 'GNS', time: p.time, position: at(p.mode !== '' && !p.mode.startsWith('N'), p.lat, p.lon, p.alt !== null) };
+    default:
+      return null;
+  }
+});
 
 const READERS: Record<string, Reader> = {
   busguard: (log) => replayNmea(log),

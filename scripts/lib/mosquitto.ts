@@ -7,6 +7,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { until } from './until.ts';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 export const SHIPPED_CONF = join(REPO, 'protocol/mosquitto/mosquitto.conf');
@@ -30,10 +31,10 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** Until something accepts a TCP connection on 127.0.0.1:port. */
 export async function waitForPort(port: number, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
+  const accepts = () =>
+    new Promise<boolean>((resolve) => {
       const s = connect(port, '127.0.0.1');
       s.once('connect', () => {
         s.destroy();
@@ -41,10 +42,7 @@ export async function waitForPort(port: number, timeoutMs: number): Promise<void
       });
       s.once('error', () => resolve(false));
     });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`nothing listening on 127.0.0.1:${port} after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+  await until(accepts, timeoutMs, `something listening on 127.0.0.1:${port}`);
 }
 
 export class Mosquitto {
