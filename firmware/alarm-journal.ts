@@ -5,7 +5,7 @@
 // Every change is committed with fsync (FULL) whatever the last write on the
 // connection was: the bus tells dispatch it has an acknowledgement once it is
 // recorded here, and dispatch stops re-sending it then, so a change lost to a
-// power cut would leave the alarm open for ever (see protocol/sqlite.ts).
+// power cut would leave the alarm open for ever (see common/sqlite.ts).
 
 import { type Db, writeTx } from '../common/sqlite.ts';
 import type { AlarmKind } from '../protocol/messages.ts';
