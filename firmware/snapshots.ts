@@ -18,7 +18,6 @@
 // keeps it, and its driver sees to the next snapshot (the VC0706 driver
 // looks for a camera that stopped answering at every rate first).
 
-import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -26,6 +25,7 @@ import { z } from 'zod';
 import { type CameraConfig, CameraConfigSchema, openCamera } from '../hal/camera/drivers.ts';
 import { type Camera, CameraError } from '../hal/camera/types.ts';
 import { writeFileDurably } from '../common/durable-file.ts';
+import { sha256Hex } from '../common/hash.ts';
 import type { Fix } from '../protocol/messages.ts';
 import { geotagJpeg } from './geotag.ts';
 
@@ -143,7 +143,7 @@ export class SnapshotTaker {
         file,
         name,
         bytes: tagged.length,
-        sha256: createHash('sha256').update(tagged).digest('hex'),
+        sha256: sha256Hex(tagged),
         takenAt: at,
         ms: Math.round(performance.now() - t0),
       };

@@ -7,6 +7,7 @@
 import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
+import { errText } from '../../common/errors.ts';
 import { ButtonListeners, EdgeDebouncer } from './button-edges.ts';
 import type { JohnnyFivePanelConfig } from './config.ts';
 import { LedBlinker } from './led-patterns.ts';
@@ -94,7 +95,7 @@ export class JohnnyFivePanel implements Panel {
         let b: FiveBoard | undefined;
         const fail = (err: unknown): void => {
           cleanup();
-          const msg = err instanceof Error ? err.message : String(err);
+          const msg = errText(err);
           reject(new Error(`panel.driver "johnny-five": the I/O board on ${where} did not come up (${msg}); check panel.port, panel.baudRate and that the board runs StandardFirmata`));
         };
         const timer = setTimeout(() => fail(new Error(`no Firmata answer within ${readyTimeoutMs} ms`)), readyTimeoutMs);
@@ -132,7 +133,7 @@ export class JohnnyFivePanel implements Panel {
 
     // A board unplugged while running: say so loudly; the agent shows the fault on what it still can.
     panel.lostListener = (err: unknown) =>
-      log?.error({ event: 'panel.johnny-five.lost', where, err: err instanceof Error ? err.message : String(err ?? 'closed') }, 'I/O board connection lost: the panic button is not read');
+      log?.error({ event: 'panel.johnny-five.lost', where, err: err == null ? 'closed' : errText(err) }, 'I/O board connection lost: the panic button is not read');
     io.on('close', panel.lostListener);
     io.on('error', panel.lostListener);
     log?.info({ event: 'panel.johnny-five.open', where, button: config.button.pin, led: config.led?.pin ?? null }, 'Firmata panel open');
