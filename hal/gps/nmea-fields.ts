@@ -27,12 +27,11 @@ function isSpace(c: number): boolean {
   return c === 32 || (c >= 9 && c <= 13);
 }
 
-/**
- * C atoi: optional leading blanks and sign, then digits up to the first
- * other character; 0 when there are none. Receivers send "08" for 8
- * satellites and sometimes "8.5"; gpsd reads both with atoi.
- */
-export function atoi(s: string, from = 0, to = s.length): number {
+/** Where the last strtol() stopped, as C's end pointer: after the digits, or at `from` when there were none. */
+let strtolEnd = 0;
+
+/** C strtol in base 10: leading blanks, an optional sign, digits up to the first other character (0 when none); sets strtolEnd. */
+function strtol(s: string, from: number, to: number): number {
   let i = from;
   while (i < to && isSpace(s.charCodeAt(i))) i++;
   let negative = false;
@@ -42,12 +41,23 @@ export function atoi(s: string, from = 0, to = s.length): number {
     i++;
   }
   let v = 0;
+  const digitsFrom = i;
   for (; i < to; i++) {
     const c = s.charCodeAt(i);
     if (!isDigit(c)) break;
     v = v * 10 + (c - ZERO);
   }
+  strtolEnd = i === digitsFrom ? from : i;
   return negative ? -v : v;
+}
+
+/**
+ * C atoi: optional leading blanks and sign, then digits up to the first
+ * other character; 0 when there are none. Receivers send "08" for 8
+ * satellites and sometimes "8.5"; gpsd reads both with atoi.
+ */
+export function atoi(s: string, from = 0, to = s.length): number {
+  return strtol(s, from, to);
 }
 
 /** Exact powers of ten: 10^22 is the largest a double holds exactly. */
@@ -133,26 +143,9 @@ export function atof(s: string, from = 0, to = s.length): number {
  * later, when the whole fix is checked (see the fix assembler).
  */
 export function nmeaAngle(s: string, from = 0, to = s.length): number {
-  let i = from;
-  while (i < to && isSpace(s.charCodeAt(i))) i++;
-  let negative = false;
-  const sign = i < to ? s.charCodeAt(i) : 0;
-  if (sign === 45 || sign === 43) {
-    negative = sign === 45;
-    i++;
-  }
-  let minutes = 0;
-  const digitsFrom = i;
-  for (; i < to; i++) {
-    const c = s.charCodeAt(i);
-    if (!isDigit(c)) break;
-    minutes = minutes * 10 + (c - ZERO);
-  }
-  // strtol with no digits leaves the end pointer at the start of the field.
-  const end = i === digitsFrom ? from : i;
+  const minutes = strtol(s, from, to);
+  const end = strtolEnd;
   if (end >= to || s.charCodeAt(end) !== DOT) return NaN;
-  if (end === from) minutes = 0;
-  if (negative) minutes = -minutes;
   const degrees = Math.trunc(minutes / 100);
   const wholeMinutes = minutes - degrees * 40;
   return (wholeMinutes + atof(s, end, to)) * (1 / 60);

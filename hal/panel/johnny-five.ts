@@ -8,10 +8,11 @@ import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { errText } from '../../common/errors.ts';
-import { ButtonListeners, EdgeDebouncer } from './button-edges.ts';
+import { EdgeDebouncer } from './button-edges.ts';
 import type { JohnnyFivePanelConfig } from './config.ts';
 import { LedBlinker } from './led-patterns.ts';
-import type { ButtonEvent, ButtonInput, LedState, Panel } from './types.ts';
+import type { ButtonEvent, ButtonInput, Panel } from './types.ts';
+import { WiredPanel } from './wired-panel.ts';
 
 const require = createRequire(import.meta.url);
 
@@ -62,14 +63,10 @@ function openFirmata(config: JohnnyFivePanelConfig, readyTimeoutMs: number): Fir
   return new Firmata(port, { reportVersionTimeout: Math.min(5_000, readyTimeoutMs) });
 }
 
-export class JohnnyFivePanel implements Panel {
+export class JohnnyFivePanel extends WiredPanel implements Panel {
   readonly driver = 'johnny-five';
-  private readonly listeners: ButtonListeners;
   private readonly buttons: { button: FiveButton; debouncer: EdgeDebouncer }[] = [];
-  private blinker: LedBlinker | null = null;
   private led: FiveLed | null = null;
-  private shown: LedState = 'idle';
-  private closed = false;
   private lostListener: ((...args: unknown[]) => void) | null = null;
 
   private constructor(
@@ -77,7 +74,7 @@ export class JohnnyFivePanel implements Panel {
     private readonly ownsIo: boolean,
     private readonly log?: Logger,
   ) {
-    this.listeners = new ButtonListeners('johnny-five', log);
+    super('johnny-five', log);
   }
 
   static async open(config: JohnnyFivePanelConfig, log?: Logger, deps: JohnnyFiveDeps = {}): Promise<JohnnyFivePanel> {
@@ -147,19 +144,6 @@ export class JohnnyFivePanel implements Panel {
     button.on('down', () => debouncer.edge(true, performance.now()));
     button.on('up', () => debouncer.edge(false, performance.now()));
     this.buttons.push({ button, debouncer });
-  }
-
-  onButton(listener: (event: ButtonEvent) => void): void {
-    this.listeners.add(listener);
-  }
-
-  setLed(state: LedState): void {
-    this.shown = state;
-    this.blinker?.show(state);
-  }
-
-  ledState(): LedState {
-    return this.shown;
   }
 
   async close(): Promise<void> {

@@ -5,11 +5,12 @@
 
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import { ButtonListeners, EdgeDebouncer } from './button-edges.ts';
+import { EdgeDebouncer } from './button-edges.ts';
 import type { GpioLine, OnoffPanelConfig } from './config.ts';
 import { resolveGpioNumber } from './gpio-number.ts';
 import { LedBlinker } from './led-patterns.ts';
-import type { ButtonEvent, ButtonInput, LedState, Panel } from './types.ts';
+import type { ButtonEvent, ButtonInput, Panel } from './types.ts';
+import { WiredPanel } from './wired-panel.ts';
 
 type Bit = 0 | 1;
 
@@ -53,16 +54,13 @@ async function loadOnoff(): Promise<GpioClass> {
   }
 }
 
-export class OnoffPanel implements Panel {
+export class OnoffPanel extends WiredPanel implements Panel {
   readonly driver = 'onoff';
-  private readonly listeners: ButtonListeners;
   private readonly inputs: { key: string; gpio: GpioLike; debouncer: EdgeDebouncer }[] = [];
-  private led: { gpio: GpioLike; blinker: LedBlinker } | null = null;
-  private shown: LedState = 'idle';
-  private closed = false;
+  private ledGpio: GpioLike | null = null;
 
   private constructor(private readonly log?: Logger) {
-    this.listeners = new ButtonListeners('onoff', log);
+    super('onoff', log);
   }
 
   static async open(config: OnoffPanelConfig, log?: Logger, deps: OnoffDeps = {}): Promise<OnoffPanel> {
@@ -79,14 +77,14 @@ export class OnoffPanel implements Panel {
       if (config.led) {
         const number = resolveGpioNumber(config.led, { sysfsRoot: config.sysfsRoot, key: 'panel.led' });
         const gpio = panel.export('panel.led', config.led, number, () => new Gpio(number, 'low', 'none', { activeLow: config.led?.activeLow ?? false }));
-        const blinker = new LedBlinker((on) => gpio.writeSync(on ? 1 : 0), log);
-        panel.led = { gpio, blinker };
+        panel.ledGpio = gpio;
+        panel.blinker = new LedBlinker((on) => gpio.writeSync(on ? 1 : 0), log);
       }
     } catch (err) {
       await panel.close();
       throw err;
     }
-    log?.info({ event: 'panel.onoff.open', inputs: panel.inputs.map((i) => i.key), led: Boolean(panel.led) }, 'GPIO panel open');
+    log?.info({ event: 'panel.onoff.open', inputs: panel.inputs.map((i) => i.key), led: Boolean(panel.ledGpio) }, 'GPIO panel open');
     return panel;
   }
 
@@ -132,19 +130,6 @@ export class OnoffPanel implements Panel {
     }
   }
 
-  onButton(listener: (event: ButtonEvent) => void): void {
-    this.listeners.add(listener);
-  }
-
-  setLed(state: LedState): void {
-    this.shown = state;
-    this.led?.blinker.show(state);
-  }
-
-  ledState(): LedState {
-    return this.shown;
-  }
-
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -153,9 +138,9 @@ export class OnoffPanel implements Panel {
       debouncer.stop();
       this.release(key, gpio);
     }
-    if (this.led) {
-      this.led.blinker.stop();
-      this.release('panel.led', this.led.gpio);
+    this.blinker?.stop();
+    if (this.ledGpio) {
+      this.release('panel.led', this.ledGpio);
     }
   }
 

@@ -1,35 +1,14 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DispatchStore } from '../../dispatch/store.ts';
-import type { AlarmMessage, Fix, PositionMessage } from '../../protocol/messages.ts';
-
-const alarm = (over: Partial<AlarmMessage> = {}): AlarmMessage => ({
-  v: 1,
-  id: randomUUID(),
-  kind: 'emergency',
-  fleet: 'city',
-  vehicle: 'bus-1',
-  route: '603',
-  raisedAt: new Date().toISOString(),
-  timeSource: 'gps',
-  heldMs: 500,
-  fix: null,
-  ...over,
-});
+import { beforeEach, describe, expect, it } from 'vitest';
+import type { DispatchStore } from '../../dispatch/store.ts';
+import type { Fix, PositionMessage } from '../../protocol/messages.ts';
+import { FreshStore, anAlarm as alarm } from '../helpers/messages.ts';
 
 describe('dispatch store (real SQLite file)', () => {
-  let dir: string;
+  const fresh = new FreshStore('dstore-');
   let store: DispatchStore;
   beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'dstore-'));
-    store = new DispatchStore(join(dir, 'd.db'));
-  });
-  afterEach(() => {
-    store.close();
-    rmSync(dir, { recursive: true, force: true });
+    store = fresh.store;
   });
 
   it('stores an alarm once however often the bus re-sends it', () => {
@@ -114,17 +93,12 @@ describe('dispatch store (real SQLite file)', () => {
 });
 
 describe('dispatch lane progress (cumulative receipts)', () => {
-  let dir: string;
+  const fresh = new FreshStore('dlane-');
   let store: DispatchStore;
   const ref = { fleet: 'city', vehicle: 'bus-1' };
   const env = (seq: number, floor = 1) => ({ lane: 'track' as const, epoch: '0123456789abcdef', seq, floor });
   beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'dlane-'));
-    store = new DispatchStore(join(dir, 'd.db'));
-  });
-  afterEach(() => {
-    store.close();
-    rmSync(dir, { recursive: true, force: true });
+    store = fresh.store;
   });
 
   it('applies each seq once, acknowledges up to the first gap, and survives a restart', () => {
@@ -138,8 +112,7 @@ describe('dispatch lane progress (cumulative receipts)', () => {
     expect(store.accept(ref, env(2), apply)).toEqual({ fresh: true, upTo: 3 });
     expect(store.accept(ref, env(1), apply)).toEqual({ fresh: false, upTo: 3 });
     expect(applied).toBe(3);
-    store.close();
-    store = new DispatchStore(join(dir, 'd.db'));
+    store = fresh.reopen();
     expect(store.accept(ref, env(2), apply)).toEqual({ fresh: false, upTo: 3 });
     expect(applied).toBe(3);
   });

@@ -12,21 +12,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { FOOTAGE_SCHEMA, type FootageFile, FootageHandler } from '../../firmware/footage.ts';
-import { VideoRecorder } from '../../hal/video/recorder.ts';
+import type { VideoRecorder } from '../../hal/video/recorder.ts';
 import type { FootageAnswer, FootageRequest } from '../../protocol/messages.ts';
 import { type Db, migrate, openDatabase } from '../../common/sqlite.ts';
-
-const SIM = 'videotestsrc is-live=true pattern=ball ! video/x-raw,width=160,height=120,framerate=10/1';
-
-async function until(cond: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`not ${what} within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+import { until } from '../../scripts/lib/until.ts';
+import { recordingRing } from '../helpers/video-ring.ts';
 
 describe('FootageHandler on a real video ring', () => {
   let dir: string;
@@ -90,10 +82,7 @@ describe('FootageHandler on a real video ring', () => {
     db = openDatabase(join(dir, 'outbox.db'));
     migrate(db, [FOOTAGE_SCHEMA]);
     // 8 one-second segments: about 7 s of footage, room for a cut that a busy machine makes slow, and still a ring that wraps within the file.
-    rec = new VideoRecorder({ name: 'cabin', source: SIM, dir: join(dir, 'media', 'video', 'cabin'), segmentS: 1, keyframeIntervalS: 1, maxSegments: 8, stallMs: 8000 });
-    rec.on('error', () => {});
-    await rec.start();
-    await until(() => rec.segments().filter((s) => s.endMs !== null).length >= 3, 'three closed segments in the ring');
+    rec = await recordingRing({ name: 'cabin', dir: join(dir, 'media', 'video', 'cabin'), maxSegments: 8, stallMs: 8000 }, 3);
     firstSegmentStartMs = rec.segments()[0]!.startMs;
   }, 40_000);
 
@@ -103,9 +92,13 @@ describe('FootageHandler on a real video ring', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('a window in the ring: cut, queued with its request id (clip, then its GeoJSON), answered accepted with the file id and the ring', async () => {
+  // Each test reads only its own answers and files.
+  beforeEach(() => {
     answers = [];
     queued = [];
+  });
+
+  it('a window in the ring: cut, queued with its request id (clip, then its GeoJSON), answered accepted with the file id and the ring', async () => {
     const h = handler();
     const req = request();
     h.handle(req);
@@ -125,8 +118,6 @@ describe('FootageHandler on a real video ring', () => {
   }, 40_000);
 
   it('the same request again, while it is cut and after, and after a restart: cut once, answered once', async () => {
-    answers = [];
-    queued = [];
     const h = handler();
     const req = request();
     h.handle(req);
@@ -144,8 +135,6 @@ describe('FootageHandler on a real video ring', () => {
   }, 40_000);
 
   it('an answer that could not be stored is not recorded as handled: the re-sent request is answered', async () => {
-    answers = [];
-    queued = [];
     failAnswers = 1;
     const h = handler();
     const req = request();
@@ -161,9 +150,7 @@ describe('FootageHandler on a real video ring', () => {
   }, 40_000);
 
   it('a window the ring has already overwritten: unavailable, saying so and where the ring starts now, with nothing cut', async () => {
-    await until(() => rec.segments()[0]!.startMs > firstSegmentStartMs + 1500, 'the ring to wrap past its first segments');
-    answers = [];
-    queued = [];
+    await until(() => rec.segments()[0]!.startMs > firstSegmentStartMs + 1500, 20_000, 'the ring to wrap past its first segments');
     const h = handler();
     const req = request({ from: new Date(firstSegmentStartMs + 100).toISOString(), to: new Date(firstSegmentStartMs + 900).toISOString() });
     h.handle(req);
@@ -179,8 +166,6 @@ describe('FootageHandler on a real video ring', () => {
   }, 40_000);
 
   it('a window ending a little after now is waited for, then cut', async () => {
-    answers = [];
-    queued = [];
     const h = handler();
     const req = request({ from: new Date(Date.now() - 1000).toISOString(), to: new Date(Date.now() + 1500).toISOString() });
     h.handle(req);
@@ -189,8 +174,6 @@ describe('FootageHandler on a real video ring', () => {
   }, 40_000);
 
   it('a bad window or an unknown camera: answered (failed / unavailable) with the reason, never cut, never thrown', async () => {
-    answers = [];
-    queued = [];
     const h = handler();
     const now = Date.now();
     const cases: [FootageRequest, FootageAnswer['status'], RegExp][] = [
@@ -211,7 +194,6 @@ describe('FootageHandler on a real video ring', () => {
   }, 20_000);
 
   it('a bus without video answers every request unavailable, once', async () => {
-    answers = [];
     const h = new FootageHandler({
       ref: { fleet: 'city', vehicle: 'bus-1' },
       db,

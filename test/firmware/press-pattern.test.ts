@@ -18,6 +18,25 @@ describe('press pattern', () => {
     pattern.on('incident', () => events.push('incident'));
     pattern.on('short', (input) => events.push(`short:${input}`));
   };
+  /**
+   * Presses as a script, read left to right: `down` and `up` are edges of the
+   * panic button, `incident-down` and `incident-up` of the second input, and a
+   * number is that many ms passing.
+   */
+  const play = (script: string) => {
+    const edges: Record<string, [boolean, ButtonEvent['input']]> = {
+      down: [true, 'panic'],
+      up: [false, 'panic'],
+      'incident-down': [true, 'incident'],
+      'incident-up': [false, 'incident'],
+    };
+    for (const step of script.split(' ')) {
+      const e = edges[step];
+      if (e) edge(...e);
+      else if (/^\d+$/.test(step)) advance(Number(step));
+      else throw new Error(`press script "${script}": unknown step "${step}"`);
+    }
+  };
 
   beforeEach(() => {
     vi.useFakeTimers();
@@ -41,72 +60,21 @@ describe('press pattern', () => {
     expect(events).toEqual(['emergency:500']);
   });
 
-  it('raises nothing for a bump shorter than holdMs', () => {
-    edge(true);
-    advance(300);
-    edge(false);
-    advance(5000);
-    expect(events).toEqual(['short:panic']);
-  });
-
-  it('ignores repeated "pressed" edges from a bouncing contact', () => {
-    edge(true);
-    advance(200);
-    edge(true);
-    advance(300);
-    expect(events).toEqual(['emergency:500']);
-  });
-
-  it('raises an incident for a double press within the window', () => {
-    edge(true);
-    advance(120);
-    edge(false);
-    advance(200);
-    edge(true);
-    advance(120);
-    edge(false);
-    expect(events).toEqual(['short:panic', 'incident']);
-  });
-
-  it('treats two short presses too far apart as two bumps', () => {
-    edge(true);
-    advance(120);
-    edge(false);
-    advance(700);
-    edge(true);
-    advance(120);
-    edge(false);
-    expect(events).toEqual(['short:panic', 'short:panic']);
-  });
-
-  it('lets a hold win over a double press: short press then hold is an emergency', () => {
-    edge(true);
-    advance(100);
-    edge(false);
-    advance(100);
-    edge(true);
-    advance(500);
-    expect(events).toEqual(['short:panic', 'emergency:500']);
+  it.each([
+    { what: 'raises nothing for a bump shorter than holdMs', presses: 'down 300 up 5000', raised: ['short:panic'] },
+    { what: 'ignores repeated "pressed" edges from a bouncing contact', presses: 'down 200 down 300', raised: ['emergency:500'] },
+    { what: 'raises an incident for a double press within the window', presses: 'down 120 up 200 down 120 up', raised: ['short:panic', 'incident'] },
+    { what: 'treats two short presses too far apart as two bumps', presses: 'down 120 up 700 down 120 up', raised: ['short:panic', 'short:panic'] },
+    { what: 'lets a hold win over a double press: short press then hold is an emergency', presses: 'down 100 up 100 down 500', raised: ['short:panic', 'emergency:500'] },
+    { what: 'ignores the second input when the incident pattern is a double press', presses: 'incident-down 1000', raised: [] },
+  ])('$what', ({ presses, raised }) => {
+    play(presses);
+    expect(events).toEqual(raised);
   });
 
   it('with a second input, a hold on it raises an incident and a double press raises nothing', () => {
     make('second-input');
-    edge(true, 'incident');
-    advance(500);
-    edge(false, 'incident');
-    edge(true);
-    advance(100);
-    edge(false);
-    advance(100);
-    edge(true);
-    advance(100);
-    edge(false);
+    play('incident-down 500 incident-up down 100 up 100 down 100 up');
     expect(events).toEqual(['incident', 'short:panic', 'short:panic']);
-  });
-
-  it('ignores the second input when the incident pattern is a double press', () => {
-    edge(true, 'incident');
-    advance(1000);
-    expect(events).toEqual([]);
   });
 });

@@ -7,28 +7,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { z } from 'zod';
-import { ConfigError, parseConfig } from '../../common/config-file.ts';
 import { CAMERA_DRIVERS, CameraConfigSchema, openCamera } from '../../hal/camera/drivers.ts';
 import { CameraError } from '../../hal/camera/types.ts';
-import { CamerasConfigSchema } from '../../firmware/snapshots.ts';
-
-/** The agent config's `cameras` key alone, parsed the way the agent parses its file. */
-const Agent = z.object({ cameras: CamerasConfigSchema }).strict();
-
-function problems(cameras: unknown): string[] {
-  try {
-    parseConfig('agent.json', { cameras }, Agent);
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems;
-    throw err;
-  }
-  throw new Error(`the config was accepted: ${JSON.stringify(cameras)}`);
-}
+import { cameraConfigProblems, parseCameras } from '../helpers/camera-config.ts';
 
 describe('cameras[] config', () => {
   it('a camera without "driver" is a VC0706 with the defaults it always had', () => {
-    const [cam] = parseConfig('agent.json', { cameras: [{ name: 'cabin', port: '/dev/ttyUSB1' }] }, Agent).cameras;
+    const [cam] = parseCameras([{ name: 'cabin', port: '/dev/ttyUSB1' }]);
     expect(cam).toEqual({
       driver: 'vc0706',
       name: 'cabin',
@@ -42,28 +27,28 @@ describe('cameras[] config', () => {
   });
 
   it('refuses an unknown driver, naming the key and the drivers there are', () => {
-    const [p, ...rest] = problems([{ name: 'cabin', driver: 'vc0707', port: '/dev/ttyUSB1' }]);
+    const [p, ...rest] = cameraConfigProblems([{ name: 'cabin', driver: 'vc0707', port: '/dev/ttyUSB1' }]);
     expect(rest).toEqual([]);
     expect(p).toMatch(/^key "cameras\.0\.driver" = "vc0707": unknown camera driver; expected one of "vc0706"/);
     for (const name of Object.keys(CAMERA_DRIVERS)) expect(p).toContain(`"${name}"`);
   });
 
   it("validates a VC0706's own keys: a missing port, a rate it does not know, a key of another driver", () => {
-    expect(problems([{ name: 'cabin', driver: 'vc0706' }])).toEqual(['key "cameras.0.port" missing: expected string']);
-    const [rate] = problems([{ name: 'cabin', port: '/dev/ttyUSB1', transferBaudRate: 230400 }]);
+    expect(cameraConfigProblems([{ name: 'cabin', driver: 'vc0706' }])).toEqual(['key "cameras.0.port" missing: expected string']);
+    const [rate] = cameraConfigProblems([{ name: 'cabin', port: '/dev/ttyUSB1', transferBaudRate: 230400 }]);
     expect(rate).toMatch(/^key "cameras\.0\.transferBaudRate" = 230400: .*9600, 19200, 38400, 57600, 115200/);
-    expect(problems([{ name: 'cabin', port: '/dev/ttyUSB1', source: 'v4l2src' }])).toEqual([
+    expect(cameraConfigProblems([{ name: 'cabin', port: '/dev/ttyUSB1', source: 'v4l2src' }])).toEqual([
       'unknown key "cameras.0.source": not an option (see docs/configuration.md)',
     ]);
   });
 
   it('refuses a bad name and duplicate names, whatever the driver', () => {
-    expect(problems([{ name: 'cabin camera', port: '/dev/ttyUSB1' }])[0]).toMatch(/^key "cameras\.0\.name" = "cabin camera": letters, digits/);
-    expect(problems([{ name: 'a', port: '/dev/x' }, { name: 'a', port: '/dev/y' }])).toEqual(['key "cameras" = [{"name":"a","port":"/dev/x"},{"name":"a","port":"/dev/y"}]: camera names must be unique']);
+    expect(cameraConfigProblems([{ name: 'cabin camera', port: '/dev/ttyUSB1' }])[0]).toMatch(/^key "cameras\.0\.name" = "cabin camera": letters, digits/);
+    expect(cameraConfigProblems([{ name: 'a', port: '/dev/x' }, { name: 'a', port: '/dev/y' }])).toEqual(['key "cameras" = [{"name":"a","port":"/dev/x"},{"name":"a","port":"/dev/y"}]: camera names must be unique']);
   });
 
   it('a camera entry that is not an object is refused as such', () => {
-    expect(problems(['cabin'])).toEqual(['key "cameras.0" = "cabin": expected object']);
+    expect(cameraConfigProblems(['cabin'])).toEqual(['key "cameras.0" = "cabin": expected object']);
   });
 });
 

@@ -12,46 +12,34 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { z } from 'zod';
-import { ConfigError, parseConfig } from '../../common/config-file.ts';
 import { GstreamerStillCamera, type GstreamerStillOptions, stillArgs } from '../../hal/camera/gstreamer-still.ts';
 import { jpegDimensions, jpegLength } from '../../hal/camera/jpeg.ts';
-import { CameraError } from '../../hal/camera/types.ts';
 import { CamerasConfigSchema, SnapshotTaker } from '../../firmware/snapshots.ts';
 import type { Fix } from '../../protocol/messages.ts';
 import { until } from '../../scripts/lib/until.ts';
+import { cameraConfigProblems, parseCameras } from '../helpers/camera-config.ts';
+import { cameraFailure } from '../helpers/camera-failure.ts';
 
 const LIVE_320 = 'videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=10/1';
 const log = pino({ level: process.env.TEST_LOG ?? 'silent' });
 
-const Agent = z.object({ cameras: CamerasConfigSchema }).strict();
-function problems(cameras: unknown): string[] {
-  try {
-    parseConfig('agent.json', { cameras }, Agent);
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems;
-    throw err;
-  }
-  throw new Error(`the config was accepted: ${JSON.stringify(cameras)}`);
-}
-
 describe('gstreamer camera config', () => {
   it('takes source, width, height, quality and timeoutMs, with defaults', () => {
-    const [cam] = parseConfig('agent.json', { cameras: [{ name: 'cabin', driver: 'gstreamer', source: LIVE_320, width: 160 }] }, Agent).cameras;
+    const [cam] = parseCameras([{ name: 'cabin', driver: 'gstreamer', source: LIVE_320, width: 160 }]);
     expect(cam).toEqual({ driver: 'gstreamer', name: 'cabin', source: LIVE_320, width: 160, quality: 85, timeoutMs: 10_000 });
   });
 
   it("refuses another driver's keys, a missing source, a source that is not only a source, and values out of range", () => {
-    expect(problems([{ name: 'cabin', driver: 'gstreamer', source: LIVE_320, port: '/dev/ttyUSB1' }])).toEqual([
+    expect(cameraConfigProblems([{ name: 'cabin', driver: 'gstreamer', source: LIVE_320, port: '/dev/ttyUSB1' }])).toEqual([
       'unknown key "cameras.0.port": not an option (see docs/configuration.md)',
     ]);
-    expect(problems([{ name: 'cabin', driver: 'gstreamer' }])).toEqual(['key "cameras.0.source" missing: expected string']);
-    expect(problems([{ name: 'cabin', driver: 'gstreamer', source: 'v4l2src ! jpegenc ! filesink location=/tmp/x.jpg' }])[0]).toMatch(
+    expect(cameraConfigProblems([{ name: 'cabin', driver: 'gstreamer' }])).toEqual(['key "cameras.0.source" missing: expected string']);
+    expect(cameraConfigProblems([{ name: 'cabin', driver: 'gstreamer', source: 'v4l2src ! jpegenc ! filesink location=/tmp/x.jpg' }])[0]).toMatch(
       /^key "cameras\.0\.source" = .*: contains jpegenc; give only the source part/,
     );
-    expect(problems([{ name: 'cabin', driver: 'gstreamer', source: 'v4l2src !' }])[0]).toMatch(/starts or ends with "!"/);
-    expect(problems([{ name: 'cabin', driver: 'gstreamer', source: "rtspsrc location='rtsp://cam/1" }])[0]).toMatch(/unbalanced '/);
-    expect(problems([{ name: 'cabin', driver: 'gstreamer', source: LIVE_320, quality: 101, timeoutMs: 100 }])).toEqual([
+    expect(cameraConfigProblems([{ name: 'cabin', driver: 'gstreamer', source: 'v4l2src !' }])[0]).toMatch(/starts or ends with "!"/);
+    expect(cameraConfigProblems([{ name: 'cabin', driver: 'gstreamer', source: "rtspsrc location='rtsp://cam/1" }])[0]).toMatch(/unbalanced '/);
+    expect(cameraConfigProblems([{ name: 'cabin', driver: 'gstreamer', source: LIVE_320, quality: 101, timeoutMs: 100 }])).toEqual([
       'key "cameras.0.quality" = 101: Too big: expected number to be <=100',
       'key "cameras.0.timeoutMs" = 100: Too small: expected number to be >=500',
     ]);
@@ -84,17 +72,6 @@ function exists(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code !== 'ESRCH';
   }
-}
-
-async function failure(p: Promise<unknown>): Promise<{ err: CameraError; ms: number }> {
-  const t0 = performance.now();
-  try {
-    await p;
-  } catch (err) {
-    if (!(err instanceof CameraError)) throw err;
-    return { err, ms: performance.now() - t0 };
-  }
-  throw new Error('expected a CameraError, the call succeeded');
 }
 
 describe('GStreamer still camera on real GStreamer', () => {
@@ -132,7 +109,7 @@ describe('GStreamer still camera on real GStreamer', () => {
 
   it('a V4L2 device that is not there: a source error naming the source, what GStreamer said and what to check, well within the timeout', async () => {
     const source = `v4l2src device=${join(dir, 'video9')}`;
-    const { err, ms } = await failure(open({ source, timeoutMs: 8000 }).snapshot());
+    const { err, ms } = await cameraFailure(open({ source, timeoutMs: 8000 }).snapshot());
     expect(err.kind).toBe('source');
     expect(err.detail).toMatchObject({ path: source, command: 'snapshot' });
     expect(err.detail.toolError).toMatch(/^ERROR: from element .*v4l2src0: Cannot identify device/);
@@ -142,14 +119,14 @@ describe('GStreamer still camera on real GStreamer', () => {
   });
 
   it('an element GStreamer does not have: says which, and what to install', async () => {
-    const { err } = await failure(open({ source: 'nosuchcamsrc' }).connect());
+    const { err } = await cameraFailure(open({ source: 'nosuchcamsrc' }).connect());
     expect(err.kind).toBe('source');
     expect(err.message).toMatch(/connect: gst-launch-1\.0 failed: no element "nosuchcamsrc"; GStreamer has no element "nosuchcamsrc": install the plugins/);
   });
 
   it('a pipeline that never gives a frame is killed at the deadline, with its whole process group', async () => {
     const c = open({ source: 'videotestsrc is-live=true ! valve drop=true', timeoutMs: 1500 });
-    const { err, ms } = await failure(c.snapshot());
+    const { err, ms } = await cameraFailure(c.snapshot());
     expect(err.kind).toBe('timeout');
     expect(err.message).toMatch(/snapshot: no picture within 1500 ms; gst-launch-1\.0 killed after \d+ ms; check that the source gives video at all/);
     expect(ms).toBeGreaterThanOrEqual(1490);
@@ -161,7 +138,7 @@ describe('GStreamer still camera on real GStreamer', () => {
 
   it("close() ends a capture under way with 'io' at once, and later calls fail without starting anything", async () => {
     const c = open({ source: 'videotestsrc is-live=true ! valve drop=true', timeoutMs: 20_000 });
-    const pending = failure(c.snapshot());
+    const pending = cameraFailure(c.snapshot());
     await until(() => c.pids.length === 1, 5000, 'gst-launch-1.0 started');
     await c.close();
     const { err, ms } = await pending;
@@ -169,12 +146,12 @@ describe('GStreamer still camera on real GStreamer', () => {
     expect(err.message).toContain('camera closed by the agent');
     expect(ms).toBeLessThan(3000);
     expect(exists(c.pids[0] as number)).toBe(false);
-    expect((await failure(c.snapshot())).err.kind).toBe('io');
+    expect((await cameraFailure(c.snapshot())).err.kind).toBe('io');
     expect(c.pids).toHaveLength(1);
   });
 
   it("gst-launch-1.0 missing: an 'io' error saying what to install", async () => {
-    const { err } = await failure(open({ source: LIVE_320, gstLaunch: join(dir, 'gst-launch-1.0') }).snapshot());
+    const { err } = await cameraFailure(open({ source: LIVE_320, gstLaunch: join(dir, 'gst-launch-1.0') }).snapshot());
     expect(err.kind).toBe('io');
     expect(err.message).toMatch(/gst-launch-1\.0 not found; install gstreamer1\.0-tools/);
   });

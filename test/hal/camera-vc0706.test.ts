@@ -6,19 +6,20 @@
 // snapshot after the fault must work, with the frame buffer resumed.
 
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { readFileSync } from 'node:fs';
 import pino, { type Logger } from 'pino';
 import { SerialPort } from 'serialport';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { BOOT_TEXT, SimVc0706, type SimFault, type SimVc0706Options, jpegDimensions } from '../../hal/camera/sim.ts';
 import { jpegEnd } from '../../hal/camera/jpeg.ts';
-import { CameraError, type CameraErrorKind } from '../../hal/camera/types.ts';
+import type { CameraErrorKind } from '../../hal/camera/types.ts';
 import { Vc0706Camera, type Vc0706Options } from '../../hal/camera/vc0706.ts';
 import { FBUF_CTRL, IMAGE_SIZE_CODES, VC0706_CMD, encodeCommand, findReply } from '../../hal/camera/vc0706-codec.ts';
-import { openPtyPair, type PtyPair } from '../helpers/pty.ts';
+import { until } from '../../scripts/lib/until.ts';
+import { cameraFailure } from '../helpers/camera-failure.ts';
+import { closeAfterTest } from '../helpers/close-after-test.ts';
+import type { PtyPair } from '../helpers/pty.ts';
+import { type SerialLine, serialLineForTest } from '../helpers/serial-pair.ts';
 
 const FIXTURES = new URL('../fixtures/camera/', import.meta.url);
 const JPEG = {
@@ -79,40 +80,15 @@ describe('VC0706 reply parser', () => {
   });
 });
 
-let dir: string | null = null;
-let pty: PtyPair | null = null;
-let sim: SimVc0706 | null = null;
-let cam: Vc0706Camera | null = null;
-
-afterEach(async () => {
-  await cam?.close();
-  await sim?.stop();
-  await pty?.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-  cam = sim = pty = dir = null;
-});
-
-/** A pty pair, the sim on its device end, the driver on the other. Short timeouts: the line is a pty. */
-async function rig(o: { sim?: Partial<SimVc0706Options>; cam?: Partial<Vc0706Options> } = {}): Promise<{ sim: SimVc0706; cam: Vc0706Camera; pty: PtyPair }> {
-  dir = mkdtempSync(join(tmpdir(), 'cam-vc0706-'));
-  pty = await openPtyPair(dir);
-  sim = new SimVc0706({ path: pty.a, peer: pty.b, images: Object.values(JPEG), bootMs: 50, ...o.sim });
+/** A pty pair, the sim on its device end, the driver on the other, all closed after the test. Short timeouts: the line is a pty. */
+async function rig(o: { sim?: Partial<SimVc0706Options>; cam?: Partial<Vc0706Options> } = {}): Promise<{ sim: SimVc0706; cam: Vc0706Camera; pty: PtyPair; line: SerialLine }> {
+  const line = await serialLineForTest('cam-vc0706-');
+  const { pty } = line;
+  const sim = closeAfterTest(new SimVc0706({ path: pty.a, peer: pty.b, images: Object.values(JPEG), bootMs: 50, ...o.sim }));
   await sim.start();
-  cam = await Vc0706Camera.open({ path: pty.b, timeoutMs: 250, maxDrainMs: 200, ...o.cam });
-  return { sim, cam, pty };
+  const cam = closeAfterTest(await Vc0706Camera.open({ path: pty.b, timeoutMs: 250, maxDrainMs: 200, ...o.cam }));
+  return { sim, cam, pty, line };
 }
-
-async function failure(p: Promise<unknown>): Promise<{ err: CameraError; ms: number }> {
-  const t0 = performance.now();
-  try {
-    await p;
-  } catch (err) {
-    if (!(err instanceof CameraError)) throw err;
-    return { err, ms: performance.now() - t0 };
-  }
-  throw new Error('expected a CameraError, the call succeeded');
-}
-
 
 describe('VC0706 camera on a serial line', () => {
   it('reads the version', async () => {
@@ -192,7 +168,7 @@ describe('VC0706 camera on a serial line', () => {
 
   it('says which baud rate it tried when the camera talks at another', async () => {
     const { cam } = await rig({ sim: { baudRate: 115200 } });
-    const { err, ms } = await failure(cam.version());
+    const { err, ms } = await cameraFailure(cam.version());
     expect(err.kind).toBe('timeout');
     expect(err.message).toMatch(/GEN_VERSION: no reply in 250 ms; .*talks at 38400 baud \[sent 56 00 11 00\]/);
     expect(ms).toBeLessThan(1000);
@@ -206,11 +182,11 @@ describe('VC0706 camera on a serial line', () => {
   ];
   it.each(faults)("fault '%s' gives a '%s' error in bounded time; the next snapshot works, the frame resumed", async (fault, kind) => {
     const frames = [0, 1, 2].map((n) => numbered(JPEG['320x240'], n));
-    const { cam, sim } = await rig({ sim: { slowBaud: 1200, images: frames } });
+    const { cam, sim, pty } = await rig({ sim: { slowBaud: 1200, images: frames } });
     sim.setFault(fault);
-    const { err, ms } = await failure(cam.snapshot({ chunkSize: 1024, chunkRetries: 1, chunkTimeoutMs: 300 }));
+    const { err, ms } = await cameraFailure(cam.snapshot({ chunkSize: 1024, chunkRetries: 1, chunkTimeoutMs: 300 }));
     expect(err.kind).toBe(kind);
-    expect(err.detail.path).toBe(pty?.b);
+    expect(err.detail.path).toBe(pty.b);
     expect(err.message).toMatch(/check|try again|take another/);
     expect(ms).toBeLessThan(3000);
 
@@ -228,8 +204,8 @@ describe('VC0706 camera on a serial line', () => {
   });
 
   it("gives an 'io' error, not a hang, when the camera is unplugged mid-snapshot, and works again once plugged back", async () => {
-    const { cam, sim, pty } = await rig({ sim: { pace: true, imageSize: '640x480' } }); // ~4.7 s on the wire at 38400
-    const pending = failure(cam.snapshot());
+    const { cam, sim, pty, line } = await rig({ sim: { pace: true, imageSize: '640x480' } }); // ~4.7 s on the wire at 38400
+    const pending = cameraFailure(cam.snapshot());
     await new Promise((r) => setTimeout(r, 300));
     await pty.stop();
     const { err, ms } = await pending;
@@ -237,16 +213,15 @@ describe('VC0706 camera on a serial line', () => {
     expect(err.message).toContain(pty.b);
     expect(ms).toBeLessThan(1500);
 
-    const unplugged = await failure(cam.version()); // the port is gone: reopening fails at once
+    const unplugged = await cameraFailure(cam.version()); // the port is gone: reopening fails at once
     expect(unplugged.err.kind).toBe('io');
     expect(unplugged.err.message).toMatch(/cannot open the port .*check that the camera is plugged in/);
     expect(unplugged.ms).toBeLessThan(500);
 
     await sim.stop();
-    const replugged = await openPtyPair(dir as string);
-    const sim2 = new SimVc0706({ path: replugged.a, peer: replugged.b, images: Object.values(JPEG) });
+    const replugged = await line.replug();
+    const sim2 = closeAfterTest(new SimVc0706({ path: replugged.a, peer: replugged.b, images: Object.values(JPEG) }));
     await sim2.start();
-    ptyHandle(replugged, sim2);
     expect((await cam.snapshot()).equals(JPEG['320x240'])).toBe(true);
   });
 
@@ -261,12 +236,6 @@ describe('VC0706 camera on a serial line', () => {
   });
 });
 
-/** Hand a replugged pair and its sim to afterEach. */
-function ptyHandle(p: PtyPair, s: SimVc0706): void {
-  pty = p;
-  sim = s;
-}
-
 // ─────────────── the part's own behaviour: rates, power, image size ───────────────
 
 /** A pino logger whose records land in an array, to read what the driver said. */
@@ -274,15 +243,6 @@ function capture(): { log: Logger; records: Array<Record<string, unknown>>; even
   const records: Array<Record<string, unknown>> = [];
   const log = pino({ level: 'debug' }, { write: (line: string) => void records.push(JSON.parse(line) as Record<string, unknown>) });
   return { log, records, events: (name) => records.filter((r) => r.event === name) };
-}
-
-/** Wait until `ok()` holds, checking every 10 ms; fail with `what` at the deadline. */
-async function until(ok: () => boolean, what: string, ms = 5000): Promise<void> {
-  const end = performance.now() + ms;
-  while (!ok()) {
-    if (performance.now() > end) throw new Error(`not within ${ms} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 /** A bare serial client on the driver's end, for bytes the driver would never send (a size written without a reset). */
@@ -313,18 +273,22 @@ const SLOW_OK = 1000;
 const WRITE_SIZE = (code: number) => encodeCommand(0, VC0706_CMD.WRITE_DATA, [0x04, 0x01, 0x00, 0x19, code]);
 const ACK = (cmd: number) => b(0x76, 0x00, cmd, 0x00, 0x00);
 
+/** Another writer on the driver's end (the driver's port closed) sets the image size without the reset the part needs. */
+async function writeSizeWithoutReset(path: string, size: keyof typeof IMAGE_SIZE_CODES): Promise<void> {
+  const raw = await rawPort(path);
+  await raw.send(WRITE_SIZE(IMAGE_SIZE_CODES[size]));
+  await until(() => raw.rx().includes(ACK(VC0706_CMD.WRITE_DATA)), 5000, 'WRITE_DATA acknowledged');
+  await raw.close();
+}
+
 describe('the simulated VC0706 behaves like the part', () => {
   it('a written image size changes the register at once, but frames only after a RESET or a power cycle', async () => {
-    const { sim, pty } = await rig(); // 320x240
-    await cam?.close();
-    cam = null;
-    const raw = await rawPort(pty.b);
-    await raw.send(WRITE_SIZE(IMAGE_SIZE_CODES['640x480']));
-    await until(() => raw.rx().includes(ACK(VC0706_CMD.WRITE_DATA)), 'WRITE_DATA acknowledged');
-    await raw.close();
+    const { cam: driver, sim, pty } = await rig(); // 320x240
+    await driver.close();
+    await writeSizeWithoutReset(pty.b, '640x480');
     expect([sim.imageSizeRegister, sim.imageSize]).toEqual(['640x480', '320x240']);
 
-    cam = await Vc0706Camera.open({ path: pty.b, timeoutMs: SLOW_OK, maxDrainMs: 200 });
+    let cam = closeAfterTest(await Vc0706Camera.open({ path: pty.b, timeoutMs: SLOW_OK, maxDrainMs: 200 }));
     expect(await cam.getImageSize()).toBe('640x480'); // READ_DATA returns the new code...
     expect(jpegDimensions(await cam.snapshot())).toEqual({ width: 320, height: 240 }); // ...frames keep the old size
     expect(jpegDimensions(await cam.snapshot())).toEqual({ width: 320, height: 240 });
@@ -333,28 +297,23 @@ describe('the simulated VC0706 behaves like the part', () => {
     expect(jpegDimensions(await cam.snapshot())).toEqual({ width: 640, height: 480 });
 
     await cam.close();
-    cam = null;
-    const raw2 = await rawPort(pty.b);
-    await raw2.send(WRITE_SIZE(IMAGE_SIZE_CODES['160x120']));
-    await until(() => raw2.rx().includes(ACK(VC0706_CMD.WRITE_DATA)), 'WRITE_DATA acknowledged');
-    await raw2.close();
-    cam = await Vc0706Camera.open({ path: pty.b, timeoutMs: SLOW_OK, maxDrainMs: 200 });
+    await writeSizeWithoutReset(pty.b, '160x120');
+    cam = closeAfterTest(await Vc0706Camera.open({ path: pty.b, timeoutMs: SLOW_OK, maxDrainMs: 200 }));
     expect(jpegDimensions(await cam.snapshot())).toEqual({ width: 640, height: 480 });
     await cam.reset();
     expect(jpegDimensions(await cam.snapshot())).toEqual({ width: 160, height: 120 });
   });
 
   it('power cut behind a live port: deaf and mute while off; back at its power-on rate, unfrozen, SET_PORT forgotten, with its boot text', async () => {
-    const { sim, pty } = await rig({ sim: { bootMs: 100 } });
-    await cam?.close();
-    cam = null;
+    const { cam: driver, sim, pty } = await rig({ sim: { bootMs: 100 } });
+    await driver.close();
     const raw = await rawPort(pty.b);
     await raw.send(encodeCommand(0, VC0706_CMD.SET_PORT, [0x01, 0x0d, 0xa6])); // 115200
-    await until(() => raw.rx().includes(ACK(VC0706_CMD.SET_PORT)), 'SET_PORT acknowledged');
-    await until(() => sim.baudRate === 115200, 'the sim at 115200');
+    await until(() => raw.rx().includes(ACK(VC0706_CMD.SET_PORT)), 5000, 'SET_PORT acknowledged');
+    await until(() => sim.baudRate === 115200, 5000, 'the sim at 115200');
     await raw.baud(115200);
     await raw.send(encodeCommand(0, VC0706_CMD.FBUF_CTRL, [FBUF_CTRL.STOP_CURRENT]));
-    await until(() => raw.rx().includes(ACK(VC0706_CMD.FBUF_CTRL)), 'the freeze acknowledged at 115200');
+    await until(() => raw.rx().includes(ACK(VC0706_CMD.FBUF_CTRL)), 5000, 'the freeze acknowledged at 115200');
     expect(sim.frozen).toBe(true);
 
     sim.powerOff();
@@ -362,23 +321,24 @@ describe('the simulated VC0706 behaves like the part', () => {
     const heard = sim.commands.length;
     await raw.send(encodeCommand(0, VC0706_CMD.GEN_VERSION));
     // A bounded look for an answer that must not come (a live camera answers in a few ms).
-    await expect(until(() => raw.rx().length > 0, 'any byte from a camera without power', 300)).rejects.toThrow(/not within/);
+    await expect(until(() => raw.rx().length > 0, 300, 'any byte from a camera without power')).rejects.toThrow(/timed out after 300 ms/);
     expect(sim.commands.length).toBe(heard);
 
     await raw.baud(38400);
     await sim.powerOn();
-    await until(() => raw.rx().toString('latin1').includes('Init end\r\n'), 'the boot text at 38400');
+    await until(() => raw.rx().toString('latin1').includes('Init end\r\n'), 5000, 'the boot text at 38400');
     expect(raw.rx().toString('latin1')).toBe(BOOT_TEXT);
     expect([sim.poweredOn, sim.baudRate, sim.frozen]).toEqual([true, 38400, false]);
     await raw.send(encodeCommand(0, VC0706_CMD.GEN_VERSION));
-    await until(() => raw.rx().includes(Buffer.from('VC0703 1.00')), 'GEN_VERSION answered at the power-on rate');
+    await until(() => raw.rx().includes(Buffer.from('VC0703 1.00')), 5000, 'GEN_VERSION answered at the power-on rate');
     await raw.close();
   });
 
   it('a reply under way stops when the power goes, mid-picture', async () => {
     const { cam, sim } = await rig({ sim: { pace: true, baudRate: 115200 }, cam: { baudRate: 115200, transferBaudRate: 115200, timeoutMs: SLOW_OK } });
-    const pending = failure(cam.snapshot({ chunkSize: 1024, chunkRetries: 0 }));
-    await until(() => sim.count(VC0706_CMD.READ_FBUF) >= 2, 'the second chunk under way');
+    const pending = cameraFailure(cam.snapshot({ chunkSize: 1024, chunkRetries: 0 }));
+    // Polled often: the power must go while the second chunk is still on the wire.
+    await until(() => sim.count(VC0706_CMD.READ_FBUF) >= 2, 5000, 'the second chunk under way', 10);
     sim.powerOff();
     const { err } = await pending;
     expect(['timeout', 'garbled']).toContain(err.kind);
@@ -408,7 +368,7 @@ describe('finding the camera at any of its rates, and again after it lost power'
   it('names every rate it tried, and what to check, when nothing answers', async () => {
     const { cam, sim } = await rig({ cam: { transferBaudRate: 115200, timeoutMs: SLOW_OK } });
     sim.setFault('silent'); // a broken TX wire: nothing at any rate
-    const { err, ms } = await failure(cam.connect());
+    const { err, ms } = await cameraFailure(cam.connect());
     expect(err.kind).toBe('timeout');
     expect(err.message).toContain('tried 38400 (silent), 115200 (silent), 9600 (silent), 19200 (silent), 57600 (silent) baud');
     expect(err.message).toMatch(/check the camera's power .* TX goes to the adapter's RX/);
@@ -425,7 +385,7 @@ describe('finding the camera at any of its rates, and again after it lost power'
     expect(sim.baudRate).toBe(115200);
 
     await sim.powerCycle(); // back at 38400, SET_PORT forgotten; the driver still at 115200
-    const { err } = await failure(cam.snapshot());
+    const { err } = await cameraFailure(cam.snapshot());
     // Silence, or its boot text heard at the wrong rate: noise.
     expect(['timeout', 'garbled']).toContain(err.kind);
     expect(err.message).toMatch(/FBUF_CTRL: .*check the (camera's power|baud rate)/);
@@ -446,15 +406,11 @@ describe('finding the camera at any of its rates, and again after it lost power'
   });
 
   it('applies at connect an image size another writer left pending without a reset', async () => {
-    const { sim, pty } = await rig();
-    await cam?.close();
-    cam = null;
-    const raw = await rawPort(pty.b);
-    await raw.send(WRITE_SIZE(IMAGE_SIZE_CODES['640x480']));
-    await until(() => raw.rx().includes(ACK(VC0706_CMD.WRITE_DATA)), 'WRITE_DATA acknowledged');
-    await raw.close();
+    const { cam: driver, sim, pty } = await rig();
+    await driver.close();
+    await writeSizeWithoutReset(pty.b, '640x480');
     const { log, events } = capture();
-    cam = await Vc0706Camera.open({ path: pty.b, timeoutMs: SLOW_OK, maxDrainMs: 200, imageSize: '640x480', log });
+    const cam = closeAfterTest(await Vc0706Camera.open({ path: pty.b, timeoutMs: SLOW_OK, maxDrainMs: 200, imageSize: '640x480', log }));
     await cam.connect();
     expect(events('camera.image-size.pending')).toEqual([expect.objectContaining({ size: '640x480', frame: '320x240' })]);
     expect(sim.count(VC0706_CMD.RESET)).toBe(1);

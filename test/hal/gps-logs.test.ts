@@ -7,16 +7,15 @@
 // on fake timers over a real (silent) pty.
 
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { SerialPort } from 'serialport';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { NmeaReader, type NmeaReaderOptions, type NmeaReaderStatus } from '../../hal/gps/reader.ts';
+import { until } from '../../scripts/lib/until.ts';
+import { closeAfterTest } from '../helpers/close-after-test.ts';
 import { CORPUS_DIR } from '../helpers/corpus.ts';
 import { NmeaStreamer } from '../helpers/nmea-streamer.ts';
-import { type PtyPair, openPtyPair } from '../helpers/pty.ts';
+import { type SerialLine, openRawPort, serialLineForTest } from '../helpers/serial-pair.ts';
 
 interface Entry {
   level: number;
@@ -37,46 +36,17 @@ function capture() {
   return { log, entries, of: (event: string) => entries.filter((e) => e.event === event) };
 }
 
-/** Resolves when `cond` holds (checked every 10 ms); rejects naming `what` after `ms`. */
-function until(cond: () => boolean, ms: number, what: string, detail: () => unknown = () => ''): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const started = Date.now();
-    const tick = () => {
-      if (cond()) return resolve();
-      if (Date.now() - started > ms) return reject(new Error(`timed out after ${ms} ms waiting for ${what} ${JSON.stringify(detail())}`));
-      setTimeout(tick, 10);
-    };
-    tick();
-  });
-}
-
 describe('GPS reader logs', () => {
-  let dir: string;
-  let pty: PtyPair | null;
-  let reader: NmeaReader | null;
-  let raw: SerialPort | null;
-  let streamer: NmeaStreamer | null;
-
+  let line: SerialLine;
   beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'busguard-gps-logs-'));
-    pty = await openPtyPair(dir);
-    reader = null;
-    raw = null;
-    streamer = null;
+    line = await serialLineForTest('busguard-gps-logs-');
   });
-
-  afterEach(async () => {
+  afterEach(() => {
     vi.useRealTimers();
-    await reader?.close();
-    await streamer?.stop();
-    if (raw?.isOpen) await new Promise((r) => raw?.close(r));
-    await pty?.stop();
-    await rm(dir, { recursive: true, force: true });
   });
 
   function startReader(log: pino.Logger, opts: Partial<NmeaReaderOptions>): { r: NmeaReader; statuses: NmeaReaderStatus[] } {
-    const r = new NmeaReader({ path: pty!.b, baudRate: 9600, log, ...opts });
-    reader = r;
+    const r = closeAfterTest(new NmeaReader({ path: line.pty.b, baudRate: 9600, log, ...opts }));
     const statuses: NmeaReaderStatus[] = [];
     r.on('status', (s) => statuses.push(s));
     r.start();
@@ -86,7 +56,7 @@ describe('GPS reader logs', () => {
   it('a silent receiver: per-rate lines at debug, one summary per sweep, the dwell doubling per sweep up to its ceiling', async () => {
     const { log, entries, of } = capture();
     const { statuses } = startReader(log, { baudProbeMs: 30, baudProbeMaxMs: 240, noDataTimeoutMs: 150 });
-    await until(() => of('gps.baud.none').length >= 5, 8000, 'five sweeps', () => entries.map((e) => e.event));
+    await until(() => of('gps.baud.none').length >= 5, 8000, () => `five sweeps ${JSON.stringify(entries.map((e) => e.event))}`);
 
     // Each rate gets 30 ms in the first sweep, 60 in the second... up to 240.
     const trying = of('gps.baud.trying');
@@ -102,7 +72,7 @@ describe('GPS reader logs', () => {
     expect(none[0]?.level).toBe(WARN);
     expect(none[0]?.msg).toMatch(
       new RegExp(
-        `^GPS port ${pty!.b}: no NMEA at 4800, 9600, 38400 or 115200 baud for \\d+ s \\(0 bytes read, 0 garbage lines\\); ` +
+        `^GPS port ${line.pty.b}: no NMEA at 4800, 9600, 38400 or 115200 baud for \\d+ s \\(0 bytes read, 0 garbage lines\\); ` +
           `still trying, each rate for 0\\.1 s; nothing at all arrives: check the receiver's power and the wire from its TX to our RX$`,
       ),
     );
@@ -131,17 +101,13 @@ describe('GPS reader logs', () => {
     const { log, of } = capture();
     // Dwells well above the writer's pace on a loaded machine: a dwell without a byte would be a silent line.
     startReader(log, { baudProbeMs: 200, baudProbeMaxMs: 400 });
-    raw = await new Promise<SerialPort>((resolve, reject) => {
-      const p = new SerialPort({ path: pty!.a, baudRate: 9600, autoOpen: false });
-      p.on('error', () => {});
-      p.open((err) => (err ? reject(err) : resolve(p)));
-    });
+    const raw = await openRawPort(line.pty.a, 9600);
     // Noise as a receiver at the wrong rate or in a binary mode sends it: a
     // line every few milliseconds, never a '$'.
     let writing = true;
     const noise = (async () => {
-      while (writing && raw?.isOpen) {
-        await new Promise<void>((r) => raw!.write(Buffer.from('\x00\xb5\x62 garbage \xff\r\n', 'latin1'), () => raw!.drain(() => r())));
+      while (writing && raw.isOpen) {
+        await new Promise<void>((r) => raw.write(Buffer.from('\x00\xb5\x62 garbage \xff\r\n', 'latin1'), () => raw.drain(() => r())));
         await new Promise((r) => setTimeout(r, 5)); // a receiver's pace, not a wait for anything
       }
     })();
@@ -174,10 +140,10 @@ describe('GPS reader logs', () => {
     const { r } = startReader(log, { baudProbeMs: 600, baudProbeMaxMs: 4800 });
     // Silent until the dwell has grown to 1.2 s per rate (after one sweep).
     await until(() => of('gps.baud.trying').some((e) => e.dwellMs === 1200), 8000, 'the dwell grown to 1.2 s');
-    streamer = new NmeaStreamer({ path: pty!.a, lines, baudRate: 38400, peer: pty!.b });
+    const streamer = closeAfterTest(new NmeaStreamer({ path: line.pty.a, lines, baudRate: 38400, peer: line.pty.b }));
     const talking = Date.now();
     await streamer.start();
-    await until(() => r.detectedBaud !== null, 8000, 'a detected baud rate', () => entries.slice(-5));
+    await until(() => r.detectedBaud !== null, 8000, () => `a detected baud rate ${JSON.stringify(entries.slice(-5))}`);
     const foundMs = Date.now() - talking;
     expect(r.detectedBaud).toBe(38400);
     const activity = of('gps.baud.activity');

@@ -1,41 +1,21 @@
 // NmeaReader over a real pseudo-terminal pair (socat), with the simulated
 // receiver or raw bytes on the other end. Every wait has a deadline.
 
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { SerialPort } from 'serialport';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { SerialPort } from 'serialport';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { nmeaFor } from '../../hal/gps/route-sim.ts';
 import { SimGpsReceiver } from '../../hal/gps/route-sim.ts';
 import { NmeaReader, type NmeaReaderEvents, type NmeaReaderStatus } from '../../hal/gps/reader.ts';
 import type { GpsFix } from '../../hal/gps/types.ts';
-import { type PtyPair, openPtyPair } from '../helpers/pty.ts';
+import { closeAfterTest } from '../helpers/close-after-test.ts';
+import { nextEvent } from '../helpers/device-events.ts';
+import { type SerialLine, openRawPort, serialLineForTest } from '../helpers/serial-pair.ts';
 
 const BAUD = 9600;
 
-/** The first `event` from `reader` whose payload satisfies `pred`, or a rejection naming `what` after `timeoutMs`. */
-function next<K extends keyof NmeaReaderEvents>(
-  reader: NmeaReader,
-  event: K,
-  pred: (payload: NmeaReaderEvents[K][0]) => boolean,
-  what: string,
-  timeoutMs = 5000,
-): Promise<NmeaReaderEvents[K][0]> {
-  return new Promise((resolve, reject) => {
-    const listener = (payload: NmeaReaderEvents[K][0]) => {
-      if (!pred(payload)) return;
-      clearTimeout(timer);
-      reader.off(event, listener as never);
-      resolve(payload);
-    };
-    const timer = setTimeout(() => {
-      reader.off(event, listener as never);
-      reject(new Error(`no ${what} within ${timeoutMs} ms; reader stats ${JSON.stringify(reader.stats())}`));
-    }, timeoutMs);
-    reader.on(event, listener as never);
-  });
-}
+/** The first `event` from `reader` whose payload satisfies `pred`, or a rejection naming `what` and the reader's stats after `timeoutMs`. */
+const next = <K extends keyof NmeaReaderEvents>(reader: NmeaReader, event: K, pred: (payload: NmeaReaderEvents[K][0]) => boolean, what: string, timeoutMs = 5000) =>
+  nextEvent(reader, event, pred, what, timeoutMs, () => `reader stats ${JSON.stringify(reader.stats())}`);
 
 const isState = (state: NmeaReaderStatus['state']) => (s: NmeaReaderStatus) => s.state === state;
 
@@ -59,14 +39,6 @@ function fixesMatchingSim(reader: NmeaReader, sim: SimGpsReceiver, n: number, ti
   ).then(() => matched);
 }
 
-function openRawPort(path: string): Promise<SerialPort> {
-  return new Promise((resolve, reject) => {
-    const port = new SerialPort({ path, baudRate: BAUD, autoOpen: false });
-    port.on('error', () => {}); // failures surface through the write callbacks
-    port.open((err) => (err ? reject(err) : resolve(port)));
-  });
-}
-
 function write(port: SerialPort, data: string | Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
     port.write(data, (err) => (err ? reject(err) : port.drain((e) => (e ? reject(e) : resolve()))));
@@ -74,32 +46,17 @@ function write(port: SerialPort, data: string | Buffer): Promise<void> {
 }
 
 describe('NmeaReader on a socat pty pair', () => {
-  let dir: string;
-  let pty: PtyPair | null;
-  let reader: NmeaReader | null;
-  let sim: SimGpsReceiver | null;
-  let raw: SerialPort | null;
-
+  let line: SerialLine;
   beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'busguard-gps-'));
-    pty = await openPtyPair(dir);
-    reader = null;
-    sim = null;
-    raw = null;
+    line = await serialLineForTest('busguard-gps-');
   });
 
-  afterEach(async () => {
-    await reader?.close();
-    await sim?.stop();
-    if (raw?.isOpen) await new Promise((r) => raw?.close(r));
-    await pty?.stop();
-    await rm(dir, { recursive: true, force: true });
-  });
+  /** The simulated receiver on the a side, closed after the test; not started. */
+  const simReceiver = (o: { fixValid?: boolean } = {}) => closeAfterTest(new SimGpsReceiver({ path: line.pty.a, baudRate: BAUD, rateHz: 5, ...o }));
 
   /** A reader on the b side, already open: bytes written before the open are flushed (FIELD-NOTES). */
   async function openReader(opts: Partial<ConstructorParameters<typeof NmeaReader>[0]> = {}): Promise<NmeaReader> {
-    const r = new NmeaReader({ path: pty!.b, baudRate: BAUD, reopenMinMs: 100, reopenMaxMs: 1000, ...opts });
-    reader = r;
+    const r = closeAfterTest(new NmeaReader({ path: line.pty.b, baudRate: BAUD, reopenMinMs: 100, reopenMaxMs: 1000, ...opts }));
     const opened = next(r, 'status', isState('open'), "status 'open'");
     r.start();
     await opened;
@@ -108,7 +65,7 @@ describe('NmeaReader on a socat pty pair', () => {
 
   it('delivers fixes with the position the receiver wrote, to 1e-6 degrees', async () => {
     const r = await openReader();
-    sim = new SimGpsReceiver({ path: pty!.a, baudRate: BAUD, rateHz: 5 });
+    const sim = simReceiver();
     const fixes = fixesMatchingSim(r, sim, 3);
     await sim.start();
     // Like gpsd, the reader reports each position-changing sentence until it
@@ -124,7 +81,7 @@ describe('NmeaReader on a socat pty pair', () => {
 
   it('skips and counts garbage, binary and overlong lines while fixes keep coming', async () => {
     const r = await openReader();
-    raw = await openRawPort(pty!.a);
+    const raw = await openRawPort(line.pty.a, BAUD);
     const t0 = new Date('2024-05-20T08:00:00Z');
     const at = (s: number) => new Date(t0.getTime() + s * 1000);
     const pos = (i: number) => ({ lat: 34.26 - i * 0.001, lon: 108.94 + i * 0.001, altM: 405, speedMps: 8, trackDeg: 180 });
@@ -156,22 +113,22 @@ describe('NmeaReader on a socat pty pair', () => {
   // this test hit on its first run. Three rounds cover both.
   it('reopens by itself when socat dies and comes back on the same paths, and fixes resume (3 times)', async () => {
     const r = await openReader();
-    sim = new SimGpsReceiver({ path: pty!.a, baudRate: BAUD, rateHz: 5 });
+    const sim = simReceiver();
     const first = fixesMatchingSim(r, sim, 2);
     await sim.start();
     await first;
 
     for (let round = 1; round <= 3; round++) {
       const closed = next(r, 'status', isState('closed'), `status 'closed' after socat died (round ${round})`);
-      await pty!.stop();
+      await line.pty.stop();
       const status = await closed;
-      expect(status.detail).toContain(pty!.b);
+      expect(status.detail).toContain(line.pty.b);
       expect(status.detail).toMatch(/retrying in \d+\.\d s/);
       // The receiver is gone: the agent logs this status at warn.
       expect(status.level).toBe('warn');
 
       const reopened = next(r, 'status', isState('open'), `status 'open' after socat came back (round ${round})`);
-      pty = await openPtyPair(dir); // same link paths, new /dev/pts numbers
+      await line.replug(); // same link paths, new /dev/pts numbers
       expect((await reopened).level).toBe('info');
       // The simulator reopens its side by itself too, at its next burst.
       const resumed = await fixesMatchingSim(r, sim, 2, 8000);
@@ -181,9 +138,8 @@ describe('NmeaReader on a socat pty pair', () => {
   });
 
   it('keeps retrying a port that does not exist yet and opens it when the receiver appears', async () => {
-    await pty!.stop();
-    const r = new NmeaReader({ path: pty!.b, baudRate: BAUD, reopenMinMs: 50, reopenMaxMs: 400 });
-    reader = r;
+    await line.pty.stop();
+    const r = closeAfterTest(new NmeaReader({ path: line.pty.b, baudRate: BAUD, reopenMinMs: 50, reopenMaxMs: 400 }));
     const closed = next(r, 'status', isState('closed'), "status 'closed' for a missing port");
     r.start();
     const status = await closed;
@@ -191,9 +147,9 @@ describe('NmeaReader on a socat pty pair', () => {
     expect(status.level).toBe('warn');
 
     const opened = next(r, 'status', isState('open'), "status 'open' once the port exists");
-    pty = await openPtyPair(dir);
+    await line.replug();
     await opened;
-    sim = new SimGpsReceiver({ path: pty.a, baudRate: BAUD, rateHz: 5 });
+    const sim = simReceiver();
     const fixes = fixesMatchingSim(r, sim, 1);
     await sim.start();
     await fixes;
@@ -202,25 +158,25 @@ describe('NmeaReader on a socat pty pair', () => {
   it("reports 'no-data' with what to check when the receiver is silent, and 'open' when it talks again", async () => {
     const r = await openReader({ noDataTimeoutMs: 300, autoBaud: false });
     const silent = await next(r, 'status', isState('no-data'), "status 'no-data'");
-    expect(silent.detail).toBe(`GPS port ${pty!.b}: no NMEA sentence in 0.3 s; check baud rate (set to 9600), the receiver's power and its TX wire`);
+    expect(silent.detail).toBe(`GPS port ${line.pty.b}: no NMEA sentence in 0.3 s; check baud rate (set to 9600), the receiver's power and its TX wire`);
     expect(silent.level).toBe('warn');
 
     const talking = next(r, 'status', isState('open'), "status 'open' after data resumed");
-    sim = new SimGpsReceiver({ path: pty!.a, baudRate: BAUD, rateHz: 5 });
+    const sim = simReceiver();
     await sim.start();
-    expect(await talking).toMatchObject({ level: 'info', detail: `GPS port ${pty!.b}: NMEA sentences again` });
+    expect(await talking).toMatchObject({ level: 'info', detail: `GPS port ${line.pty.b}: NMEA sentences again` });
   });
 
   it("a close() the agent asked for is 'closed' at info, not the warning of a lost receiver", async () => {
     const r = await openReader();
     const closed = next(r, 'status', isState('closed'), "status 'closed' after close()");
     await r.close();
-    expect(await closed).toEqual({ state: 'closed', level: 'info', detail: `GPS port ${pty!.b}: closed by the agent` });
+    expect(await closed).toEqual({ state: 'closed', level: 'info', detail: `GPS port ${line.pty.b}: closed by the agent` });
   });
 
   it('flags fixes without lock as invalid, and latest() keeps the last valid fix through the outage', async () => {
     const r = await openReader();
-    sim = new SimGpsReceiver({ path: pty!.a, baudRate: BAUD, rateHz: 5, fixValid: false });
+    const sim = simReceiver({ fixValid: false });
     const invalid = next(r, 'fix', (f) => !f.valid, 'an invalid fix');
     await sim.start();
     const noLock = await invalid;
@@ -236,7 +192,7 @@ describe('NmeaReader on a socat pty pair', () => {
 
   it('survives a fix listener that throws', async () => {
     const r = await openReader();
-    sim = new SimGpsReceiver({ path: pty!.a, baudRate: BAUD, rateHz: 5 });
+    const sim = simReceiver();
     const fixes = fixesMatchingSim(r, sim, 3);
     // Registered last: EventEmitter stops calling listeners at the first throw.
     r.on('fix', () => {

@@ -3,17 +3,18 @@
 // and restarted (receiver unplugged and plugged back), a receiver at another
 // baud rate than configured, and line noise.
 
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FixAssembler } from '../../hal/gps/fix-assembler.ts';
 import { parseSentence } from '../../hal/gps/nmea.ts';
 import { NmeaReader, type NmeaReaderStatus } from '../../hal/gps/reader.ts';
 import type { GpsFix } from '../../hal/gps/types.ts';
+import { until } from '../../scripts/lib/until.ts';
+import { closeAfterTest } from '../helpers/close-after-test.ts';
 import { CORPUS_DIR } from '../helpers/corpus.ts';
 import { NmeaStreamer } from '../helpers/nmea-streamer.ts';
-import { openPtyPair, type PtyPair } from '../helpers/pty.ts';
+import { serialLineForTest } from '../helpers/serial-pair.ts';
 
 const LOG = 'geos-1m.log';
 const lines = readFileSync(join(CORPUS_DIR, LOG), 'latin1')
@@ -36,19 +37,6 @@ function offlinePositions(): Set<string> {
   return new Set(fixes.filter((f) => f.valid).map(key));
 }
 
-let dir: string;
-let pty: PtyPair | null = null;
-let streamer: NmeaStreamer | null = null;
-let reader: NmeaReader | null = null;
-
-afterEach(async () => {
-  await reader?.close();
-  await streamer?.stop();
-  await pty?.stop();
-  reader = streamer = pty = null;
-  rmSync(dir, { recursive: true, force: true });
-});
-
 function collect(r: NmeaReader) {
   const fixes: GpsFix[] = [];
   const statuses: NmeaReaderStatus[] = [];
@@ -57,28 +45,19 @@ function collect(r: NmeaReader) {
   return { fixes, statuses };
 }
 
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 describe('GPS reader on a serial line', () => {
   it(`reads ${LOG} streamed at 9600 baud, and comes back by itself when socat is killed and restarted`, async () => {
-    dir = mkdtempSync(join(tmpdir(), 'gps-serial-'));
-    pty = await openPtyPair(dir);
+    const line = await serialLineForTest('gps-serial-');
     const expected = offlinePositions();
     expect(expected.size).toBeGreaterThan(5);
-    streamer = new NmeaStreamer({ path: pty.a, lines, baudRate: 9600 });
+    const streamer = closeAfterTest(new NmeaStreamer({ path: line.pty.a, lines, baudRate: 9600 }));
     await streamer.start();
-    reader = new NmeaReader({ path: pty.b, baudRate: 9600, reopenMinMs: 100, reopenMaxMs: 1000 });
+    const reader = closeAfterTest(new NmeaReader({ path: line.pty.b, baudRate: 9600, reopenMinMs: 100, reopenMaxMs: 1000 }));
     const got = collect(reader);
     reader.start();
 
     // One whole pass of the capture (~3 s at 9600 baud).
-    await until(() => streamer!.sent >= lines.length + 5, 15_000, 'one pass of the capture');
+    await until(() => streamer.sent >= lines.length + 5, 15_000, 'one pass of the capture');
     const firstPass = new Set(got.fixes.filter((f) => f.valid).map(key));
     for (const k of firstPass) expect(expected.has(k), `position ${k} not in the capture`).toBe(true);
     for (const k of expected) expect(firstPass.has(k), `position ${k} missed`).toBe(true);
@@ -86,13 +65,13 @@ describe('GPS reader on a serial line', () => {
 
     // Unplugged: the reader says so; plugged back: it reopens and fixes resume.
     const before = got.fixes.length;
-    await pty.stop();
+    await line.pty.stop();
     await until(() => got.statuses.some((s) => s.state === 'closed'), 10_000, "status 'closed'");
     // Unplugged is a warning (the agent logs gps.closed at this level); the first open was info.
     expect(got.statuses.find((s) => s.state === 'closed')?.level).toBe('warn');
     expect(got.statuses.find((s) => s.state === 'open')?.level).toBe('info');
     await new Promise((r) => setTimeout(r, 500));
-    pty = await openPtyPair(dir);
+    await line.replug();
     await until(() => got.statuses.filter((s) => s.state === 'open').length >= 2, 15_000, "status 'open' again");
     await until(() => got.fixes.length >= before + 3, 15_000, 'fixes after the replug');
     expect(reader.stats().opens).toBeGreaterThanOrEqual(2);
@@ -100,15 +79,14 @@ describe('GPS reader on a serial line', () => {
   });
 
   it('finds a receiver at 38400 baud when 9600 is configured, and says which rate it found', async () => {
-    dir = mkdtempSync(join(tmpdir(), 'gps-baud-'));
-    pty = await openPtyPair(dir);
-    streamer = new NmeaStreamer({ path: pty.a, lines, baudRate: 38400, peer: pty.b });
-    reader = new NmeaReader({ path: pty.b, baudRate: 9600, baudProbeMs: 800 });
+    const { pty } = await serialLineForTest('gps-baud-');
+    const streamer = closeAfterTest(new NmeaStreamer({ path: pty.a, lines, baudRate: 38400, peer: pty.b }));
+    const reader = closeAfterTest(new NmeaReader({ path: pty.b, baudRate: 9600, baudProbeMs: 800 }));
     const got = collect(reader);
     reader.start();
-    await until(() => reader!.stats().opens === 1, 5_000, 'the port open');
+    await until(() => reader.stats().opens === 1, 5_000, 'the port open');
     await streamer.start();
-    await until(() => reader!.detectedBaud !== null, 20_000, 'a detected baud rate');
+    await until(() => reader.detectedBaud !== null, 20_000, 'a detected baud rate');
     expect(reader.detectedBaud).toBe(38400);
     expect(streamer.garbled).toBeGreaterThan(0); // it really was noise at 9600
     expect(got.statuses.some((s) => s.state === 'probing' && /no valid NMEA at 9600 baud/.test(s.detail))).toBe(true);
@@ -117,8 +95,7 @@ describe('GPS reader on a serial line', () => {
   });
 
   it('survives noise, binary bytes, overlong lines and $$ prefixes between real sentences', async () => {
-    dir = mkdtempSync(join(tmpdir(), 'gps-noise-'));
-    pty = await openPtyPair(dir);
+    const { pty } = await serialLineForTest('gps-noise-');
     const dirty: string[] = [];
     for (const [i, l] of lines.entries()) {
       dirty.push(l);
@@ -126,12 +103,12 @@ describe('GPS reader on a serial line', () => {
       if (i % 11 === 0) dirty.push(`$GPGGA,${'9'.repeat(400)}`);
       if (i % 13 === 0) dirty.push(`$$${l.slice(1)}`);
     }
-    streamer = new NmeaStreamer({ path: pty.a, lines: dirty, baudRate: 115200 });
+    const streamer = closeAfterTest(new NmeaStreamer({ path: pty.a, lines: dirty, baudRate: 115200 }));
     await streamer.start();
-    reader = new NmeaReader({ path: pty.b, baudRate: 115200 });
+    const reader = closeAfterTest(new NmeaReader({ path: pty.b, baudRate: 115200 }));
     const got = collect(reader);
     reader.start();
-    await until(() => streamer!.sent >= dirty.length, 15_000, 'one pass of the dirty capture');
+    await until(() => streamer.sent >= dirty.length, 15_000, 'one pass of the dirty capture');
     await new Promise((r) => setTimeout(r, 200));
     const expected = offlinePositions();
     const seen = new Set(got.fixes.filter((f) => f.valid).map(key));

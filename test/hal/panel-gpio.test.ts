@@ -1,11 +1,12 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PanelConfigSchema, type OnoffPanelConfig } from '../../hal/panel/config.ts';
 import { resolveGpioNumber } from '../../hal/panel/gpio-number.ts';
 import { type GpioClass, type GpioLike, OnoffPanel } from '../../hal/panel/onoff.ts';
 import type { ButtonEvent } from '../../hal/panel/types.ts';
+import { closeAfterTest } from '../helpers/close-after-test.ts';
 
 // A Raspberry Pi 6.6 kernel's /sys/class/gpio, as far as the chip folders go.
 const root = mkdtempSync(join(tmpdir(), 'sysfs-gpio-'));
@@ -114,15 +115,10 @@ function onoffConfig(extra: Record<string, unknown> = {}): OnoffPanelConfig {
 }
 
 describe('onoff panel', () => {
-  let panel: OnoffPanel | undefined;
-  afterEach(async () => {
-    await panel?.close();
-    panel = undefined;
-  });
 
   it('exports the resolved lines with active-low in the kernel and reports debounced edges', async () => {
     const fake = fakeOnoff();
-    panel = await OnoffPanel.open(onoffConfig(), undefined, { Gpio: fake.Gpio });
+    const panel = closeAfterTest(await OnoffPanel.open(onoffConfig(), undefined, { Gpio: fake.Gpio }));
     const [button, led] = fake.lines;
     expect(button).toMatchObject({ number: 529, direction: 'in', edge: 'both', activeLow: true });
     expect(led).toMatchObject({ number: 539, direction: 'low', activeLow: false });
@@ -142,14 +138,13 @@ describe('onoff panel', () => {
 
   it('blinks the LED and releases every line on close', async () => {
     const fake = fakeOnoff();
-    panel = await OnoffPanel.open(onoffConfig(), undefined, { Gpio: fake.Gpio });
+    const panel = closeAfterTest(await OnoffPanel.open(onoffConfig(), undefined, { Gpio: fake.Gpio }));
     panel.setLed('acknowledged');
     expect(panel.ledState()).toBe('acknowledged');
     expect(fake.lines[1]?.writes.at(-1)).toBe(1);
     panel.setLed('stored');
     expect(fake.lines[1]?.writes.at(-1)).toBe(1); // first blink of the pattern starts at once
     await panel.close();
-    panel = undefined;
     expect(fake.lines.every((l) => l.unexported)).toBe(true);
     expect(fake.lines[1]?.writes.at(-1)).toBe(0);
   });
@@ -162,7 +157,7 @@ describe('onoff panel', () => {
       }
     };
     Object.assign(Stuck, { accessible: true });
-    panel = await OnoffPanel.open(onoffConfig({ debounceMs: 0 }), undefined, { Gpio: Stuck as unknown as GpioClass });
+    const panel = closeAfterTest(await OnoffPanel.open(onoffConfig({ debounceMs: 0 }), undefined, { Gpio: Stuck as unknown as GpioClass }));
     const events: ButtonEvent[] = [];
     panel.onButton((e) => events.push(e));
     fake.lines[0]?.watcher?.(null, 1);

@@ -1,8 +1,9 @@
 import { createRequire } from 'node:module';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { PanelConfigSchema, type JohnnyFivePanelConfig } from '../../hal/panel/config.ts';
 import { type FirmataIo, JohnnyFivePanel } from '../../hal/panel/johnny-five.ts';
 import type { ButtonEvent } from '../../hal/panel/types.ts';
+import { closeAfterTest } from '../helpers/close-after-test.ts';
 
 const require = createRequire(import.meta.url);
 const { Firmata: MockFirmata } = require('mock-firmata') as { Firmata: new () => FirmataIo & Record<string, unknown> };
@@ -24,25 +25,20 @@ function config(extra: Record<string, unknown> = {}): JohnnyFivePanelConfig {
   return PanelConfigSchema.parse({ driver: 'johnny-five', port: '/dev/ttyACM0', button: { pin: 2 }, led: { pin: 13 }, debounceMs: 0, ...extra }) as JohnnyFivePanelConfig;
 }
 
+/** The panel on `board`, up, closed after the test. */
 async function open(board: ReturnType<typeof mockBoard>, extra: Record<string, unknown> = {}): Promise<JohnnyFivePanel> {
   const opening = JohnnyFivePanel.open(config(extra), undefined, { io: board.io, readyTimeoutMs: 2000 });
   board.io.emit('connect');
   board.io.emit('ready');
-  return opening;
+  return closeAfterTest(await opening);
 }
 
 const settle = () => new Promise((r) => setTimeout(r, 30)); // johnny-five debounces button edges by 7 ms
 
 describe('johnny-five panel (mock-firmata)', () => {
-  let panel: JohnnyFivePanel | undefined;
-  afterEach(async () => {
-    await panel?.close();
-    panel = undefined;
-  });
-
   it('reads a pulled-up button: pin low is pressed, high is released', async () => {
     const board = mockBoard();
-    panel = await open(board);
+    const panel = await open(board);
     // The pull-up was enabled on the button pin (INPUT then HIGH).
     expect(board.writes).toContainEqual([2, 1]);
     const events: ButtonEvent[] = [];
@@ -61,7 +57,7 @@ describe('johnny-five panel (mock-firmata)', () => {
 
   it('reads the second input as the incident button', async () => {
     const board = mockBoard();
-    panel = await open(board, { incidentButton: { pin: 3 } });
+    const panel = await open(board, { incidentButton: { pin: 3 } });
     const events: ButtonEvent[] = [];
     panel.onButton((e) => events.push(e));
     board.readers.get(3)?.(0);
@@ -71,7 +67,7 @@ describe('johnny-five panel (mock-firmata)', () => {
 
   it('drives the LED pin with the state pattern', async () => {
     const board = mockBoard();
-    panel = await open(board);
+    const panel = await open(board);
     board.writes.length = 0;
     panel.setLed('acknowledged');
     expect(panel.ledState()).toBe('acknowledged');

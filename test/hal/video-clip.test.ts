@@ -9,28 +9,20 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { captureAlarmClip } from '../../hal/video/alarm-clip.ts';
 import { ClipError, type TrackPoint, cutClip, iso6709, parseIso6709 } from '../../hal/video/clip.ts';
 import { cutFootage, footageCoverage } from '../../hal/video/footage.ts';
-import { VideoRecorder } from '../../hal/video/recorder.ts';
+import type { VideoRecorder } from '../../hal/video/recorder.ts';
+import { until } from '../../scripts/lib/until.ts';
+import { recordingRing } from '../helpers/video-ring.ts';
 
 const run = promisify(execFile);
-const SIM = 'videotestsrc is-live=true pattern=ball ! video/x-raw,width=160,height=120,framerate=10/1';
 const KEYFRAME_MS = 1000;
 const FRAME_MS = 100;
 /** A fix in Xi'an, with altitude. */
 const FIX = { lat: 34.26101, lon: 108.94202, altM: 405.5 };
-
-async function until(cond: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const t0 = performance.now();
-  while (!cond()) {
-    if (performance.now() - t0 > timeoutMs) throw new Error(`not ${what} within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 async function formatTags(file: string): Promise<{ durationS: number; tags: Record<string, string> }> {
   const { stdout } = await run('ffprobe', ['-v', 'error', '-show_entries', 'format=duration:format_tags', '-of', 'json', file], { timeout: 10_000 });
@@ -80,10 +72,7 @@ describe('clips and footage requests from a live ring', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'busguard-video-clip-'));
     // 8 one-second segments: about 7 s of footage, so the first seconds are overwritten during the file.
-    rec = new VideoRecorder({ name: 'front', source: SIM, dir: join(dir, 'ring'), segmentS: 1, keyframeIntervalS: 1, maxSegments: 8 });
-    rec.on('error', () => {});
-    await rec.start();
-    await until(() => rec.segments().filter((s) => s.state === 'closed').length >= 4, '4 closed segments');
+    rec = await recordingRing({ name: 'front', dir: join(dir, 'ring'), maxSegments: 8 }, 4);
     firstStartMs = rec.segments()[0]!.startMs;
   });
 
@@ -140,7 +129,7 @@ describe('clips and footage requests from a live ring', () => {
     expect(press.geometry.coordinates).toEqual([FIX.lon, FIX.lat, FIX.altM]);
     expect(press.properties.time).toBe(new Date(pressMs).toISOString());
     // Pins are released once the clip is cut.
-    await until(() => !existsSync(pinDir), 'the pin folder removed', 5000);
+    await until(() => !existsSync(pinDir), 5000, 'the pin folder removed');
   });
 
   it('answers a footage request inside the ring with a clip', async () => {
@@ -156,7 +145,7 @@ describe('clips and footage requests from a live ring', () => {
   });
 
   it('answers "no longer in the ring" for a window already overwritten, and cuts what is left of one partly overwritten', async () => {
-    await until(() => rec.segments()[0]!.startMs > firstStartMs + 2000, 'the first segments overwritten', 20_000);
+    await until(() => rec.segments()[0]!.startMs > firstStartMs + 2000, 20_000, 'the first segments overwritten');
     const gone = await cutFootage(rec, { fromMs: firstStartMs, toMs: firstStartMs + 1500, out: join(dir, 'gone.mp4'), pinDir: join(dir, 'pins-gone') });
     expect(gone.coverage.status).toBe('none');
     expect(gone.clip).toBeNull();

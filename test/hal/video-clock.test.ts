@@ -10,13 +10,15 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { captureAlarmClip } from '../../hal/video/alarm-clip.ts';
 import type { RecorderClock } from '../../hal/video/clock.ts';
 import { cutFootage } from '../../hal/video/footage.ts';
-import { VideoRecorder } from '../../hal/video/recorder.ts';
+import type { VideoRecorder } from '../../hal/video/recorder.ts';
+import { until } from '../../scripts/lib/until.ts';
+import { closeAfterTest } from '../helpers/close-after-test.ts';
+import { recordingRing } from '../helpers/video-ring.ts';
 
-const SIM = 'videotestsrc is-live=true pattern=ball ! video/x-raw,width=160,height=120,framerate=10/1';
 const HOUR = 3_600_000;
 
 /** UTC = mono + base; the test moves base as GPS time arriving would. */
@@ -30,34 +32,19 @@ class MovableClock implements RecorderClock {
   }
 }
 
-async function until(cond: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const t0 = performance.now();
-  while (!cond()) {
-    if (performance.now() - t0 > timeoutMs) throw new Error(`not ${what} within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+/** A ring recording on a clock the test moves, 3 closed segments in; stopped and removed after the test. */
+async function ringOnMovableClock(): Promise<{ dir: string; rec: VideoRecorder; clock: MovableClock }> {
+  const dir = await mkdtemp(join(tmpdir(), 'busguard-video-clock-'));
+  onTestFinished(() => rm(dir, { recursive: true, force: true }));
+  const clock = new MovableClock();
+  const rec = closeAfterTest(await recordingRing({ name: 'cabin', dir: join(dir, 'ring'), maxSegments: 30, clock }, 3));
+  return { dir, rec, clock };
 }
 
 describe('segments and presses on one clock, whenever it moves', () => {
-  let dir: string;
-  let rec: VideoRecorder;
-  let clock: MovableClock;
-
-  beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'busguard-video-clock-'));
-    clock = new MovableClock();
-    rec = new VideoRecorder({ name: 'cabin', source: SIM, dir: join(dir, 'ring'), segmentS: 1, keyframeIntervalS: 1, maxSegments: 30, clock });
-    rec.on('error', () => {});
-    await rec.start();
-    await until(() => rec.segments().filter((s) => s.state === 'closed').length >= 3, '3 closed segments');
-  });
-  afterEach(async () => {
-    await rec.stop();
-    await rm(dir, { recursive: true, force: true });
-  });
-
   for (const jumpH of [2, -3]) {
     it(`the clock jumps ${jumpH > 0 ? 'ahead' : 'back'} ${Math.abs(jumpH)} h during the post-roll: the clip is whole, with no gap`, async () => {
+      const { dir, rec, clock } = await ringOnMovableClock();
       const preS = 2;
       const postS = 2;
       const pressMono = performance.now();
@@ -77,7 +64,8 @@ describe('segments and presses on one clock, whenever it moves', () => {
   }
 
   it('a footage window in the new clock\'s terms finds video recorded before the clock moved', async () => {
-    await until(() => rec.segments().filter((s) => s.state === 'closed').length >= 5, '5 closed segments');
+    const { dir, rec, clock } = await ringOnMovableClock();
+    await until(() => rec.segments().filter((s) => s.state === 'closed').length >= 5, 20_000, '5 closed segments');
     clock.base += 2 * HOUR;
     const segs = rec.segments().filter((s) => s.state === 'closed');
     const fromMs = segs[1]!.startMs;

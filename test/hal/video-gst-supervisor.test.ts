@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { GstLine } from '../../hal/video/gst-launch.ts';
 import { GstSupervisor, type GstSupervisorOptions, type SupervisorState } from '../../hal/video/gst-supervisor.ts';
+import { until } from '../../scripts/lib/until.ts';
 
 let dir: string;
 const running: GstSupervisor[] = [];
@@ -68,20 +69,12 @@ function supervise(command: string, opts: Partial<GstSupervisorOptions> = {}): {
   return { sup, seen };
 }
 
-async function until(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`not ${what} within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 const OPENED = 'splitmuxsink-fragment-opened, location=(string)/ring/seg00003.mkv, running-time=(guint64)500000000';
 
 describe('GstSupervisor', () => {
   it('hands on the lines that mean something, and restarts a child that dies with backoff, saying why', async () => {
     const { seen } = supervise(script(`echo 'New clock: GstSystemClock'\necho "${OPENED}"\necho 'ERROR: from element /GstPipeline:pipeline0/GstV4l2Src:src: Device is gone.' >&2\nexit 1`), { random: () => 1 });
-    await until(() => seen.runs.length >= 2, 'a second run');
+    await until(() => seen.runs.length >= 2, 10_000, 'a second run');
     // stdout and stderr are read apart: their lines may interleave either way.
     expect(seen.messages).toContainEqual({ kind: 'clock' });
     expect(seen.messages).toContainEqual({ kind: 'fragment-opened', name: 'seg00003.mkv', number: 3, runningTimeNs: 500_000_000 });
@@ -91,20 +84,20 @@ describe('GstSupervisor', () => {
     // Jitter at its top: the whole delay, doubling per failure.
     expect(seen.states[1]!.restartInMs).toBe(200);
     expect(seen.failures[0]!.message).toMatch(/exited with code 1: ERROR.*restarting in 0\.2 s/);
-    await until(() => seen.ended.length >= 2, 'the second run ended');
+    await until(() => seen.ended.length >= 2, 10_000, 'the second run ended');
     expect(seen.states.filter((s) => s.state === 'restarting')[1]!.restartInMs).toBe(400);
   });
 
   it('kills a child that never shows video once the stall deadline passes', async () => {
     const { seen } = supervise(script('exec sleep 30'), { stallMs: 400 });
-    await until(() => seen.ended.length >= 1, 'the silent child killed');
+    await until(() => seen.ended.length >= 1, 10_000, 'the silent child killed');
     expect(seen.ended[0]!.why).toBe('no video from the source within 0.4 s');
     expect(seen.polls).toBeGreaterThan(0);
   });
 
   it('stops with EOS (SIGINT) and resolves once the child is gone', async () => {
     const { sup, seen } = supervise(script(`trap 'echo "Got EOS from element \\"pipeline0\\"."; exit 0' INT\necho "${OPENED}"\nwhile true; do sleep 0.05; done`));
-    await until(() => seen.messages.length >= 1, 'the fragment line');
+    await until(() => seen.messages.length >= 1, 10_000, 'the fragment line');
     expect(sup.pid).not.toBeNull();
     await sup.stop();
     expect(sup.pid).toBeNull();
@@ -116,7 +109,7 @@ describe('GstSupervisor', () => {
 
   it('SIGKILLs a child that ignores SIGINT after stopTimeoutMs', async () => {
     const { sup, seen } = supervise(script("trap '' INT\necho 'New clock: GstSystemClock'\nexec sleep 30"), { stopTimeoutMs: 300 });
-    await until(() => seen.messages.length >= 1, 'the child ignoring SIGINT');
+    await until(() => seen.messages.length >= 1, 10_000, 'the child ignoring SIGINT');
     const t0 = Date.now();
     await sup.stop();
     expect(Date.now() - t0).toBeLessThan(3000);

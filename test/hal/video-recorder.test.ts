@@ -13,6 +13,8 @@ import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { cutClip } from '../../hal/video/clip.ts';
 import { alive } from '../helpers/process.ts';
+import { nextEvent } from '../helpers/device-events.ts';
+import { SIM_VIDEO_CAMERA } from '../helpers/media.ts';
 import { splitGstDescription } from '../../hal/video/gst-launch.ts';
 import {
   type PinnedSegment,
@@ -22,41 +24,14 @@ import {
   type VideoRecorderStatus,
   type VideoSegment,
 } from '../../hal/video/recorder.ts';
+import { until } from '../../scripts/lib/until.ts';
 
 const run = promisify(execFile);
-const SIM = 'videotestsrc is-live=true pattern=ball ! video/x-raw,width=160,height=120,framerate=10/1';
+const SIM = SIM_VIDEO_CAMERA.source;
 
-/** The first `event` whose payload satisfies `pred`, or a rejection naming `what` after `timeoutMs`. */
-function next<K extends keyof VideoRecorderEvents>(
-  rec: VideoRecorder,
-  event: K,
-  pred: (payload: VideoRecorderEvents[K][0]) => boolean,
-  what: string,
-  timeoutMs = 15_000,
-): Promise<VideoRecorderEvents[K][0]> {
-  return new Promise((resolve, reject) => {
-    const listener = (payload: VideoRecorderEvents[K][0]) => {
-      if (!pred(payload)) return;
-      clearTimeout(timer);
-      rec.off(event, listener as never);
-      resolve(payload);
-    };
-    const timer = setTimeout(() => {
-      rec.off(event, listener as never);
-      reject(new Error(`no ${what} within ${timeoutMs} ms; status ${JSON.stringify(rec.status)}`));
-    }, timeoutMs);
-    rec.on(event, listener as never);
-  });
-}
-
-/** Poll `cond` every 50 ms until true, or reject naming `what`. */
-async function until(cond: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
-  const t0 = performance.now();
-  while (!cond()) {
-    if (performance.now() - t0 > timeoutMs) throw new Error(`not ${what} within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+/** The first `event` whose payload satisfies `pred`, or a rejection naming `what` and the recorder's status after `timeoutMs`. */
+const next = <K extends keyof VideoRecorderEvents>(rec: VideoRecorder, event: K, pred: (payload: VideoRecorderEvents[K][0]) => boolean, what: string, timeoutMs = 15_000) =>
+  nextEvent(rec, event, pred, what, timeoutMs, () => `status ${JSON.stringify(rec.status)}`);
 
 function ringFiles(dir: string): string[] {
   return readdirSync(dir).filter((n) => /^seg\d+\.mkv$/.test(n));
@@ -141,7 +116,7 @@ describe('VideoRecorder on real gst-launch-1.0 pipelines', () => {
     expect(list.length).toBeLessThanOrEqual(3);
     for (let i = 1; i < list.length; i++) expect(list[i]!.startMs).toBeGreaterThan(list[i - 1]!.startMs);
     expect(nameOrderDiffered).toContain(true); // time order was not name order, and segments() kept time order
-    await until(() => ringFiles(rec.dir).length <= 3, 'at most 3 segment files on disk', 5000);
+    await until(() => ringFiles(rec.dir).length <= 3, 5000, 'at most 3 segment files on disk');
 
     // The ring deleted the pinned names and splitmuxsink wrote new files under
     // them; the pinned links still hold the original video.
@@ -170,7 +145,7 @@ describe('VideoRecorder on real gst-launch-1.0 pipelines', () => {
     const list = rec.segments();
     expect(list.length).toBeLessThan(7);
     expect(list[0]!.startMs).toBeGreaterThan(closed[0]!.startMs); // the oldest went first
-    await until(() => !existsSync(closed[0]!.path), 'the oldest file deleted', 5000);
+    await until(() => !existsSync(closed[0]!.path), 5000, 'the oldest file deleted');
     // What is on disk against the ring as it is at the same moment: the
     // closed segments stay within maxBytes; the file being written may carry
     // the total over for a moment (it is never deleted), and splitmuxsink may
@@ -234,7 +209,7 @@ describe('VideoRecorder on real gst-launch-1.0 pipelines', () => {
     const pid = signal(rec, 'SIGSTOP');
     const restarting = await next(rec, 'status', (s) => s.state === 'restarting', 'the watchdog to act', 15_000);
     expect(restarting.detail).toMatch(/stalled: no new segment and no file growth in 2\.5 s/);
-    await until(() => !alive(pid), 'the stalled child gone', 5000);
+    await until(() => !alive(pid), 5000, 'the stalled child gone');
     const seg = await next(rec, 'segment', (s) => s.state === 'closed' && s.run > 1, 'a segment from the new run');
     expect(rec.gaps().some((g) => /stalled/.test(g.reason) && g.toMs !== null && g.toMs <= seg.startMs)).toBe(true);
   });

@@ -12,17 +12,12 @@ describe('one-key alarm, end to end', () => {
   beforeAll(() => bus.start(), 60_000);
   afterAll(() => bus.stop());
 
-  /** Press and hold, then return the alarm the agent stored for it. */
-  async function holdAndStore(holdMs = 600) {
+  /** Stop the broker, wait until the agent has seen it go, then hold: the alarm is stored on the bus only. */
+  async function holdWithBrokerDown() {
     const from = bus.agent.mark();
-    await simPress(bus.socket, { holdMs });
-    return bus.agent.waitForEvent('alarm.stored', () => true, 10_000, from);
-  }
-
-  async function ackAndSee(alarmId: string) {
-    const from = bus.agent.mark();
-    await bus.ack(alarmId);
-    await bus.agent.waitForEvent('alarm.acknowledged', (l) => l.alarmId === alarmId, 15_000, from);
+    await bus.broker.stop();
+    await bus.agent.waitForEvent('mqtt.disconnected', () => true, 15_000, from);
+    return bus.holdAndStore();
   }
 
   it('hold → alarm at dispatch with the fix → receipt → LED delivered → ack → LED acknowledged', async () => {
@@ -92,11 +87,11 @@ describe('one-key alarm, end to end', () => {
     const incidents = await busguardRun(['dispatch', 'incidents', '--config', bus.dispatchConfigPath, '--json']);
     expect(alarms.stdout).not.toContain(incident.alarmId as string);
     expect(incidents.stdout).toContain(incident.alarmId as string);
-    await ackAndSee(incident.alarmId as string);
+    await bus.ackAndSee(incident.alarmId as string);
   });
 
   it('holding again while an alarm is open raises no second alarm: dispatch hears it as a repeat of the open one', async () => {
-    const first = await holdAndStore();
+    const first = await bus.holdAndStore();
     await bus.dispatch.waitForEvent('emergency.received', (l) => l.alarmId === first.alarmId);
     const from = bus.agent.mark();
     const dFrom = bus.dispatch.mark();
@@ -109,46 +104,40 @@ describe('one-key alarm, end to end', () => {
     expect(bus.dispatchAlarms('emergency').filter((a) => !a.ackAt)).toHaveLength(1);
     const listed = await busguardRun(['dispatch', 'alarms', '--config', bus.dispatchConfigPath]);
     expect(listed.stdout).toMatch(new RegExp(`${first.alarmId}\t.*\t2 \\(last `));
-    await ackAndSee(first.alarmId as string);
+    await bus.ackAndSee(first.alarmId as string);
   });
 
   it('broker down at the press → LED stored → the alarm arrives after the broker returns', async () => {
-    const from = bus.agent.mark();
-    await bus.broker.stop();
-    await bus.agent.waitForEvent('mqtt.disconnected', () => true, 15_000, from);
-    const stored = await holdAndStore();
+    const stored = await holdWithBrokerDown();
     expect(await simLed(bus.socket)).toBe('stored');
     await bus.broker.start();
     await bus.dispatch.waitForEvent('emergency.received', (l) => l.alarmId === stored.alarmId, 20_000);
     await bus.agent.waitForEvent('alarm.delivered', (l) => l.alarmId === stored.alarmId, 20_000);
     expect(await simLed(bus.socket)).toBe('delivered');
-    await ackAndSee(stored.alarmId as string);
+    await bus.ackAndSee(stored.alarmId as string);
   });
 
   it('agent SIGKILLed right after the LED said "stored" → after a restart the alarm arrives exactly once', async () => {
     // Broker down so the kill surely lands before delivery.
-    const from = bus.agent.mark();
-    await bus.broker.stop();
-    await bus.agent.waitForEvent('mqtt.disconnected', () => true, 15_000, from);
-    const stored = await holdAndStore();
+    const stored = await holdWithBrokerDown();
     await bus.agent.kill('SIGKILL');
     await bus.broker.start();
     const agent = await bus.startAgent();
     await agent.waitForEvent('alarm.delivered', (l) => l.alarmId === stored.alarmId, 20_000);
     expect(bus.dispatchAlarms().filter((a) => a.id === stored.alarmId)).toHaveLength(1);
     expect(await simLed(bus.socket)).toBe('delivered');
-    await ackAndSee(stored.alarmId as string);
+    await bus.ackAndSee(stored.alarmId as string);
   });
 
   it('agent SIGKILLed the instant it stored the alarm, broker up → still exactly once', async () => {
-    const stored = await holdAndStore();
+    const stored = await bus.holdAndStore();
     await bus.agent.kill('SIGKILL');
     await bus.startAgent();
     // Whether or not it went out before the kill, it ends up at dispatch once and the LED says so.
     await until(() => bus.dispatchAlarms().some((a) => a.id === stored.alarmId), 20_000, 'the alarm at dispatch');
     await until(async () => (await simLed(bus.socket)) === 'delivered', 20_000, 'LED delivered');
     expect(bus.dispatchAlarms().filter((a) => a.id === stored.alarmId)).toHaveLength(1);
-    await ackAndSee(stored.alarmId as string);
+    await bus.ackAndSee(stored.alarmId as string);
   });
 
   it('dispatch SIGKILLed and restarted → no alarm lost or doubled', async () => {
@@ -169,6 +158,6 @@ describe('one-key alarm, end to end', () => {
     const ids = bus.dispatchAlarms().map((a) => a.id);
     expect(new Set(ids).size).toBe(ids.length);
     expect(ids.filter((id) => !before.has(id)).sort()).toEqual(stored.map((s) => s.alarmId as string).sort());
-    for (const s of stored) await ackAndSee(s.alarmId as string);
+    for (const s of stored) await bus.ackAndSee(s.alarmId as string);
   });
 });

@@ -6,13 +6,10 @@
 // the logic is the same as for the 20 s/10 s defaults.
 
 import { execFile, execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { simPress } from '../../hal/panel/sim-client.ts';
-import { BusFixture } from './fixture.ts';
+import { expectStoredIntact } from '../helpers/it-evidence.ts';
+import { type EvidenceFileRow, BusFixture } from './fixture.ts';
 
 const PRE_S = 4;
 const POST_S = 5;
@@ -25,15 +22,6 @@ function run(cmd: string, args: string[]): Promise<string> {
 async function ffprobe(file: string): Promise<{ durationS: number; tags: Record<string, string> }> {
   const j = JSON.parse(await run('ffprobe', ['-v', 'error', '-print_format', 'json', '-show_format', file])) as { format: { duration: string; tags?: Record<string, string> } };
   return { durationS: Number(j.format.duration), tags: j.format.tags ?? {} };
-}
-
-interface FileRow {
-  name: string;
-  sha256: string;
-  size: number;
-  kind: string;
-  path: string;
-  state: string;
 }
 
 describe('evidence: a clip with pre-roll from the cabin video on alarm', () => {
@@ -56,27 +44,13 @@ describe('evidence: a clip with pre-roll from the cabin video on alarm', () => {
   }, 60_000);
   afterAll(() => bus.stop());
 
-  function clipsAtDispatch(alarmId: string): FileRow[] {
-    const db = new Database(join(bus.dir, 'dispatch.db'), { readonly: true, fileMustExist: true });
-    try {
-      return db.prepare("SELECT * FROM evidence_files WHERE alarm_id = ? AND kind = 'clip' ORDER BY name DESC").all(alarmId) as FileRow[];
-    } finally {
-      db.close();
-    }
-  }
-
-  async function pressAndWaitForClip(recorderKill?: () => void): Promise<{ alarmId: string; fix: { lat: number; lon: number }; row: FileRow; stored: Record<string, unknown> }> {
-    const from = bus.agent.mark();
-    const dFrom = bus.dispatch.mark();
-    await simPress(bus.socket, { holdMs: 600 });
-    const alarmId = (await bus.agent.waitForEvent('alarm.stored', () => true, 10_000, from)).alarmId as string;
-    // At once: well inside the post-roll, however busy the machine.
-    recorderKill?.();
-    const alarm = await bus.dispatch.waitForEvent('emergency.received', (l) => l.alarmId === alarmId, 10_000, dFrom);
+  async function pressAndWaitForClip(recorderKill?: () => void): Promise<{ alarmId: string; fix: { lat: number; lon: number }; row: EvidenceFileRow }> {
+    // The kill at once: well inside the post-roll, however busy the machine.
+    const { alarmId, received, from, dFrom } = await bus.holdToDispatch({ onStored: recorderKill });
     await bus.agent.waitForEvent('clip.pinned', (l) => l.alarmId === alarmId, 10_000, from);
-    const stored = await bus.dispatch.waitForEvent('file.stored', (l) => l.alarmId === alarmId && l.kind === 'clip' && String(l.fileName).endsWith('.mp4'), 60_000, dFrom);
-    const row = clipsAtDispatch(alarmId).find((r) => r.name.endsWith('.mp4'));
-    return { alarmId, fix: alarm.fix as { lat: number; lon: number }, row: row!, stored };
+    await bus.dispatch.waitForEvent('file.stored', (l) => l.alarmId === alarmId && l.kind === 'clip' && String(l.fileName).endsWith('.mp4'), 60_000, dFrom);
+    const row = bus.evidenceFiles(alarmId, 'clip').find((r) => r.name.endsWith('.mp4'));
+    return { alarmId, fix: received.fix as { lat: number; lon: number }, row: row! };
   }
 
   it('press → MP4 at dispatch covering pre + post within one keyframe interval, tagged with the fix, SHA-256 intact, no gap', async () => {
@@ -86,8 +60,7 @@ describe('evidence: a clip with pre-roll from the cabin video on alarm', () => {
     await new Promise((r) => setTimeout(r, (PRE_S + 1) * 1000));
     const { alarmId, fix, row } = await pressAndWaitForClip();
     expect(row).toMatchObject({ kind: 'clip', state: 'complete' });
-    const bytes = readFileSync(row.path);
-    expect(createHash('sha256').update(bytes).digest('hex')).toBe(row.sha256);
+    expectStoredIntact(row);
 
     const { durationS, tags } = await ffprobe(row.path);
     expect(durationS).toBeGreaterThanOrEqual(PRE_S + POST_S - 0.15); // one frame of slack at 10 fps
@@ -107,13 +80,12 @@ describe('evidence: a clip with pre-roll from the cabin video on alarm', () => {
     expect(Math.abs(exif[0]!.GPSLongitude! - fix.lon)).toBeLessThan(1e-4);
     // The track over the clip follows as its own file: a GeoJSON FeatureCollection with the route as a LineString.
     await bus.dispatch.waitForEvent('file.stored', (l) => l.alarmId === alarmId && String(l.fileName).endsWith('.geojson'), 30_000);
-    const sidecar = clipsAtDispatch(alarmId).find((r) => r.name === `${alarmId}-cabin.geojson`)!;
+    const sidecar = bus.evidenceFiles(alarmId, 'clip').find((r) => r.name === `${alarmId}-cabin.geojson`)!;
     const geo = JSON.parse(readFileSync(sidecar.path, 'utf8')) as { type: string; features: Array<{ geometry: { type: string; coordinates: number[][] } }> };
     expect(geo.type).toBe('FeatureCollection');
     const line = geo.features.find((f) => f.geometry.type === 'LineString');
     expect(line?.geometry.coordinates.length).toBeGreaterThanOrEqual(2);
-    await bus.ack(alarmId); // closed, so the next hold raises a new alarm
-    await bus.agent.waitForEvent('alarm.acknowledged', (l) => l.alarmId === alarmId, 10_000);
+    await bus.ackAndSee(alarmId, 10_000); // closed, so the next hold raises a new alarm
   }, 90_000);
 
   it('the recorder hung and killed during the post-roll: restarted by the supervisor, and the clip states the gap', async () => {

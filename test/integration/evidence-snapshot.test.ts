@@ -4,37 +4,16 @@
 // stores must carry the alarm's fix in its EXIF GPS (read with exiftool) and
 // match its SHA-256; a camera gone wrong must leave the alarm untouched.
 
-import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SimVc0706 } from '../../hal/camera/sim.ts';
-import { simPress } from '../../hal/panel/sim-client.ts';
+import { expectGeotagged, expectStoredIntact } from '../helpers/it-evidence.ts';
 import { type PtyPair, openPtyPair } from '../helpers/pty.ts';
 import { BusFixture, until } from './fixture.ts';
 
 const CAMERA_JPEGS = fileURLToPath(new URL('../fixtures/camera/', import.meta.url));
-
-function exiftool(file: string): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    execFile('exiftool', ['-j', '-n', '-G1', file], (err, stdout) => (err ? reject(err) : resolve((JSON.parse(stdout) as Array<Record<string, unknown>>)[0]!)));
-  });
-}
-
-interface FileRow {
-  file_id: string;
-  name: string;
-  sha256: string;
-  size: number;
-  kind: string;
-  alarm_id: string;
-  geotag: string;
-  state: string;
-  path: string;
-}
 
 describe('evidence: a snapshot from the cabin camera on alarm', () => {
   const bus = new BusFixture();
@@ -60,45 +39,20 @@ describe('evidence: a snapshot from the cabin camera on alarm', () => {
     await camPty.stop();
   });
 
-  function filesAtDispatch(alarmId: string): FileRow[] {
-    const db = new Database(join(bus.dir, 'dispatch.db'), { readonly: true, fileMustExist: true });
-    try {
-      return db.prepare("SELECT * FROM evidence_files WHERE alarm_id = ? AND kind = 'snapshot'").all(alarmId) as FileRow[];
-    } finally {
-      db.close();
-    }
-  }
-
   it('alarm → geotagged JPEG at dispatch: EXIF GPS is the alarm fix, SHA-256 matches, the bus deletes its copy', async () => {
     await bus.agent.waitForEvent('camera.ready', () => true, 15_000);
     await bus.agent.waitForEvent('gps.first-fix', () => true, 15_000);
-    const from = bus.agent.mark();
-    const dFrom = bus.dispatch.mark();
-    await simPress(bus.socket, { holdMs: 600 });
-    const stored = await bus.agent.waitForEvent('alarm.stored', () => true, 10_000, from);
-    const alarmId = stored.alarmId as string;
-    const alarm = await bus.dispatch.waitForEvent('emergency.received', (l) => l.alarmId === alarmId, 10_000, dFrom);
+    const { alarmId, received, from, dFrom } = await bus.holdToDispatch();
     const fileStored = await bus.dispatch.waitForEvent('file.stored', (l) => l.alarmId === alarmId, 20_000, dFrom);
     expect(fileStored.kind).toBe('snapshot');
 
-    const [row] = filesAtDispatch(alarmId);
+    const [row] = bus.evidenceFiles(alarmId, 'snapshot');
     expect(row).toMatchObject({ kind: 'snapshot', state: 'complete', alarm_id: alarmId, name: `${alarmId}-cabin.jpg` });
-    const bytes = readFileSync(row!.path);
-    expect(createHash('sha256').update(bytes).digest('hex')).toBe(row!.sha256);
-    expect(bytes.length).toBe(row!.size);
-
+    expectStoredIntact(row!);
     // The photo is the camera's frame, geotagged: 640x480 as configured, with the fix of the alarm itself.
-    const fix = alarm.fix as { lat: number; lon: number; altM: number };
-    const tags = await exiftool(row!.path);
+    const tags = await expectGeotagged(row!, received.fix as { lat: number; lon: number; altM: number });
     expect(tags['File:ImageWidth']).toBe(640);
-    expect(Math.abs((tags['GPS:GPSLatitude'] as number) - Math.abs(fix.lat))).toBeLessThan(1e-7);
-    expect(Math.abs((tags['GPS:GPSLongitude'] as number) - Math.abs(fix.lon))).toBeLessThan(1e-7);
-    expect(tags['GPS:GPSLatitudeRef']).toBe(fix.lat < 0 ? 'S' : 'N');
-    expect(tags['GPS:GPSLongitudeRef']).toBe(fix.lon < 0 ? 'W' : 'E');
-    expect(tags['GPS:GPSAltitude']).toBeCloseTo(fix.altM, 2);
     expect(tags['IFD0:ImageDescription']).toContain(alarmId);
-    // The geotag dispatch stored beside the file is the same fix.
-    expect(JSON.parse(row!.geotag)).toMatchObject({ lat: fix.lat, lon: fix.lon });
 
     // Confirmed at dispatch → the bus frees its media folder.
     const delivered = await bus.agent.waitForEvent('evidence.delivered', (l) => l.alarmId === alarmId, 10_000, from);
@@ -110,28 +64,21 @@ describe('evidence: a snapshot from the cabin camera on alarm', () => {
         return true;
       }
     }, 5_000, 'the bus to delete its delivered copy');
-    await bus.ack(alarmId);
-    await bus.agent.waitForEvent('alarm.acknowledged', (l) => l.alarmId === alarmId, 10_000, from);
+    await bus.ackAndSee(alarmId, 10_000);
   }, 60_000);
 
   it('a camera answering garbage: the alarm and the clip reach dispatch as ever, the failure is logged and reported as a diag', async () => {
     camera.setFault('garbage');
-    const from = bus.agent.mark();
-    const dFrom = bus.dispatch.mark();
-    await simPress(bus.socket, { holdMs: 600 });
-    const stored = await bus.agent.waitForEvent('alarm.stored', () => true, 10_000, from);
-    const alarmId = stored.alarmId as string;
-    await bus.dispatch.waitForEvent('emergency.received', (l) => l.alarmId === alarmId, 10_000, dFrom);
+    const { alarmId, from, dFrom } = await bus.holdToDispatch();
     await bus.agent.waitForEvent('alarm.delivered', (l) => l.alarmId === alarmId, 10_000, from);
     const failed = await bus.agent.waitForEvent('snapshot.failed', (l) => l.alarmId === alarmId, 20_000, from);
     expect(failed.camera).toBe('cabin');
     const diag = await bus.dispatch.waitForEvent('bus.diag', (l) => l.diag === 'snapshot.failed', 20_000, dFrom);
     expect(diag.reason).toContain(alarmId);
-    expect(filesAtDispatch(alarmId)).toEqual([]);
+    expect(bus.evidenceFiles(alarmId, 'snapshot')).toEqual([]);
     const clip = await bus.dispatch.waitForEvent('file.stored', (l) => l.alarmId === alarmId && l.kind === 'clip', 30_000, dFrom);
     expect(clip.fileName).toBe(`${alarmId}-aisle.mp4`);
     camera.setFault(null);
-    await bus.ack(alarmId);
-    await bus.agent.waitForEvent('alarm.acknowledged', (l) => l.alarmId === alarmId, 10_000, from);
+    await bus.ackAndSee(alarmId, 10_000);
   }, 60_000);
 });

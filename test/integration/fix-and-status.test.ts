@@ -2,7 +2,6 @@
 // spoke, and what dispatch learns when a bus drops off the broker.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { simPress } from '../../hal/panel/sim-client.ts';
 import { busguardRun } from '../helpers/process.ts';
 import { BusFixture } from './fixture.ts';
 
@@ -12,18 +11,8 @@ describe('fix age, no fix, and vehicle status', () => {
   afterAll(() => bus.stop());
 
   async function holdToDispatch() {
-    const from = bus.agent.mark();
-    const fromDispatch = bus.dispatch.mark();
-    await simPress(bus.socket, { holdMs: 600 });
-    const stored = await bus.agent.waitForEvent('alarm.stored', () => true, 10_000, from);
-    const received = await bus.dispatch.waitForEvent('emergency.received', (l) => l.alarmId === stored.alarmId, 15_000, fromDispatch);
-    return { id: stored.alarmId as string, fix: received.fix as Record<string, unknown> | null };
-  }
-
-  async function ack(id: string) {
-    const from = bus.agent.mark();
-    await bus.ack(id);
-    await bus.agent.waitForEvent('alarm.acknowledged', (l) => l.alarmId === id, 15_000, from);
+    const { alarmId, received } = await bus.holdToDispatch({ receivedWithinMs: 15_000 });
+    return { id: alarmId, fix: received.fix as Record<string, unknown> | null };
   }
 
   it('a bus that vanishes (SIGKILL) is reported offline by its last will; online again after restart', async () => {
@@ -46,7 +35,7 @@ describe('fix age, no fix, and vehicle status', () => {
     expect(fix?.ageS as number).toBeGreaterThanOrEqual(1.5);
     const last = bus.samples.at(-1);
     expect(Math.abs((fix?.lat as number) - (last?.lat ?? 0))).toBeLessThan(1e-3);
-    await ack(id);
+    await bus.ackAndSee(id);
   });
 
   it('no fix since the agent started: the alarm is raised anyway and says it has no fix', async () => {
@@ -57,6 +46,6 @@ describe('fix age, no fix, and vehicle status', () => {
     expect(bus.dispatchAlarms('emergency').find((a) => a.id === id)?.fix).toBeNull();
     const listed = await busguardRun(['dispatch', 'alarms', '--config', bus.dispatchConfigPath]);
     expect(listed.stdout).toMatch(new RegExp(`${id.slice(0, 8)}.*no fix`));
-    await ack(id);
+    await bus.ackAndSee(id);
   });
 });

@@ -47,11 +47,9 @@ describe('power cuts: what the bus reported to dispatch survives', () => {
 
   /** Acknowledge at dispatch, wait until the bus has reported it has the ack, then cut the power and start the agent again (under the rig). */
   async function ackThenCut(id: string, before: () => Promise<void>): Promise<void> {
-    const from = bus.agent.mark();
     await before();
     const dFrom = bus.dispatch.mark();
-    await bus.ack(id);
-    await bus.agent.waitForEvent('alarm.acknowledged', (l) => l.alarmId === id, 15_000, from);
+    await bus.ackAndSee(id);
     // The bus told dispatch it has the ack: dispatch will not send it again.
     await bus.dispatch.waitForEvent('ack.seen', (l) => (l.alarmIds as string[]).includes(id), 15_000, dFrom);
     rig.cut();
@@ -68,6 +66,14 @@ describe('power cuts: what the bus reported to dispatch survives', () => {
     expect(started.openAlarms as string[], 'open alarms in the journal after the power cut').not.toContain(id);
   }
 
+  /** The ack held: a new press of the same kind raises a new alarm, whose ack survives a cut as well. */
+  async function pressAgainRaisesNew(kind: 'emergency' | 'incident', previous: string): Promise<void> {
+    const next = await raiseAndDeliver(kind);
+    expect(next).not.toBe(previous);
+    await ackThenCut(next, async () => {});
+    await journalSaysClosed(next);
+  }
+
   it('an incident acknowledged after track writes (NORMAL) keeps its ack through a power cut', async () => {
     const id = await raiseAndDeliver('incident');
     await ackThenCut(id, async () => {
@@ -76,11 +82,7 @@ describe('power cuts: what the bus reported to dispatch survives', () => {
       await bus.agent.waitForEvent('position.stored', (l) => l.lane === 'track', 10_000, from);
     });
     await journalSaysClosed(id);
-    // A new double press raises a new incident.
-    const next = await raiseAndDeliver('incident');
-    expect(next).not.toBe(id);
-    await ackThenCut(next, async () => {});
-    await journalSaysClosed(next);
+    await pressAgainRaisesNew('incident', id);
   }, 120_000);
 
   it('an emergency acknowledged after a failed snapshot (a diag write, NORMAL) keeps its ack through a power cut', async () => {
@@ -90,17 +92,12 @@ describe('power cuts: what the bus reported to dispatch survives', () => {
     });
     await journalSaysClosed(id);
     expect(await simLed(bus.socket)).not.toBe('delivered');
-    const next = await raiseAndDeliver('emergency');
-    expect(next).not.toBe(id);
-    await ackThenCut(next, async () => {});
-    await journalSaysClosed(next);
+    await pressAgainRaisesNew('emergency', id);
   }, 120_000);
 
   it('a journal that lost an ack while the agent was down is reconciled with dispatch on reconnect; the next press raises a new alarm', async () => {
     const id = await raiseAndDeliver('emergency');
-    const from = bus.agent.mark();
-    await bus.ack(id);
-    await bus.agent.waitForEvent('alarm.acknowledged', (l) => l.alarmId === id, 15_000, from);
+    await bus.ackAndSee(id);
     await bus.dispatch.waitForEvent('ack.seen', (l) => (l.alarmIds as string[]).includes(id), 15_000);
     await bus.agent.kill('SIGTERM');
     // Behind the agent's back (a restored backup, a lost write): the ack is gone from the journal.

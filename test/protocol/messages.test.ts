@@ -1,22 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { AlarmMessageSchema, ReceiptMessageSchema, decode, encode } from '../../protocol/messages.ts';
+import { anAlarm } from '../helpers/messages.ts';
 
-const alarm = {
-  v: 1,
-  id: randomUUID(),
-  kind: 'emergency',
-  fleet: 'city',
-  vehicle: 'bus-1',
-  route: '603',
+const alarm = anAlarm({
   raisedAt: '2026-11-22T10:00:00.000Z',
-  timeSource: 'gps',
-  heldMs: 500,
   fix: {
     valid: true, lat: 34.26, lon: 108.94, altM: 400.1, speedMps: 8, trackDeg: 90,
     time: '2026-11-22T09:59:59.000Z', ageS: 0.4, stale: false, sats: 9, hdop: 0.9,
   },
-};
+});
 
 describe('message decoding', () => {
   it('accepts a well-formed alarm, with or without a fix', () => {

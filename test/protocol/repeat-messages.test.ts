@@ -15,6 +15,7 @@ import { DispatchConfigSchema } from '../../dispatch/config.ts';
 import { Receiver } from '../../dispatch/receiver.ts';
 import { type RepeatMessage, RepeatWireSchema, decode, encode } from '../../protocol/messages.ts';
 import { uplinkTopic } from '../../protocol/topics.ts';
+import { anAlarm } from '../helpers/messages.ts';
 
 const EPOCH = '0123456789abcdef';
 type RepeatWire = RepeatMessage & { lane: string; epoch: string; seq: number; floor: number };
@@ -69,7 +70,7 @@ describe('repeat message', () => {
       receiver.on('rejected', (_t, reason) => rejected.push(reason));
       // Another vehicle's open alarm, which no repeat from bus-1 may touch.
       victim = randomUUID();
-      receiver.store.addAlarm({ v: 1, id: victim, kind: 'emergency', fleet: 'city', vehicle: 'bus-2', route: null, raisedAt: '2026-11-22T10:00:00.000Z', timeSource: 'gps', heldMs: 600, fix: null });
+      receiver.store.addAlarm(anAlarm({ id: victim, vehicle: 'bus-2' }));
     });
     afterAll(async () => {
       receiver.store.close();
@@ -86,7 +87,7 @@ describe('repeat message', () => {
       expect(rejected.at(-1)).toMatch(/payload names city\/bus-1, topic is city\/bus-2/);
       expect(receiver.store.get(victim)?.repeats).toBe(0);
       const own = randomUUID();
-      receiver.store.addAlarm({ v: 1, id: own, kind: 'emergency', fleet: 'city', vehicle: 'bus-1', route: null, raisedAt: '2026-11-22T10:00:00.000Z', timeSource: 'gps', heldMs: 600, fix: null });
+      receiver.store.addAlarm(anAlarm({ id: own }));
       const r = repeat({ alarmId: own, seq: 10 });
       handle(topic, encode(r));
       handle(topic, encode(r)); // re-sent: counted once
