@@ -82,7 +82,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       log: this.log,
       openAlarms: () => this.alarms.openIds(),
     });
-    this.diagnostics = new Diagnostics({ ref, outbox: this.outbox, wasPublished: (id) => this.uplink.wasPublished(id), now: () => this.clock.now().iso, log: this.log });
+    this.diagnostics = new Diagnostics({ ref, outbox: this.outbox, takenForSending: (id) => this.uplink.takenForSending(id), now: () => this.clock.now().iso, log: this.log });
     const fix = () => describeFix(this.gps, config.position.staleAfterS);
     this.evidence = new Evidence({
       ref,

@@ -19,8 +19,8 @@ type EvictionRecord = DiagMessage & { count: number; bytes: number; ranges: [num
 export interface DiagnosticsOptions {
   ref: VehicleRef;
   outbox: Outbox;
-  /** Whether a message has gone out on this process (an eviction record may be amended only until then). */
-  wasPublished: (id: string) => boolean;
+  /** Whether the uplink has read a message for sending (an eviction record may be amended only until then: what is sent is what was read). */
+  takenForSending: (id: string) => boolean;
   /** Corrected UTC now. */
   now: () => string;
   log: Logger;
@@ -48,7 +48,7 @@ export class Diagnostics {
     try {
       const key = `${e.lane}/${e.reason}`;
       const open = this.evictionRecords.get(key);
-      if (open && !this.o.wasPublished(open.id) && open.ranges.length < 1000) {
+      if (open && !this.o.takenForSending(open.id) && open.ranges.length < 1000) {
         const last = open.ranges.at(-1);
         if (last && last[1] + 1 === e.seqFrom) last[1] = e.seqTo;
         else open.ranges.push([e.seqFrom, e.seqTo]);

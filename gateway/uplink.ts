@@ -62,8 +62,8 @@ export class Uplink extends EventEmitter<UplinkEvents> {
   private flushing = false;
   private rrIndex = 0;
   private readonly wrrLanes: Lane[] = LANES.filter((l) => LANE_TABLE[l].tier > 0);
-  /** Ids of diag messages published by this process: a diag record may be amended only until then. */
-  private readonly published = new Set<string>();
+  /** Ids of diag messages read for sending (or sent) by this process: a diag record may be amended only until then. */
+  private readonly taken = new Set<string>();
   /** Alarms the disk could not hold: sent from memory with seq 0 until receipted by id. */
   private readonly volatile = new Map<string, { item: OutboxItem; sentAt: number | null }>();
 
@@ -132,9 +132,9 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     await this.session?.stop({ topic: uplinkTopic(this.o.ref, 'status'), payload: this.status('offline'), retain: true });
   }
 
-  /** Whether this message has been published by this process (on any connection). */
-  wasPublished(id: string): boolean {
-    return this.published.has(id);
+  /** Whether this diag message has been read for sending, or sent, by this process (on any connection): then it must not be amended. */
+  takenForSending(id: string): boolean {
+    return this.taken.has(id);
   }
 
   /** Published and not yet PUBACKed: messages and bytes (for tests and benches). */
@@ -187,6 +187,9 @@ export class Uplink extends EventEmitter<UplinkEvents> {
       c.lastSeq = chunk.at(-1)!.seq;
       // Skip what went out recently on this connection and is awaiting its receipt.
       c.queue = chunk.filter((i) => !this.sentAt.has(i.id));
+      // A diag record read for sending goes out as read: amending it now (Diagnostics
+      // adds evicted ranges to an open record) would change the row and not what is sent.
+      if (lane === 'diag') for (const i of c.queue) this.taken.add(i.id);
     }
     return c.queue[0];
   }
@@ -242,7 +245,7 @@ export class Uplink extends EventEmitter<UplinkEvents> {
         const payload = withEnvelope(item, this.o.outbox.epoch, floor);
         const resend = this.sentAt.has(item.id) || item.createdMs < Date.now() - this.o.resendMs;
         if (item.seq > 0) this.sentAt.set(item.id, { at: Date.now(), lane: item.lane });
-        if (item.lane === 'diag') this.published.add(item.id);
+        if (item.lane === 'diag') this.taken.add(item.id);
         this.inflight++;
         this.inflightBytes += payload.length;
         client.publish(item.topic, payload, { qos: 1 }, (err) => {
@@ -308,7 +311,7 @@ export class Uplink extends EventEmitter<UplinkEvents> {
         const removed = this.o.outbox.confirmUpTo(lane, upTo);
         for (const id of removed) {
           this.sentAt.delete(id);
-          this.published.delete(id);
+          this.taken.delete(id);
         }
         if (removed.length) this.emit('confirmed', removed, lane);
       }
