@@ -88,4 +88,6 @@ export function checkSecretFile(key: string, path: string, problems: string[]): 
     return;
   }
   if ((text.split('\n')[0] ?? '').length === 0) problems.push(`${shown}: its first line is empty; put the password on the first line`);
+  const mode = statSync(path).mode & 0o777;
+  if ((mode & 0o007) !== 0) problems.push(`${shown}: readable by every user of this machine (mode ${mode.toString(8)}); run: chmod 640 ${path}`);
 }

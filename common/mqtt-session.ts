@@ -13,7 +13,11 @@ import { Backoff } from './backoff.ts';
 export const MqttConnectionSchema = z
   .object({
     /** Broker URL: mqtt://host:port (mqtts:// once TLS is configured). */
-    url: z.string().regex(/^(mqtt|mqtts|tcp|tls|ws|wss):\/\/[^/]+/, 'a URL like mqtt://host:1883'),
+    url: z
+      .string()
+      .regex(/^(mqtt|mqtts|tcp|tls|ws|wss):\/\/[^/]+/, 'a URL like mqtt://host:1883')
+      // The URL is logged on every connect: a password in it would be in every log.
+      .refine((u) => !/^[a-z]+:\/\/[^/]*@/i.test(u), 'no user or password in the URL (it is logged); use mqtt.username and mqtt.passwordFile'),
     /** Defaults: "{fleet}/{vehicle}" for a bus, "dispatch" for dispatch. */
     username: z.string().min(1).optional(),
     password: z.string().optional(),

@@ -3,7 +3,7 @@
 // NORMAL would be ~10× faster here but can lose the last commits on power
 // loss (FIELD-NOTES), and the engine being switched off IS a power loss.
 
-import { mkdirSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 
@@ -21,7 +21,12 @@ export interface OpenOptions {
 }
 
 export function openDatabase(file: string, opts: OpenOptions = {}): Db {
-  if (!opts.mustExist) mkdirSync(dirname(file), { recursive: true });
+  if (!opts.mustExist) {
+    mkdirSync(dirname(file), { recursive: true });
+    // Alarms, positions and evidence records are nobody else's business: a new
+    // database is made 0600 (SQLite gives its -wal and -shm the same mode).
+    if (!existsSync(file)) closeSync(openSync(file, 'a', 0o600));
+  }
   let db: Db;
   try {
     db = new Database(file, { fileMustExist: opts.mustExist === true });

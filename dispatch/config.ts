@@ -6,6 +6,8 @@ import { dirname } from 'node:path';
 import { loadConfigFile, LogConfigSchema } from '../common/config-file.ts';
 import { checkSecretFile, checkWritableDir } from '../common/config-paths.ts';
 import { FilesConfigSchema } from './files.ts';
+import { KEY_ID_PATTERN, MAX_COMMAND_TTL_S } from '../protocol/signed-command.ts';
+import { readPrivateKey } from '../common/keys.ts';
 
 export const DispatchConfigSchema = z
   .object({
@@ -31,6 +33,17 @@ export const DispatchConfigSchema = z
       })
       .strict()
       .prefault({}),
+    /** The key every command to a bus is signed with (protocol/signed-command.ts). */
+    signing: z
+      .object({
+        /** The key's id, as the buses' trust.dispatchKeys name it. */
+        keyId: z.string().regex(KEY_ID_PATTERN, 'letters, digits, ".", "_" or "-", 1 to 64 characters'),
+        /** PEM file of the Ed25519 private key, mode 0600 (busguard pki keygen writes ID.key). */
+        privateKeyFile: z.string().min(1),
+        /** How long a signed command stays valid; what is re-sent is signed again. */
+        ttlS: z.number().int().min(10).max(MAX_COMMAND_TTL_S).default(3_600),
+      })
+      .strict(),
     log: LogConfigSchema,
   })
   .strict();
@@ -47,5 +60,6 @@ export function checkDispatchPaths(c: DispatchConfig): string[] {
   if (c.mqtt.passwordFile !== undefined) checkSecretFile('mqtt.passwordFile', c.mqtt.passwordFile, problems);
   checkWritableDir('storage.path', dirname(c.storage.path), problems, c.storage.path);
   if (c.files.dir !== null) checkWritableDir('files.dir', c.files.dir, problems);
+  readPrivateKey('signing.privateKeyFile', c.signing.privateKeyFile, problems);
   return problems;
 }

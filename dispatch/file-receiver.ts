@@ -25,12 +25,11 @@ import {
   containsRange,
   coversAll,
   dispatchFileFilter,
-  fileReceiptTopic,
   normalizeRanges,
   parseFileTopic,
   sha256Hex,
 } from '../protocol/file-transfer.ts';
-import { decode, encode } from '../protocol/messages.ts';
+import { decode } from '../protocol/messages.ts';
 import type { MqttSession } from '../common/mqtt-session.ts';
 import type { Db } from '../common/sqlite.ts';
 import { type VehicleRef, sharedFilter } from '../protocol/topics.ts';
@@ -62,8 +61,8 @@ export interface FileReceiverOptions {
   db: Db;
   config: FilesConfig;
   log: Logger;
-  /** Publish (QoS 1) one receipt; the receiver's MQTT session does it. */
-  publish: (topic: string, payload: Buffer) => void;
+  /** Sign and publish (QoS 1) one receipt to its bus; the receiver's MQTT session does it. */
+  sendReceipt: (ref: VehicleRef, receipt: FileReceipt) => void;
 }
 
 /** The more decisive answer wins when several are due for one file in the same tick. */
@@ -331,7 +330,7 @@ export class FileReceiver extends EventEmitter<FileReceiverEvents> {
         ...(p.reason ? { reason: p.reason.slice(0, 500) } : {}),
         ...(p.init ? { init: true as const } : {}),
       };
-      this.o.publish(fileReceiptTopic(p.ref), encode(receipt));
+      this.o.sendReceipt(p.ref, receipt);
       this.o.log.debug({ event: 'file.receipt-sent', fleet: p.ref.fleet, vehicle: p.ref.vehicle, ...receipt }, 'file receipt sent');
       this.emit('receiptSent', p.ref, receipt);
     }

@@ -7,12 +7,12 @@
 
 import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
-import { hostname } from 'node:os';
 import type { Logger } from 'pino';
-import { type FootageAnswer, type FootageRequest, FootageRequestSchema, encode, footageWindowProblem } from '../protocol/messages.ts';
-import { MqttSession } from '../common/mqtt-session.ts';
+import { type FootageAnswer, type FootageRequest, FootageRequestSchema, footageWindowProblem } from '../protocol/messages.ts';
 import type { Db } from '../common/sqlite.ts';
-import { type VehicleRef, downlinkTopic } from '../protocol/topics.ts';
+import type { VehicleRef } from '../protocol/topics.ts';
+import { DispatchSigner, sendOnce } from './command-signer.ts';
+import { printable } from './printable.ts';
 import type { DispatchConfig } from './config.ts';
 
 export const DISPATCH_FOOTAGE_SCHEMA = `
@@ -138,31 +138,10 @@ export class FootageBook {
   }
 }
 
-let footageSessions = 0;
-
-/** Publish a request to its bus (QoS 1) on a short-lived session; false (with why) when the broker did not take it: a running receiver re-sends it. */
+/** Sign a request in the name of its `by` and publish it to its bus (QoS 1) on a short-lived session; false (with why) when the broker did not take it: a running receiver re-sends it. */
 export async function publishFootageRequest(config: DispatchConfig, ref: VehicleRef, req: FootageRequest, log: Logger, timeoutMs = 5000): Promise<{ published: boolean; error?: string }> {
   FootageRequestSchema.parse(req);
-  const session = new MqttSession(
-    { ...config.mqtt, sessionExpiryS: 0 },
-    { username: 'dispatch', clientId: `dispatch-footage-${hostname()}-${process.pid}-${++footageSessions}` },
-    log,
-  );
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([
-      session.firstConnect(timeoutMs).then(() => session.publishAsync(downlinkTopic(ref, 'footage'), encode(req))),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`broker ${config.mqtt.url} did not take the request in ${timeoutMs} ms`)), timeoutMs);
-      }),
-    ]);
-    return { published: true };
-  } catch (err) {
-    return { published: false, error: (err as Error).message };
-  } finally {
-    clearTimeout(timer);
-    await session.stop();
-  }
+  return sendOnce(config, DispatchSigner.fromConfig(config, req.by), 'footage', ref, req, log, timeoutMs);
 }
 
 export interface FootageCommandOptions {
@@ -180,6 +159,9 @@ export const FOOTAGE_EXIT = { delivered: 0, usage: 2, unavailable: 3, timedOut: 
 /** How --from and --to may be written (the CLI's help and its errors say the same). */
 export const WHEN_FORMS = 'an ISO 8601 time with a zone (2026-11-23T08:15:00Z), "now", or a span before or after now ("-90s", "-5m", "-1h", "+40s")';
 
+/** The farthest from 1970 a JavaScript Date reaches. */
+const MAX_DATE_MS = 8.64e15;
+
 /**
  * A time for --from/--to: ISO 8601 with Z or an offset (2026-11-23T08:15:00Z,
  * 2026-11-23T09:15:00+01:00, seconds and fractions optional), "now", or a
@@ -191,10 +173,27 @@ export function parseWhen(text: string, nowMs = Date.now()): number | null {
   const t = text.trim();
   if (t === 'now') return nowMs;
   const rel = /^([-+])(\d+(?:\.\d+)?)([smh]?)$/.exec(t);
-  if (rel) return nowMs + (rel[1] === '-' ? -1 : 1) * Number(rel[2]) * (rel[3] === 'h' ? 3_600_000 : rel[3] === 'm' ? 60_000 : 1000);
+  if (rel) {
+    const ms = nowMs + (rel[1] === '-' ? -1 : 1) * Number(rel[2]) * (rel[3] === 'h' ? 3_600_000 : rel[3] === 'm' ? 60_000 : 1000);
+    // "-99999999999999999999h" is no time a Date can hold (found by npm run fuzz: it crashed the command).
+    return Math.abs(ms) <= MAX_DATE_MS ? ms : null;
+  }
   if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)$/i.test(t)) return null;
   const ms = Date.parse(t);
   return Number.isNaN(ms) ? null : ms;
+}
+
+/**
+ * The gaps a clip's busguard comment states, as [from, to] epoch ms pairs a
+ * Date can hold, or null when the tag has no such list or a malformed one (the
+ * bus wrote it: a malformed one made "dispatch footage" crash on "Invalid
+ * time value").
+ */
+function gapsOf(comment: unknown): [number, number][] | null {
+  const gaps = comment !== null && typeof comment === 'object' ? (comment as Record<string, unknown>)['busguard:gaps'] : undefined;
+  if (!Array.isArray(gaps)) return null;
+  const ok = (x: unknown): x is number => typeof x === 'number' && Math.abs(x) <= MAX_DATE_MS;
+  return gaps.every((g) => Array.isArray(g) && g.length === 2 && ok(g[0]) && ok(g[1])) ? (gaps as [number, number][]) : null;
 }
 
 /** Duration and gaps of a clip as the file itself states them (ffprobe; the gaps from its busguard comment), or nulls. */
@@ -206,8 +205,7 @@ export function probeClip(path: string, timeoutMs = 10_000): Promise<{ durationS
         const format = (JSON.parse(stdout) as { format?: { duration?: string; tags?: Record<string, string> } }).format ?? {};
         const durationS = format.duration !== undefined && Number.isFinite(Number(format.duration)) ? Number(format.duration) : null;
         const comment = format.tags?.comment ?? format.tags?.COMMENT;
-        const gaps = comment ? ((JSON.parse(comment) as Record<string, unknown>)['busguard:gaps'] as [number, number][] | undefined) ?? null : null;
-        resolve({ durationS, gaps });
+        resolve({ durationS, gaps: comment ? gapsOf(JSON.parse(comment) as unknown) : null });
       } catch {
         resolve({ durationS: null, gaps: null });
       }
@@ -287,7 +285,7 @@ export async function footageCommand(
       if (!printed.has(key)) {
         printed.add(key);
         const ring = a.ring ? ` [ring now ${a.ring.from} to ${a.ring.to}]` : '';
-        say('answer', { requestId: r.id, camera: a.camera, status: a.status, reason: a.reason, ring: a.ring, fileId: a.fileId }, `  ${a.camera ?? '(no camera)'}: ${a.status}: ${a.reason}${a.status === 'unavailable' ? ring : ''}`);
+        say('answer', { requestId: r.id, camera: a.camera, status: a.status, reason: a.reason, ring: a.ring, fileId: a.fileId }, `  ${a.camera ?? '(no camera)'}: ${a.status}: ${printable(a.reason ?? '')}${a.status === 'unavailable' ? ring : ''}`);
       }
       if (a.delivered && !printed.has(`${key}/file`)) {
         printed.add(`${key}/file`);

@@ -9,6 +9,7 @@ import { acknowledge } from './acknowledge.ts';
 import { checkDispatchPaths, loadDispatchConfig } from './config.ts';
 import { Receiver } from './receiver.ts';
 import type { DispatchConfig } from './config.ts';
+import { printable } from './printable.ts';
 import { DispatchStore, type StoredAlarm } from './store.ts';
 
 /**
@@ -63,10 +64,11 @@ function formatRow(r: StoredAlarm): string {
   const where = f
     ? `${f.lat.toFixed(6)},${f.lon.toFixed(6)}${f.valid ? '' : ' (invalid)'}${f.stale ? ` (stale ${f.ageS}s)` : ` (${f.ageS}s old)`}${f.speedMps !== null ? ` ${(f.speedMps * 3.6).toFixed(0)}km/h` : ''}`
     : 'no fix';
-  const ack = r.ackAt ? `${r.ackBy} ${r.ackAt}${r.ackSeenAt ? ' (on bus)' : ' (not yet on bus)'}` : '-';
+  const ack = r.ackAt ? `${printable(r.ackBy ?? '')} ${r.ackAt}${r.ackSeenAt ? ' (on bus)' : ' (not yet on bus)'}` : '-';
   // Pressed again while open: may be an escalation, so it is in plain sight.
   const presses = r.repeats > 0 ? `${r.repeats + 1} (last ${r.lastRepeatAt})` : '1';
-  return [r.id, `${r.fleet}/${r.vehicle}`, r.route ?? '-', r.raisedAt, presses, where, ack].join('\t');
+  // The route is the bus's word: escaped (a hostile one could hold terminal control sequences).
+  return [r.id, `${r.fleet}/${r.vehicle}`, r.route === null ? '-' : printable(r.route), r.raisedAt, presses, where, ack].join('\t');
 }
 
 export async function ackCommand(configFile: string, id: string, by: string): Promise<void> {

@@ -9,11 +9,12 @@ import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
-import { type AckMessage, type AlarmMessage, type Decoded, type Envelope, type ReceiptMessage, type RepeatMessage, decode, encode } from '../protocol/messages.ts';
+import { type AckMessage, type AlarmMessage, type Decoded, type Envelope, type ReceiptMessage, type RepeatMessage, decode } from '../protocol/messages.ts';
 import { UPLINK, type UplinkKindSpec, type UplinkWire } from '../protocol/kinds.ts';
 import { MqttSession } from '../common/mqtt-session.ts';
 import type { Lane } from '../protocol/lanes.ts';
-import { UPLINK_KINDS, type UplinkKind, type VehicleRef, dispatchUplinkFilter, downlinkTopic, parseTopic, sharedFilter } from '../protocol/topics.ts';
+import { type DownlinkKind, UPLINK_KINDS, type UplinkKind, type VehicleRef, dispatchUplinkFilter, parseTopic, sharedFilter } from '../protocol/topics.ts';
+import { DispatchSigner, receiverIdentity } from './command-signer.ts';
 import { type UplinkHandlers, uplinkHandlers } from './uplink-handlers.ts';
 import { createLogger, monoMs } from '../common/log.ts';
 import type { DispatchConfig } from './config.ts';
@@ -47,6 +48,8 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
   private arrivedMonoMs = 0;
   /** The topic of the message being handled (for a handler's refusal). */
   private inHand = '';
+  /** Every command to a bus is signed (protocol/signed-command.ts). */
+  private readonly signer: DispatchSigner;
 
   constructor(
     private readonly config: DispatchConfig,
@@ -54,16 +57,16 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
   ) {
     super();
     this.log = log ?? createLogger('dispatch', config.log.level);
+    // Before the database is opened: a key that cannot be used is a config error.
+    this.signer = DispatchSigner.fromConfig(config, receiverIdentity());
     this.store = new DispatchStore(config.storage.path);
     this.handlers = this.makeHandlers();
     this.files = new FileReceiver({
       db: this.store.db,
       config: { ...config.files, dir: config.files.dir ?? join(dirname(config.storage.path), 'evidence') },
       log: this.log,
-      publish: (topic, payload) => {
-        // Not connected (or stopping): the bus asks again and gets the receipt then.
-        if (this.session?.connected && !this.stopping) this.session.client.publish(topic, payload, { qos: 1 });
-      },
+      // Not connected (or stopping): the bus asks again and gets the receipt then.
+      sendReceipt: (ref, receipt) => this.command('file', ref, receipt),
     });
     // A clip asked for with `busguard dispatch footage` is linked to its request by the requestId in its meta.
     this.files.on('stored', (f) => {
@@ -114,7 +117,15 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
   sendAck(alarm: StoredAlarm): void {
     if (!this.session?.connected || this.stopping || !alarm.ackBy || !alarm.ackAt) return;
     const msg: AckMessage = { v: 1, alarmId: alarm.id, by: alarm.ackBy, at: alarm.ackAt };
-    this.session.client.publish(downlinkTopic(alarm, 'ack'), encode(msg), { qos: 1 });
+    this.command('ack', alarm, msg);
+  }
+
+  /** Sign a command and publish it to its bus (QoS 1); nothing when not connected or stopping: what matters is re-sent. */
+  private command(kind: DownlinkKind, ref: VehicleRef, msg: object): boolean {
+    if (!this.session?.connected || this.stopping) return false;
+    const { topic, payload } = this.signer.seal(kind, { fleet: ref.fleet, vehicle: ref.vehicle }, msg);
+    this.session.client.publish(topic, payload, { qos: 1 });
+    return true;
   }
 
   /** Footage requests the bus has not answered: sent again when it comes online (it handles each id once). */
@@ -122,7 +133,7 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     if (!this.session?.connected || this.stopping) return;
     for (const req of this.store.footage.unanswered(ref)) {
       this.log.info({ event: 'footage.resend', requestId: req.id, fleet: ref.fleet, vehicle: ref.vehicle }, 're-sending footage request');
-      this.session.client.publish(downlinkTopic(ref, 'footage'), encode(req), { qos: 1 });
+      this.command('footage', ref, req);
     }
   }
 
@@ -184,11 +195,14 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     const m = decode(spec.wire, payload) as Decoded<UplinkWire<K>>;
     if (!m.ok) return this.reject(topic, m.error);
     // What every kind may carry: the vehicle it names, the lane it came in.
-    const msg = m.value as { fleet?: string; vehicle?: string; lane?: Lane };
+    const msg = m.value as { fleet?: string; vehicle?: string; lane?: Lane; seq?: number; floor?: number };
     if (msg.fleet !== undefined && (msg.fleet !== ref.fleet || msg.vehicle !== ref.vehicle)) {
       return this.reject(topic, `payload names ${msg.fleet}/${msg.vehicle}, topic is ${ref.fleet}/${ref.vehicle}`);
     }
     if (spec.lanes && (msg.lane === undefined || !spec.lanes.includes(msg.lane))) return this.reject(topic, `lane "${msg.lane}" on the ${kind} topic`);
+    // The bus's floor is the lowest seq it still holds, so never above a seq it sends: one that is would
+    // mark everything below it as settled, and the lane's later messages would be dropped as old.
+    if (msg.seq !== undefined && msg.floor !== undefined && msg.seq > 0 && msg.floor > msg.seq) return this.reject(topic, `floor ${msg.floor} above seq ${msg.seq}`);
     this.inHand = topic;
     this.handlers[kind](m.value, ref);
   }
@@ -214,8 +228,7 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
         for (let i = 0; i === 0 || i < b.ids.length; i += 1000) {
           const ids = b.ids.slice(i, i + 1000);
           const receipt: ReceiptMessage = { v: 1, epoch: b.epoch, lanes: i === 0 ? lanes : {}, ...(ids.length ? { ids } : {}) };
-          if (this.stopping || !this.session?.connected) continue; // not receipted: the bus sends it again
-          this.session.client.publish(downlinkTopic(b.ref, 'receipt'), encode(receipt), { qos: 1 });
+          if (!this.command('receipt', b.ref, receipt)) continue; // not receipted: the bus sends it again
           const at = monoMs();
           this.log.debug({ event: 'receipt.sent', ...receipt, fleet: b.ref.fleet, vehicle: b.ref.vehicle, stepMonoMs: at }, 'receipt sent');
           this.emit('receiptSent', receipt, at);

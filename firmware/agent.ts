@@ -22,7 +22,8 @@ import type { VehicleRef } from '../protocol/topics.ts';
 import { AlarmJournal, JOURNAL_REPEATS_SCHEMA, JOURNAL_SCHEMA } from './alarm-journal.ts';
 import { Alarms, type JourneyEvent } from './alarms.ts';
 import { GpsClock } from './clock.ts';
-import type { AgentConfig } from './config.ts';
+import { CommandTrust } from '../gateway/command-trust.ts';
+import { type AgentConfig, trustedKeys } from './config.ts';
 import { Diagnostics } from './diagnostics.ts';
 import { CLIP_JOBS_SCHEMA, Evidence, FILE_UPLOAD_SCHEMA } from './evidence.ts';
 import { FOOTAGE_SCHEMA, FootageHandler } from './footage.ts';
@@ -68,6 +69,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     super();
     const ref: VehicleRef = { fleet: config.vehicle.fleet, vehicle: config.vehicle.id };
     this.log = log ?? createLogger('agent', config.log.level, { fleet: ref.fleet, vehicle: ref.vehicle });
+    // Before anything is opened: a key that cannot be read is a config error.
+    const keys = trustedKeys(config);
     this.db = openDatabase(join(config.storage.dir, 'outbox.db'), { pageSize: 1024 });
     migrate(this.db, [OUTBOX_SCHEMA + JOURNAL_SCHEMA, FILE_UPLOAD_SCHEMA, FOOTAGE_SCHEMA, CLIP_JOBS_SCHEMA, JOURNAL_REPEATS_SCHEMA]);
     this.clock = new GpsClock(this.log);
@@ -81,6 +84,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       agent: AGENT_VERSION,
       log: this.log,
       openAlarms: () => this.alarms.openIds(),
+      trust: new CommandTrust({ self: ref, keys, clockSkewS: config.trust.clockSkewS, now: () => new Date(this.clock.now().ms), log: this.log }),
     });
     this.diagnostics = new Diagnostics({ ref, outbox: this.outbox, takenForSending: (id) => this.uplink.takenForSending(id), now: () => this.clock.now().iso, log: this.log });
     const fix = () => describeFix(this.gps, config.position.staleAfterS);

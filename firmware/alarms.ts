@@ -198,7 +198,6 @@ export class Alarms extends EventEmitter<AlarmsEvents> {
       if (v.state !== 'acknowledged') {
         v.state = 'acknowledged';
         v.at = Date.now();
-        o.uplink.confirmVolatile([ack.alarmId]);
         this.journey({ alarmId: ack.alarmId, kind: v.kind, step: 'acknowledged', monoMs: monoMs(), ack });
         this.emit('changed', false);
       }
@@ -211,8 +210,7 @@ export class Alarms extends EventEmitter<AlarmsEvents> {
       return;
     }
     if (o.journal.markAcknowledged(ack.alarmId, ack.by, new Date().toISOString())) {
-      // An ack implies dispatch holds the alarm, even if its receipt was lost.
-      o.outbox.confirmIds([ack.alarmId]);
+      // The alarm stays in the outbox until its receipt: only a receipt confirms delivery.
       this.journey({ alarmId: ack.alarmId, kind: entry.kind, step: 'acknowledged', monoMs: monoMs(), ack });
       this.emit('changed', false);
     }

@@ -11,6 +11,10 @@ import { ClipsConfigSchema, MediaConfigSchema, VideoConfigSchema } from './evide
 import { CamerasConfigSchema } from './snapshots.ts';
 import { MqttConnectionSchema } from '../common/mqtt-session.ts';
 import { ID_PATTERN } from '../protocol/topics.ts';
+import { KEY_ID_PATTERN } from '../protocol/signed-command.ts';
+import { readPublicKey } from '../common/keys.ts';
+import type { KeyObject } from 'node:crypto';
+import { ConfigError } from '../common/config-file.ts';
 import { dirname } from 'node:path';
 import { loadConfigFile, LogConfigSchema } from '../common/config-file.ts';
 import { checkSecretFile, checkWritableDir } from '../common/config-paths.ts';
@@ -93,6 +97,26 @@ export const AgentConfigSchema = z
     media: MediaConfigSchema,
     /** Evidence file transfer over MQTT (gateway/file-upload.ts). */
     files: FileUploadConfigSchema.prefault({}),
+    /** Whose commands this bus acts on (protocol/signed-command.ts). */
+    trust: z
+      .object({
+        /** The dispatch keys whose signed commands this bus acts on: two during a key rotation. */
+        dispatchKeys: z
+          .array(
+            z
+              .object({
+                id: z.string().regex(KEY_ID_PATTERN, 'letters, digits, ".", "_" or "-", 1 to 64 characters'),
+                /** PEM file of the Ed25519 public key (busguard pki keygen writes ID.pub). */
+                publicKeyFile: z.string().min(1),
+              })
+              .strict(),
+          )
+          .min(1, 'at least one dispatch key: without one the bus could act on no command')
+          .refine((keys) => new Set(keys.map((k) => k.id)).size === keys.length, 'each key id once'),
+        /** How far this bus's clock may be behind dispatch's before a fresh command looks expired. */
+        clockSkewS: z.number().min(0).max(86_400).default(600),
+      })
+      .strict(),
     log: LogConfigSchema,
   })
   .strict();
@@ -115,5 +139,18 @@ export function checkAgentPaths(c: AgentConfig): string[] {
   checkWritableDir('storage.dir', c.storage.dir, problems);
   if (c.media.dir !== null) checkWritableDir('media.dir', c.media.dir, problems);
   if (c.panel.driver === 'sim') checkWritableDir('panel.socket', dirname(c.panel.socket), problems, c.panel.socket);
+  c.trust.dispatchKeys.forEach((k, i) => readPublicKey(`trust.dispatchKeys.${i}.publicKeyFile`, k.publicKeyFile, problems));
   return problems;
+}
+
+/** The dispatch keys the bus trusts, by id; a ConfigError naming each unreadable one. */
+export function trustedKeys(c: AgentConfig, configFile = '(agent config)'): Map<string, KeyObject> {
+  const problems: string[] = [];
+  const keys = new Map<string, KeyObject>();
+  c.trust.dispatchKeys.forEach((k, i) => {
+    const key = readPublicKey(`trust.dispatchKeys.${i}.publicKeyFile`, k.publicKeyFile, problems);
+    if (key) keys.set(k.id, key);
+  });
+  if (problems.length) throw new ConfigError(configFile, problems);
+  return keys;
 }

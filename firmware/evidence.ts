@@ -196,6 +196,7 @@ export class Evidence {
       session,
       config: o.files,
       log: o.log,
+      trust: o.uplink.trust,
       yieldTo: () => Date.now() - this.lastAlarmAt < ALARM_PRIORITY_MS && o.uplink.alarmsWaiting(),
     });
     upload.on('delivered', (f) => this.keep(this.onDelivered(f)));

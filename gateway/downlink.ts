@@ -11,11 +11,16 @@ import type { z } from 'zod';
 import { DOWNLINK, type DownlinkMessage } from '../protocol/kinds.ts';
 import { decode } from '../protocol/messages.ts';
 import { type DownlinkKind, type VehicleRef, parseTopic, vehicleBase } from '../protocol/topics.ts';
+import type { CommandTrust } from './command-trust.ts';
 
 export type DownlinkHandlers = { [K in DownlinkKind]: (msg: DownlinkMessage<K>, topic: string) => void };
 
-/** Decode one downlink message and hand it to its kind's handler; refusals are logged as downlink.rejected. */
-export function takeDownlink(ref: VehicleRef, handlers: DownlinkHandlers, log: Logger, topic: string, payload: Buffer): void {
+/**
+ * Check one downlink message's signature (CommandTrust), decode it and hand it
+ * to its kind's handler; refusals are logged (downlink.refused for a command
+ * the bus must not trust, downlink.rejected for one it cannot read).
+ */
+export function takeDownlink(ref: VehicleRef, trust: CommandTrust, handlers: DownlinkHandlers, log: Logger, topic: string, payload: Buffer): void {
   const parsed = parseTopic(topic);
   if (!parsed || parsed.direction !== 'down' || !topic.startsWith(`${vehicleBase(ref)}/down/`)) {
     const kind = topic.startsWith(`${vehicleBase(ref)}/down/`) ? topic.slice(`${vehicleBase(ref)}/down/`.length) : null;
@@ -23,17 +28,19 @@ export function takeDownlink(ref: VehicleRef, handlers: DownlinkHandlers, log: L
     log.warn({ event: 'downlink.rejected', topic, reason }, 'ignored message');
     return;
   }
-  take(parsed.kind, handlers, log, topic, payload);
+  take(parsed.kind, trust, handlers, log, topic, payload);
 }
 
-function take<K extends DownlinkKind>(kind: K, handlers: DownlinkHandlers, log: Logger, topic: string, payload: Buffer): void {
+function take<K extends DownlinkKind>(kind: K, trust: CommandTrust, handlers: DownlinkHandlers, log: Logger, topic: string, payload: Buffer): void {
   const schema: z.ZodType | null = DOWNLINK[kind].schema;
   if (schema === null) {
-    // File receipts: their own framing, taken by the file upload listening on the same session.
+    // File receipts: taken (and checked) by the file upload listening on the same session.
     handlers[kind](undefined as DownlinkMessage<K>, topic);
     return;
   }
-  const msg = decode(schema, payload);
+  const text = trust.open(kind, topic, payload);
+  if (text === null) return;
+  const msg = decode(schema, text);
   if (!msg.ok) {
     log.warn({ event: 'downlink.rejected', topic, reason: msg.error }, `malformed ${kind} ignored`);
     return;

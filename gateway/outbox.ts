@@ -278,6 +278,11 @@ export class Outbox {
     return this.q.minSeq.get(lane)?.s ?? this.q.nextSeq.get(lane)?.next_seq ?? 1;
   }
 
+  /** The highest seq this lane has given a message (0 when none). */
+  lastSeq(lane: Lane): number {
+    return (this.q.nextSeq.get(lane)?.next_seq ?? 1) - 1;
+  }
+
   /** Dispatch holds the lane up to `upTo`: drop those. Returns the ids that were still here. */
   confirmUpTo(lane: Lane, upTo: number): string[] {
     return this.write(lane, () => {
@@ -287,21 +292,6 @@ export class Outbox {
       this.usedBytes -= rows.reduce((n, r) => n + r.bytes + ROW_OVERHEAD, 0);
       return rows.map((r) => r.id);
     });
-  }
-
-  /** Dispatch evidently holds these (an acknowledgement implies the alarm arrived): drop them. */
-  confirmIds(ids: readonly string[]): string[] {
-    const removed: string[] = [];
-    this.write('alarm', () => {
-      for (const id of ids) {
-        const row = this.q.byId.get(id);
-        if (!row) continue;
-        this.q.deleteId.run(id);
-        this.usedBytes -= row.bytes + ROW_OVERHEAD;
-        removed.push(id);
-      }
-    });
-    return removed;
   }
 
   size(lane?: Lane): number {

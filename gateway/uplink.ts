@@ -16,6 +16,7 @@ import { type VehicleRef, mqttUsername, uplinkTopic, vehicleDownlinkFilter } fro
 import { type AckMessage, type FootageRequest, type StatusMessage, encode } from '../protocol/messages.ts';
 import { LANES, LANE_TABLE, type Lane } from '../protocol/lanes.ts';
 import { type MqttConnection, MqttSession } from '../common/mqtt-session.ts';
+import type { CommandTrust } from './command-trust.ts';
 import { type DownlinkHandlers, takeDownlink } from './downlink.ts';
 import type { Outbox, OutboxItem } from './outbox.ts';
 
@@ -29,6 +30,8 @@ export interface UplinkOptions {
   log: Logger;
   /** Ids of the alarms the bus holds open, listed in the "online" status so dispatch can re-send a lost ack. */
   openAlarms?: () => string[];
+  /** The check every command from dispatch passes before the bus acts on it. */
+  trust: CommandTrust;
 }
 
 export interface UplinkEvents {
@@ -75,6 +78,11 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     return this.session?.connected ?? false;
   }
 
+  /** The check on commands from dispatch: the evidence file upload applies it to file receipts. */
+  get trust(): CommandTrust {
+    return this.o.trust;
+  }
+
   /** The MQTT session, once started: the evidence file upload shares it (one connection per bus). */
   get mqtt(): MqttSession | null {
     return this.session;
@@ -113,11 +121,6 @@ export class Uplink extends EventEmitter<UplinkEvents> {
   sendVolatile(item: { id: string; lane: Lane; topic: string; payload: Buffer }): void {
     this.volatile.set(item.id, { item: { ...item, seq: 0, createdMs: Date.now() }, sentAt: null });
     this.flush();
-  }
-
-  /** Stop re-sending these volatile messages (an acknowledgement proves they arrived). */
-  confirmVolatile(ids: readonly string[]): void {
-    for (const id of ids) this.volatile.delete(id);
   }
 
   /** Tell dispatch the bus has applied these acks, so it stops re-sending them. */
@@ -296,13 +299,20 @@ export class Uplink extends EventEmitter<UplinkEvents> {
   }
 
   private handleDownlink(topic: string, payload: Buffer): void {
-    takeDownlink(this.o.ref, this.downlink, this.o.log, topic, payload);
+    takeDownlink(this.o.ref, this.o.trust, this.downlink, this.o.log, topic, payload);
   }
 
   private readonly downlink: DownlinkHandlers = {
     receipt: (receipt, topic) => {
       if (receipt.epoch !== this.o.outbox.epoch) {
         this.o.log.warn({ event: 'downlink.rejected', topic, reason: `receipt for epoch ${receipt.epoch}, this outbox is ${this.o.outbox.epoch}` }, 'receipt for another outbox ignored');
+        return;
+      }
+      // A receipt past what the bus has sent is not dispatch's (or dispatch is broken): nothing of it is applied.
+      const beyond = (Object.entries(receipt.lanes) as [Lane, number][]).filter(([lane, upTo]) => upTo > this.o.outbox.lastSeq(lane));
+      if (beyond.length) {
+        const reason = beyond.map(([lane, upTo]) => `${lane} up to ${upTo}, the bus has sent up to ${this.o.outbox.lastSeq(lane)}`).join('; ');
+        this.o.log.warn({ event: 'downlink.refused', topic, kind: 'receipt', reason }, 'receipt for messages this bus never sent refused');
         return;
       }
       const volatile = (receipt.ids ?? []).filter((id) => this.volatile.delete(id));

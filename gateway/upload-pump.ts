@@ -16,6 +16,7 @@
 // With prefix "$file" the PUBACK reason codes answer instead of receipts
 // (gateway/upload-emqx.ts).
 
+import type { CommandTrust } from './command-trust.ts';
 import type { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -88,6 +89,8 @@ export interface UploadPumpOptions {
   yieldTo?: () => boolean;
   /** Where deliveries, failures and segments sent are announced. */
   events: EventEmitter<FileUploadEvents>;
+  /** The check a file receipt passes before it is applied (a forged one could delete unsent evidence). */
+  trust: CommandTrust;
 }
 
 export class UploadPump {
@@ -182,7 +185,9 @@ export class UploadPump {
   /** A receipt on this vehicle's down/file is applied and true returned; anything else is left alone (false). */
   handleDownlink(topic: string, payload: Buffer): boolean {
     if (topic !== fileReceiptTopic(this.o.ref)) return false;
-    const m = decode(FileReceiptSchema, payload);
+    const text = this.o.trust.open('file', topic, payload);
+    if (text === null) return true;
+    const m = decode(FileReceiptSchema, text);
     if (!m.ok) {
       this.o.log.warn({ event: 'file.receipt-rejected', topic, reason: m.error }, 'malformed file receipt ignored');
       return true;

@@ -185,6 +185,24 @@ gps
     process.exitCode = await gpsReplayCommand(files, { json: opts.json === true });
   });
 
+const pki = program.command('pki').description('keys: dispatch signs every command to a bus with its own Ed25519 key');
+pki
+  .command('keygen')
+  .description('make an Ed25519 key pair: ID.key (private, mode 0600: stays where it is made) and ID.pub (give it to every bus, trust.dispatchKeys)')
+  .requiredOption('--id <id>', 'the key\'s id, as the buses\' trust.dispatchKeys and dispatch\'s signing.keyId name it (e.g. dispatch-2026)')
+  .option('--out <dir>', 'where to write the two files', '.')
+  .action(async (opts: { id: string; out: string }) => {
+    const { KEY_ID_PATTERN } = await import('../protocol/signed-command.ts');
+    if (!KEY_ID_PATTERN.test(opts.id)) {
+      process.stderr.write(`busguard pki keygen: --id "${opts.id}": letters, digits, ".", "_" or "-", 1 to 64 characters\n`);
+      process.exitCode = 2;
+      return;
+    }
+    const { generateKeyFiles } = await import('../common/keys.ts');
+    const files = generateKeyFiles(opts.out, opts.id);
+    process.stdout.write(`private key ${files.privateKeyFile} (mode 0600; dispatch: signing.privateKeyFile, signing.keyId "${opts.id}")\npublic key  ${files.publicKeyFile} (every bus: trust.dispatchKeys [{ "id": "${opts.id}", "publicKeyFile": ... }])\n`);
+  });
+
 program
   .command('demo')
   .description('a simulated bus, an in-process broker and dispatch: one alarm end to end')

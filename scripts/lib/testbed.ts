@@ -9,6 +9,7 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { generateKeyFiles } from '../../common/keys.ts';
 import { type DispatchConfig, loadDispatchConfig } from '../../dispatch/config.ts';
 import { SimVc0706, type SimVc0706Options } from '../../hal/camera/sim.ts';
 import { SimGpsReceiver, type SimOptions, type SimSample } from '../../hal/gps/route-sim.ts';
@@ -18,6 +19,9 @@ import { InProcessBroker } from './aedes-broker.ts';
 import { Mosquitto, REPO, USERS } from './mosquitto.ts';
 import { TcpProxy, type TcpProxyOptions } from './tcp-proxy.ts';
 
+
+/** The id of the testbed's dispatch signing key. */
+export const DISPATCH_KEY_ID = 'testbed-dispatch';
 export const CAMERA_FIXTURES = join(REPO, 'test/fixtures/camera');
 
 export interface TestbedOptions {
@@ -66,6 +70,8 @@ export class Testbed {
   readonly socket: string;
   readonly agentConfigPath: string;
   readonly dispatchConfigPath: string;
+  /** Dispatch's signing key pair (DIR/ID.key, DIR/ID.pub), made at start. */
+  dispatchKey!: { privateKeyFile: string; publicKeyFile: string };
   readonly dispatchDb: string;
   broker!: Broker;
   pty!: PtyPair;
@@ -116,6 +122,9 @@ export class Testbed {
     const level = o.logLevel ?? (test ? 'debug' : 'info');
     const aedes = o.broker === 'aedes';
     const mqtt = { ...(test ? { reconnectMinMs: 100, reconnectMaxMs: 1000, keepaliveS: 5 } : {}), ...(aedes ? { protocolVersion: 4 } : {}) };
+    // Dispatch's signing key; the bus trusts its public half (protocol/signed-command.ts).
+    const keys = generateKeyFiles(this.dir, DISPATCH_KEY_ID);
+    this.dispatchKey = keys;
     writeFileSync(
       this.agentConfigPath,
       JSON.stringify({
@@ -125,6 +134,7 @@ export class Testbed {
         panel: { driver: 'sim', socket: this.socket },
         gps: gpsPort === null ? null : { port: gpsPort, baudRate: o.gps && o.gps.baudRate ? o.gps.baudRate : 9600 },
         cameras,
+        trust: { dispatchKeys: [{ id: DISPATCH_KEY_ID, publicKeyFile: keys.publicKeyFile }] },
         ...(test ? { alarm: { resendS: 1, acknowledgedShowS: 3600 }, position: { intervalS: 0, alarmIntervalS: 1 } } : {}),
         log: { level },
         ...o.agent,
@@ -136,6 +146,7 @@ export class Testbed {
         mqtt: { url: this.broker.url, password: users.dispatch, ...mqtt },
         ...(aedes ? { sharedGroup: null } : {}),
         storage: { path: this.dispatchDb },
+        signing: { keyId: DISPATCH_KEY_ID, privateKeyFile: keys.privateKeyFile },
         ...(test ? { ack: { resendS: 1 } } : {}),
         log: { level },
         ...o.dispatch,

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { TEST_KEY_ID, writeTestKeyFiles } from '../helpers/command-keys.ts';
 import { DispatchConfigSchema } from '../../dispatch/config.ts';
 import { Receiver } from '../../dispatch/receiver.ts';
 import { encode } from '../../protocol/messages.ts';
@@ -39,7 +40,7 @@ describe('receiver', () => {
 
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'bg-receiver-'));
-    receiver = new Receiver(DispatchConfigSchema.parse({ mqtt: { url: 'mqtt://127.0.0.1:1' }, storage: { path: join(dir, 'd.db') } }), pino({ level: 'silent' }));
+    receiver = new Receiver(DispatchConfigSchema.parse({ mqtt: { url: 'mqtt://127.0.0.1:1' }, storage: { path: join(dir, 'd.db') }, signing: { keyId: TEST_KEY_ID, privateKeyFile: writeTestKeyFiles(dir).privateKeyFile } }), pino({ level: 'silent' }));
     rejected = [];
     receiver.on('rejected', (_t, reason) => rejected.push(reason));
   });
@@ -70,6 +71,16 @@ describe('receiver', () => {
       expect.stringMatching(/^id: /),
     ]);
     expect(receiver.store.all('emergency')).toHaveLength(0);
+  });
+
+  it('a floor above the seq is refused: it would have marked the lane settled and every later message of it dropped as old', () => {
+    const stored: string[] = [];
+    receiver.on('alarm', (a) => stored.push(a.id));
+    take('alarm', { ...alarm(1), floor: 1_000_000 });
+    expect(rejected).toEqual(['floor 1000000 above seq 1']);
+    const next = [alarm(1), alarm(2)];
+    for (const a of next) take('alarm', a);
+    expect(stored).toEqual(next.map((a) => a.id));
   });
 
   it('a track batch is stored point by point; a diag record is stored; a status online re-opens an ack the bus says it lacks', () => {

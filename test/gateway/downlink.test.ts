@@ -1,7 +1,9 @@
 // The bus takes each kind of command through one table (gateway/downlink.ts):
 // a kind it does not know, a topic of another vehicle or a malformed payload
 // is logged as downlink.rejected and changes nothing; it is never taken for
-// an acknowledgement.
+// an acknowledgement. A command not signed by a trusted dispatch key, for
+// this vehicle and this kind, unexpired (protocol/signed-command.ts), is
+// logged as downlink.refused and changes nothing either.
 
 import { randomUUID } from 'node:crypto';
 import pino from 'pino';
@@ -9,6 +11,8 @@ import { describe, expect, it } from 'vitest';
 import { type DownlinkHandlers, takeDownlink } from '../../gateway/downlink.ts';
 import { encode } from '../../protocol/messages.ts';
 import { downlinkTopic, vehicleBase } from '../../protocol/topics.ts';
+import { signCommand } from '../../protocol/signed-command.ts';
+import { TEST_KEY_ID, sealed, strangerKey, testKey, testTrust } from '../helpers/command-keys.ts';
 
 const ref = { fleet: 'city', vehicle: 'bus-1' };
 
@@ -22,10 +26,12 @@ function harness() {
     footage: () => calls.push('footage'),
     file: () => calls.push('file'),
   };
-  return { calls, lines, take: (topic: string, payload: Buffer) => takeDownlink(ref, handlers, log, topic, payload) };
+  const trust = testTrust(ref, log);
+  return { calls, lines, take: (topic: string, payload: Buffer) => takeDownlink(ref, trust, handlers, log, topic, payload) };
 }
 
-const ack = encode({ v: 1, alarmId: randomUUID(), by: 'officer-7', at: '2026-11-22T10:00:00.000Z' });
+const ackMessage = { v: 1, alarmId: randomUUID(), by: 'officer-7', at: '2026-11-22T10:00:00.000Z' };
+const ack = sealed('ack', ref, ackMessage);
 
 describe('downlink: one handler per kind', () => {
   it('an unknown kind is refused and logged, even with a payload that would pass for an ack', () => {
@@ -42,11 +48,44 @@ describe('downlink: one handler per kind', () => {
   it('another vehicle\'s topic, or a malformed payload of a known kind, is refused; a good ack reaches the ack handler only', () => {
     const h = harness();
     h.take(downlinkTopic({ fleet: 'city', vehicle: 'bus-2' }, 'ack'), ack);
-    h.take(downlinkTopic(ref, 'ack'), encode({ v: 1, alarmId: 'nope' }));
-    h.take(downlinkTopic(ref, 'receipt'), ack);
+    h.take(downlinkTopic(ref, 'ack'), sealed('ack', ref, { v: 1, alarmId: 'nope' }));
     expect(h.calls).toEqual([]);
-    expect(h.lines.filter((l) => l.event === 'downlink.rejected')).toHaveLength(3);
+    expect(h.lines.filter((l) => l.event === 'downlink.rejected')).toHaveLength(2);
     h.take(downlinkTopic(ref, 'ack'), ack);
     expect(h.calls).toEqual(['ack']);
+  });
+});
+
+describe('downlink: only signed commands are acted on', () => {
+  const topic = downlinkTopic(ref, 'ack');
+  const refusals = (lines: Record<string, unknown>[]) => lines.filter((l) => l.event === 'downlink.refused').map((l) => l.reason as string);
+
+  it('refuses, with the reason, an unsigned command, a stranger\'s key, another vehicle\'s, another kind\'s, an expired one and a tampered one', () => {
+    const h = harness();
+    const good = JSON.parse(ack.toString()) as Record<string, string>;
+    h.take(topic, encode(ackMessage));
+    h.take(topic, sealed('ack', ref, ackMessage, { key: strangerKey }));
+    h.take(topic, sealed('ack', ref, ackMessage, { key: strangerKey, keyId: 'stranger' }));
+    h.take(topic, sealed('ack', { fleet: 'city', vehicle: 'bus-2' }, ackMessage));
+    h.take(topic, sealed('receipt', ref, ackMessage));
+    h.take(topic, sealed('ack', ref, ackMessage, { now: new Date(Date.now() - 2 * 3600_000), ttlS: 600 }));
+    h.take(topic, encode({ ...good, msg: good.msg!.replace('officer-7', 'officer-8') }));
+    h.take(topic, encode({ ...good, by: 'someone-else' }));
+    expect(h.calls).toEqual([]);
+    const reasons = refusals(h.lines);
+    expect(reasons).toHaveLength(8);
+    expect(reasons[0]).toMatch(/^not a signed command: /);
+    expect(reasons[1]).toBe('bad signature for key "test-dispatch"');
+    expect(reasons[2]).toMatch(/^signed with key "stranger", which this bus does not trust \(it trusts test-dispatch\)/);
+    expect(reasons[3]).toBe('signed for city/bus-2, this is city/bus-1');
+    expect(reasons[4]).toBe('signed as a receipt command, came on the ack topic');
+    expect(reasons[5]).toMatch(/^expired at /);
+    expect(reasons[6]).toBe('bad signature for key "test-dispatch"');
+    expect(reasons[7]).toBe('bad signature for key "test-dispatch"');
+    // The genuine one, even sent again (commands are idempotent), is acted on; so is one signed in the name of 王警官.
+    h.take(topic, ack);
+    h.take(topic, ack);
+    h.take(topic, signCommand({ keyId: TEST_KEY_ID, privateKey: testKey.privateKey, by: '王警官' }, 'ack', ref, ackMessage, new Date(), 600));
+    expect(h.calls).toEqual(['ack', 'ack', 'ack']);
   });
 });

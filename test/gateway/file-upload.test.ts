@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
+import { testTrust } from '../helpers/command-keys.ts';
 import { FILE_UPLOAD_SCHEMA, FileUpload, FileUploadConfigSchema, type QueuedFile } from '../../gateway/file-upload.ts';
 import {
   type EvidenceMeta,
@@ -151,6 +152,7 @@ describe('uploader on EMQX\'s own file transfer ("$file", PUBACK reason codes)',
       session: session as unknown as MqttSession,
       config: FileUploadConfigSchema.parse({ prefix: '$file', segmentBytes: 1024, windowSegments: 4, windowBytes: 8192, resendS: 600 }),
       log: pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) }),
+      trust: testTrust(bus1),
     });
     const delivered: QueuedFile[] = [];
     const failed: QueuedFile[] = [];

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import mqtt from 'mqtt';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { testTrust } from '../helpers/command-keys.ts';
 import { MqttConnectionSchema } from '../../common/mqtt-session.ts';
 import { type Db, migrate, openDatabase } from '../../common/sqlite.ts';
 import { laneItem } from '../../gateway/lane-item.ts';
@@ -67,6 +68,7 @@ describe('uplink drain', () => {
       resendMs: 3_600_000,
       agent: 'test',
       log: pino({ level: 'silent' }),
+      trust: testTrust(ref),
     });
     uplink.start();
     try {
@@ -95,7 +97,7 @@ describe('uplink: diag records', () => {
       const outbox = new Outbox(db, OutboxConfigSchema.parse({}));
       const ids = ['diag-1', 'diag-2'];
       for (const id of ids) outbox.write('diag', () => outbox.append(laneItem(ref, 'diag', 'diag', { id })));
-      const uplink = new Uplink({ ref, mqtt: MqttConnectionSchema.parse({ url: 'mqtt://127.0.0.1:1' }), outbox, resendMs: 1000, agent: 'test', log: pino({ level: 'silent' }) });
+      const uplink = new Uplink({ ref, mqtt: MqttConnectionSchema.parse({ url: 'mqtt://127.0.0.1:1' }), outbox, resendMs: 1000, agent: 'test', log: pino({ level: 'silent' }), trust: testTrust(ref) });
       expect(ids.map((id) => uplink.takenForSending(id))).toEqual([false, false]);
       // The drain reads a lane in chunks: the first goes out now, the second waits its turn with the payload it was read with.
       const first = (uplink as unknown as { take(lane: 'diag'): { id: string } | undefined }).take('diag');

@@ -14,6 +14,7 @@ import { FILE_UPLOAD_SCHEMA, FileUpload, FileUploadConfigSchema } from '../../ga
 import { createLogger } from '../../common/log.ts';
 import { MqttConnectionSchema, MqttSession } from '../../common/mqtt-session.ts';
 import { migrate, openDatabase } from '../../common/sqlite.ts';
+import { testTrust } from './command-keys.ts';
 
 const env = (k: string): string => {
   const v = process.env[k];
@@ -48,6 +49,8 @@ const upload = new FileUpload({
     resendS: 600,
   }),
   log,
+  // File receipts signed with the test dispatch key (the parent test's receiver signs with the same).
+  trust: testTrust(ref, log),
   subscribe: true,
   yieldTo: () => sent >= holdAfter,
 });

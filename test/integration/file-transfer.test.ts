@@ -17,11 +17,12 @@ import pino, { type Logger } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DISPATCH_FILES_SCHEMA, FileReceiver, FilesConfigSchema, type StoredFile } from '../../dispatch/files.ts';
 import { FILE_UPLOAD_SCHEMA, FileUpload, type FileUploadConfig, FileUploadConfigSchema, type QueuedFile, type SegmentSent } from '../../gateway/file-upload.ts';
-import { type FileReceipt, type InitPayload, type Range, containsRange, coversAll, sha256Hex } from '../../protocol/file-transfer.ts';
+import { type FileReceipt, type InitPayload, type Range, containsRange, coversAll, fileReceiptTopic, sha256Hex } from '../../protocol/file-transfer.ts';
 import type { Fix } from '../../protocol/messages.ts';
 import { type MqttConnection, MqttConnectionSchema, MqttSession } from '../../common/mqtt-session.ts';
 import { type Db, migrate, openDatabase } from '../../common/sqlite.ts';
 import { TcpProxy } from '../../scripts/lib/tcp-proxy.ts';
+import { sealed, testTrust } from '../helpers/command-keys.ts';
 import { Mosquitto, REPO, USERS } from '../helpers/mosquitto.ts';
 import { LoggedProcess } from '../helpers/process.ts';
 import { until } from './fixture.ts';
@@ -71,7 +72,7 @@ class DispatchSide {
       db: this.db,
       config: FilesConfigSchema.parse({ dir: this.evidenceDir, maxSegmentBytes: 64 * 1024 }),
       log: this.logs.log,
-      publish: (topic, payload) => session.client.publish(topic, payload, { qos: 1 }),
+      sendReceipt: (ref, receipt) => session.client.publish(fileReceiptTopic(ref), sealed('file', ref, receipt), { qos: 1 }),
     });
     this.files.on('stored', (f) => this.stored.push(f));
     this.files.on('receiptSent', (_ref, r) => this.receipts.push(r));
@@ -122,6 +123,7 @@ class BusSide {
       session: this.session,
       config: FileUploadConfigSchema.parse({ segmentBytes: SEG, windowSegments: 4, windowBytes: 4 * SEG, resendS: 600, ...this.config }),
       log: this.logs.log,
+      trust: testTrust(ref, this.logs.log),
       subscribe: true,
       ...(this.yieldTo ? { yieldTo: this.yieldTo } : {}),
     });
@@ -526,13 +528,16 @@ describe('evidence file transfer over MQTT', () => {
     expect(dispatch.files.list().filter((f) => f.state === 'complete' && f.fileId === small)).toHaveLength(0);
     await c.endAsync();
 
-    // The bus ignores garbage on its receipt topic, with a log line.
+    // The bus ignores garbage on its receipt topic, with a log line: unsigned, it is refused
+    // before it is read; signed by dispatch's key but malformed, it is rejected as such.
     const b = await bus();
     const d = await rawClient(broker.url, 'dispatch');
     for (const garbage of ['{"v":1,', '{"v":1,"fileId":"x","state":"nonsense","attempt":0,"have":[]}', '[]', Buffer.from([0, 255])]) {
       await d.publishAsync('busguard/v1/city/bus-1/down/file', garbage, { qos: 1 });
     }
-    await until(() => b.logs.lines.filter((l) => l.event === 'file.receipt-rejected').length === 4, 10_000, 'bus refuses four bad receipts');
+    await d.publishAsync('busguard/v1/city/bus-1/down/file', sealed('file', ref, { v: 1, fileId: 'x', state: 'nonsense', attempt: 0, have: [] }), { qos: 1 });
+    await until(() => b.logs.lines.filter((l) => l.event === 'downlink.refused' && l.kind === 'file').length === 4, 10_000, 'bus refuses four unsigned receipts');
+    await until(() => b.logs.lines.filter((l) => l.event === 'file.receipt-rejected').length === 1, 10_000, 'bus rejects a signed malformed receipt');
     await d.endAsync();
 
     // And both ends still carry a file.

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TEST_KEY_ID, writeTestKeyFiles } from '../helpers/command-keys.ts';
 import { DispatchConfigSchema } from '../../dispatch/config.ts';
 import { Receiver } from '../../dispatch/receiver.ts';
 import { type RepeatMessage, RepeatWireSchema, decode, encode } from '../../protocol/messages.ts';
@@ -64,7 +65,7 @@ describe('repeat message', () => {
 
     beforeAll(() => {
       dir = mkdtempSync(join(tmpdir(), 'bg-repeat-'));
-      const config = DispatchConfigSchema.parse({ mqtt: { url: 'mqtt://127.0.0.1:1' }, storage: { path: join(dir, 'd.db') } });
+      const config = DispatchConfigSchema.parse({ mqtt: { url: 'mqtt://127.0.0.1:1' }, storage: { path: join(dir, 'd.db') }, signing: { keyId: TEST_KEY_ID, privateKeyFile: writeTestKeyFiles(dir).privateKeyFile } });
       receiver = new Receiver(config, pino({ level: 'silent' }));
       rejected = [];
       receiver.on('rejected', (_t, reason) => rejected.push(reason));

@@ -1,0 +1,35 @@
+// The bus's check on every command from dispatch before it acts on it
+// (protocol/signed-command.ts): signed by a key in trust.dispatchKeys, for
+// this vehicle and this kind, not expired by the bus's own clock (GPS time
+// once it has a fix). A refusal is logged as downlink.refused with the reason
+// and changes nothing.
+
+import type { KeyObject } from 'node:crypto';
+import type { Logger } from 'pino';
+import { openCommand } from '../protocol/signed-command.ts';
+import type { DownlinkKind, VehicleRef } from '../protocol/topics.ts';
+
+export interface CommandTrustOptions {
+  self: VehicleRef;
+  /** The keys this bus trusts, by id. */
+  keys: ReadonlyMap<string, KeyObject>;
+  /** How far this bus's clock may be behind dispatch's. */
+  clockSkewS: number;
+  /** The bus's clock (GPS-corrected). */
+  now: () => Date;
+  log: Logger;
+}
+
+export class CommandTrust {
+  constructor(private readonly o: CommandTrustOptions) {}
+
+  /** The command's own JSON text, or null (logged) when the bus must not act on it. */
+  open(kind: DownlinkKind, topic: string, payload: Buffer): string | null {
+    const opened = openCommand(payload, { kind, self: this.o.self, keys: this.o.keys, now: this.o.now(), skewS: this.o.clockSkewS });
+    if (!opened.ok) {
+      this.o.log.warn({ event: 'downlink.refused', topic, kind, reason: opened.error }, `${kind} command refused`);
+      return null;
+    }
+    return opened.value.msg;
+  }
+}
