@@ -41,8 +41,9 @@ export class Diagnostics {
   /** What a quota or expiry sweep dropped: logged, and recorded (runs inside the dropping transaction). */
   onEvicted(e: Eviction): void {
     this.o.log.warn({ event: 'outbox.evicted', ...e }, `outbox dropped ${e.count} ${e.lane} message(s) (${e.reason})`);
-    // Dropped diagnostics are logged only: recording them would add a diag record
-    // for each diag record dropped, and at the quota that never ends.
+    // Dropped diagnostics are logged only: recording them would add a record for
+    // each one dropped. The record goes to the ledger lane, which is never evicted
+    // and drops nothing to get in, so recording an eviction never causes another.
     if (e.lane === 'diag' || this.recordingEviction) return;
     this.recordingEviction = true;
     try {
@@ -57,7 +58,7 @@ export class Diagnostics {
         if (this.o.outbox.replace(open.id, encode(open))) return;
       }
       const msg = this.message({ event: 'evicted', affectedLane: e.lane, count: e.count, bytes: e.bytes, ranges: [[e.seqFrom, e.seqTo]], reason: e.reason });
-      this.append(msg);
+      this.append(msg, 'ledger');
       this.evictionRecords.set(key, msg as EvictionRecord);
     } catch (err) {
       this.o.log.error({ event: 'diag.store-failed', err: (err as Error).message }, 'could not record the eviction');
@@ -70,9 +71,9 @@ export class Diagnostics {
     return { v: 1, id: randomUUID(), fleet: this.o.ref.fleet, vehicle: this.o.ref.vehicle, at: this.o.now(), ...d };
   }
 
-  private append(msg: DiagMessage): void {
-    const item = laneItem(this.o.ref, 'diag', 'diag', msg);
+  private append(msg: DiagMessage, lane: 'diag' | 'ledger' = 'diag'): void {
+    const item = laneItem(this.o.ref, 'diag', lane, msg);
     if (this.o.outbox.inTransaction) this.o.outbox.append(item);
-    else this.o.outbox.write('diag', () => this.o.outbox.append(item));
+    else this.o.outbox.write(lane, () => this.o.outbox.append(item));
   }
 }

@@ -191,7 +191,7 @@ export class Outbox {
    */
   append(item: { id: string; lane: Lane; topic: string; payload: Buffer }, nowMs = Date.now()): number {
     const need = item.payload.length + ROW_OVERHEAD;
-    if (this.usedBytes + need > this.config.maxBytes) this.makeRoom(need, item.lane);
+    if (this.usedBytes + need > this.config.maxBytes && LANE_TABLE[item.lane].makesRoom) this.makeRoom(need, item.lane);
     if (this.usedBytes + need > this.config.maxBytes && !PROTECTED_LANES.includes(item.lane)) {
       throw new OutboxFullError(
         `outbox full (${this.usedBytes} of ${this.config.maxBytes} bytes, held by lanes that may not give way): ${item.lane} message of ${item.payload.length} bytes dropped`,

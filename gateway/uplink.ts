@@ -65,7 +65,7 @@ export class Uplink extends EventEmitter<UplinkEvents> {
   private flushing = false;
   private rrIndex = 0;
   private readonly wrrLanes: Lane[] = LANES.filter((l) => LANE_TABLE[l].tier > 0);
-  /** Ids of diag messages read for sending (or sent) by this process: a diag record may be amended only until then. */
+  /** Ids of messages of amended lanes (the ledger) read for sending, or sent, by this process: a record may be amended only until then. */
   private readonly taken = new Set<string>();
   /** Alarms the disk could not hold: sent from memory with seq 0 until receipted by id. */
   private readonly volatile = new Map<string, { item: OutboxItem; sentAt: number | null }>();
@@ -135,7 +135,7 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     await this.session?.stop({ topic: uplinkTopic(this.o.ref, 'status'), payload: this.status('offline'), retain: true });
   }
 
-  /** Whether this diag message has been read for sending, or sent, by this process (on any connection): then it must not be amended. */
+  /** Whether this message has been read for sending, or sent, by this process (on any connection): then it must not be amended. */
   takenForSending(id: string): boolean {
     return this.taken.has(id);
   }
@@ -190,9 +190,9 @@ export class Uplink extends EventEmitter<UplinkEvents> {
       c.lastSeq = chunk.at(-1)!.seq;
       // Skip what went out recently on this connection and is awaiting its receipt.
       c.queue = chunk.filter((i) => !this.sentAt.has(i.id));
-      // A diag record read for sending goes out as read: amending it now (Diagnostics
-      // adds evicted ranges to an open record) would change the row and not what is sent.
-      if (lane === 'diag') for (const i of c.queue) this.taken.add(i.id);
+      // A record read for sending goes out as read: amending it now (Diagnostics adds
+      // evicted ranges to an open ledger record) would change the row and not what is sent.
+      if (LANE_TABLE[lane].amended) for (const i of c.queue) this.taken.add(i.id);
     }
     return c.queue[0];
   }
@@ -248,7 +248,7 @@ export class Uplink extends EventEmitter<UplinkEvents> {
         const payload = withEnvelope(item, this.o.outbox.epoch, floor);
         const resend = this.sentAt.has(item.id) || item.createdMs < Date.now() - this.o.resendMs;
         if (item.seq > 0) this.sentAt.set(item.id, { at: Date.now(), lane: item.lane });
-        if (item.lane === 'diag') this.taken.add(item.id);
+        if (LANE_TABLE[item.lane].amended) this.taken.add(item.id);
         this.inflight++;
         this.inflightBytes += payload.length;
         client.publish(item.topic, payload, { qos: 1 }, (err) => {

@@ -39,7 +39,7 @@ export const UPLINK = {
   incident: { wire: AlarmWireSchema, lanes: ['incident'], subscribe: 'shared' },
   repeat: { wire: RepeatWireSchema, lanes: ['alarm', 'incident'], subscribe: 'shared' },
   position: { wire: PositionWireSchema, lanes: ['track', 'followup'], subscribe: 'shared' },
-  diag: { wire: DiagWireSchema, lanes: ['diag'], subscribe: 'shared' },
+  diag: { wire: DiagWireSchema, lanes: ['diag', 'ledger'], subscribe: 'shared' },
   footage: { wire: FootageAnswerWireSchema, lanes: ['clip'], subscribe: 'shared' },
   receipt: { wire: BusReceiptMessageSchema, lanes: null, subscribe: 'shared' },
   status: { wire: StatusMessageSchema, lanes: null, subscribe: 'plain' },

@@ -7,7 +7,7 @@
 // lists lanes by name.
 
 /** In drain order: alarms first, then evidence, then the rest. */
-export const LANES = ['alarm', 'incident', 'snapshot', 'clip', 'followup', 'track', 'diag'] as const;
+export const LANES = ['alarm', 'incident', 'snapshot', 'clip', 'followup', 'track', 'diag', 'ledger'] as const;
 export type Lane = (typeof LANES)[number];
 
 export interface LaneSpec {
@@ -30,16 +30,28 @@ export interface LaneSpec {
   maxAgeS: number | null;
   /** "oldest": gives way to other lanes when the outbox is full; "never": kept until confirmed. */
   evict: 'never' | 'oldest';
+  /**
+   * When the outbox is full, older messages of the lanes that give way are
+   * dropped to let it in; false: it is let in over the quota and drops
+   * nothing (the ledger: recording an eviction must not cause another).
+   */
+  makesRoom: boolean;
+  /** Its records are amended in place until the uplink reads them for sending (the ledger merges eviction ranges). */
+  amended: boolean;
 }
 
 export const LANE_TABLE: Readonly<Record<Lane, LaneSpec>> = {
-  alarm: { tier: 0, protected: true, durability: 'FULL', weight: 1, batch: 100, maxAgeS: null, evict: 'never' },
-  incident: { tier: 0, protected: true, durability: 'FULL', weight: 1, batch: 100, maxAgeS: null, evict: 'never' },
-  snapshot: { tier: 1, protected: true, durability: 'FULL', weight: 8, batch: 4, maxAgeS: null, evict: 'never' },
-  clip: { tier: 1, protected: true, durability: 'FULL', weight: 8, batch: 4, maxAgeS: null, evict: 'never' },
-  followup: { tier: 2, protected: false, durability: 'FULL', weight: 4, batch: 20, maxAgeS: null, evict: 'oldest' },
-  track: { tier: 2, protected: false, durability: 'NORMAL', weight: 2, batch: 20, maxAgeS: 30 * 24 * 3600, evict: 'oldest' },
-  diag: { tier: 2, protected: false, durability: 'NORMAL', weight: 1, batch: 20, maxAgeS: 7 * 24 * 3600, evict: 'oldest' },
+  alarm: { tier: 0, protected: true, durability: 'FULL', weight: 1, batch: 100, maxAgeS: null, evict: 'never', makesRoom: true, amended: false },
+  incident: { tier: 0, protected: true, durability: 'FULL', weight: 1, batch: 100, maxAgeS: null, evict: 'never', makesRoom: true, amended: false },
+  snapshot: { tier: 1, protected: true, durability: 'FULL', weight: 8, batch: 4, maxAgeS: null, evict: 'never', makesRoom: true, amended: false },
+  clip: { tier: 1, protected: true, durability: 'FULL', weight: 8, batch: 4, maxAgeS: null, evict: 'never', makesRoom: true, amended: false },
+  followup: { tier: 2, protected: false, durability: 'FULL', weight: 4, batch: 20, maxAgeS: null, evict: 'oldest', makesRoom: true, amended: false },
+  track: { tier: 2, protected: false, durability: 'NORMAL', weight: 2, batch: 20, maxAgeS: 30 * 24 * 3600, evict: 'oldest', makesRoom: true, amended: false },
+  diag: { tier: 2, protected: false, durability: 'NORMAL', weight: 1, batch: 20, maxAgeS: 7 * 24 * 3600, evict: 'oldest', makesRoom: true, amended: false },
+  // What the outbox dropped and why (diag messages with event "evicted"): the account of every
+  // evicted seq, so never evicted itself (it was the diag lane's, and a new record there evicted the
+  // oldest, taking ranges of track with it). Few and small: a record takes the ranges of one lane until sent.
+  ledger: { tier: 2, protected: true, durability: 'NORMAL', weight: 1, batch: 20, maxAgeS: null, evict: 'never', makesRoom: false, amended: true },
 };
 
 /** Lanes whose messages are never evicted or expired before dispatch confirms them. */

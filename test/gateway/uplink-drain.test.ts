@@ -88,21 +88,21 @@ describe('uplink drain', () => {
   });
 });
 
-describe('uplink: diag records', () => {
-  it('a diag record read for sending is no longer open to amendment, even before it is published', () => {
+describe('uplink: eviction records', () => {
+  it('a ledger record read for sending is no longer open to amendment, even before it is published', () => {
     const dir = mkdtempSync(join(tmpdir(), 'bg-diag-'));
     const db = openDatabase(join(dir, 'outbox.db'));
     try {
       migrate(db, [OUTBOX_SCHEMA]);
       const outbox = new Outbox(db, OutboxConfigSchema.parse({}));
-      const ids = ['diag-1', 'diag-2'];
-      for (const id of ids) outbox.write('diag', () => outbox.append(laneItem(ref, 'diag', 'diag', { id })));
+      const ids = ['evicted-1', 'evicted-2'];
+      for (const id of ids) outbox.write('ledger', () => outbox.append(laneItem(ref, 'diag', 'ledger', { id })));
       const uplink = new Uplink({ ref, mqtt: MqttConnectionSchema.parse({ url: 'mqtt://127.0.0.1:1' }), outbox, resendMs: 1000, agent: 'test', log: pino({ level: 'silent' }), trust: testTrust(ref) });
       expect(ids.map((id) => uplink.takenForSending(id))).toEqual([false, false]);
       // The drain reads a lane in chunks: the first goes out now, the second waits its turn with the payload it was read with.
-      const first = (uplink as unknown as { take(lane: 'diag'): { id: string } | undefined }).take('diag');
-      expect(first?.id).toBe('diag-1');
-      // Chaos found eviction ranges lost: Diagnostics amended diag-2's row while the uplink held it, and the old payload went out.
+      const first = (uplink as unknown as { take(lane: 'ledger'): { id: string } | undefined }).take('ledger');
+      expect(first?.id).toBe('evicted-1');
+      // Otherwise Diagnostics could amend evicted-2's row while the uplink holds it, and the old payload would go out.
       expect(ids.map((id) => uplink.takenForSending(id))).toEqual([true, true]);
     } finally {
       db.close();
