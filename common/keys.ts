@@ -13,53 +13,41 @@ function errnoText(err: unknown): string {
 
 /** Read an Ed25519 private key; every problem goes to `problems` naming `key` (the config key), and null is returned. */
 export function readPrivateKey(key: string, path: string, problems: string[]): KeyObject | null {
-  const shown = `key "${key}" = ${JSON.stringify(path)}`;
-  let pem: Buffer;
-  try {
-    const st = statSync(path);
-    if ((st.mode & 0o077) !== 0) {
-      problems.push(`${shown}: a private key readable by others (mode ${(st.mode & 0o777).toString(8)}); run: chmod 600 ${path}`);
-      return null;
-    }
-    pem = readFileSync(path);
-  } catch (err) {
-    problems.push(`${shown}: cannot read it (${errnoText(err)})`);
-    return null;
-  }
-  try {
-    const k = createPrivateKey(pem);
-    if (k.asymmetricKeyType !== 'ed25519') {
-      problems.push(`${shown}: a ${k.asymmetricKeyType} key; busguard signs with Ed25519 (busguard pki keygen)`);
-      return null;
-    }
-    return k;
-  } catch (err) {
-    problems.push(`${shown}: not a PEM private key (${(err as Error).message})`);
-    return null;
-  }
+  return readKey('private', key, path, problems);
 }
 
 /** Read an Ed25519 public key (PEM); problems as readPrivateKey. */
 export function readPublicKey(key: string, path: string, problems: string[]): KeyObject | null {
+  return readKey('public', key, path, problems);
+}
+
+function readKey(which: 'private' | 'public', key: string, path: string, problems: string[]): KeyObject | null {
   const shown = `key "${key}" = ${JSON.stringify(path)}`;
   let pem: Buffer;
   try {
+    // A private key anyone else on the machine can read is no longer this machine's alone.
+    const mode = statSync(path).mode & 0o777;
+    if (which === 'private' && (mode & 0o077) !== 0) {
+      problems.push(`${shown}: a private key readable by others (mode ${mode.toString(8)}); run: chmod 600 ${path}`);
+      return null;
+    }
     pem = readFileSync(path);
   } catch (err) {
     problems.push(`${shown}: cannot read it (${errnoText(err)})`);
     return null;
   }
+  let k: KeyObject;
   try {
-    const k = createPublicKey(pem);
-    if (k.asymmetricKeyType !== 'ed25519') {
-      problems.push(`${shown}: a ${k.asymmetricKeyType} key; busguard verifies Ed25519 only`);
-      return null;
-    }
-    return k;
+    k = which === 'private' ? createPrivateKey(pem) : createPublicKey(pem);
   } catch (err) {
-    problems.push(`${shown}: not a PEM public key (${(err as Error).message})`);
+    problems.push(`${shown}: not a PEM ${which} key (${(err as Error).message})`);
     return null;
   }
+  if (k.asymmetricKeyType !== 'ed25519') {
+    problems.push(`${shown}: a ${k.asymmetricKeyType} key; busguard signs and verifies with Ed25519 only (busguard pki keygen makes one)`);
+    return null;
+  }
+  return k;
 }
 
 function writeNew(path: string, text: string, mode: number): void {

@@ -309,8 +309,12 @@ export class NmeaFields {
     return i < this.count ? hhmmss(this.line, this.from(i), this.to(i)) : -1;
   }
 
+  /** The fraction of the second of the time in field i, in nanoseconds; 0 when the time itself is unreadable (as gpsd keeps it). */
   nanos(i: number): number {
-    return i < this.count ? nanosOf(this.line, this.from(i), this.to(i)) : 0;
+    if (i >= this.count) return 0;
+    const from = this.from(i);
+    const to = this.to(i);
+    return hhmmss(this.line, from, to) >= 0 ? nanosOf(this.line, from, to) : 0;
   }
 
   ddmmyy(i: number): UtcDate | null {

@@ -31,7 +31,7 @@ function letter(f: NmeaFields, i: number): string {
 // 9 date ddmmyy, 10 magvar, 11 magvar E/W.
 export function decodeRmc(f: NmeaFields, address: string): RmcSentence {
   const six = f.hhmmss(1);
-  const nanos = six >= 0 ? f.nanos(1) : 0;
+  const nanos = f.nanos(1);
   const pos = f.latLon(3);
   const knots = f.num(7);
   return {
@@ -57,7 +57,7 @@ export function decodeRmc(f: NmeaFields, address: string): RmcSentence {
 // 8 hdop, 9 altitude MSL, 10 'M', 11 geoid separation, 12 'M', 13 DGPS age, 14 station.
 export function decodeGga(f: NmeaFields, address: string): GgaSentence {
   const six = f.hhmmss(1);
-  const nanos = six >= 0 ? f.nanos(1) : 0;
+  const nanos = f.nanos(1);
   const pos = f.latLon(2);
   return {
     type: 'GGA',
@@ -81,7 +81,7 @@ export function decodeGga(f: NmeaFields, address: string): GgaSentence {
 // GLL: 1 lat, 2 N/S, 3 lon, 4 E/W, 5 time, 6 status, 7 FAA mode (NMEA 2.3+).
 export function decodeGll(f: NmeaFields, address: string): GllSentence {
   const six = f.hhmmss(5);
-  const nanos = six >= 0 ? f.nanos(5) : 0;
+  const nanos = f.nanos(5);
   const pos = f.latLon(1);
   return {
     type: 'GLL',
@@ -103,7 +103,7 @@ export function decodeGll(f: NmeaFields, address: string): GllSentence {
 // 9 altitude MSL, 10 geoid separation, 11 DGPS age, 12 station, 13 nav status (4.1+).
 export function decodeGns(f: NmeaFields, address: string): GnsSentence {
   const six = f.hhmmss(1);
-  const nanos = six >= 0 ? f.nanos(1) : 0;
+  const nanos = f.nanos(1);
   const pos = f.latLon(2);
   return {
     type: 'GNS',
@@ -162,7 +162,7 @@ export function decodeVtg(f: NmeaFields, address: string): VtgSentence {
 // ZDA: 1 time, 2 day, 3 month, 4 year (four digits), 5-6 local zone.
 export function decodeZda(f: NmeaFields, address: string): ZdaSentence {
   const six = f.hhmmss(1);
-  const nanos = six >= 0 ? f.nanos(1) : 0;
+  const nanos = f.nanos(1);
   return {
     type: 'ZDA',
     talker: address.slice(0, 2),

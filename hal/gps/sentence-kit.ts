@@ -73,7 +73,7 @@ export function faaStatus(mode: number): number {
 /** Merge field i (hhmmss) into the running date; false (date untouched) when it is malformed. */
 export function mergeFieldTime(st: ReceiverState, s: SentenceBase, i: number): boolean {
   const six = s.fields.hhmmss(i);
-  return mergeDecodedTime(st, six, six >= 0 ? s.fields.nanos(i) : 0);
+  return mergeDecodedTime(st, six, s.fields.nanos(i));
 }
 
 /** Merge a decoded time (typed sentences carry it) into the running date; false when it is malformed. */
