@@ -84,7 +84,16 @@ export class Agent extends EventEmitter<AgentEvents> {
       agent: AGENT_VERSION,
       log: this.log,
       openAlarms: () => this.alarms.openIds(),
-      trust: new CommandTrust({ self: ref, keys, clockSkewS: config.trust.clockSkewS, now: () => new Date(this.clock.now().ms), log: this.log }),
+      trust: new CommandTrust({
+        self: ref,
+        keys,
+        clockSkewS: config.trust.clockSkewS,
+        now: () => {
+          const t = this.clock.now();
+          return t.timeSource === 'gps' ? new Date(t.ms) : null;
+        },
+        log: this.log,
+      }),
     });
     this.diagnostics = new Diagnostics({ ref, outbox: this.outbox, takenForSending: (id) => this.uplink.takenForSending(id), now: () => this.clock.now().iso, log: this.log });
     const fix = () => describeFix(this.gps, config.position.staleAfterS);

@@ -113,8 +113,8 @@ export const AgentConfigSchema = z
           )
           .min(1, 'at least one dispatch key: without one the bus could act on no command')
           .refine((keys) => new Set(keys.map((k) => k.id)).size === keys.length, 'each key id once'),
-        /** How far this bus's clock may be behind dispatch's before a fresh command looks expired. */
-        clockSkewS: z.number().min(0).max(86_400).default(600),
+        /** How far this bus's GPS time and dispatch's clock may disagree before a fresh command looks expired (or too far ahead). */
+        clockSkewS: z.number().min(0).max(7 * 86_400).default(86_400),
       })
       .strict(),
     log: LogConfigSchema,

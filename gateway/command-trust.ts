@@ -1,8 +1,7 @@
 // The bus's check on every command from dispatch before it acts on it
 // (protocol/signed-command.ts): signed by a key in trust.dispatchKeys, for
-// this vehicle and this kind, not expired by the bus's own clock (GPS time
-// once it has a fix). A refusal is logged as downlink.refused with the reason
-// and changes nothing.
+// this vehicle and this kind, and, once the bus has GPS time, not expired. A
+// refusal is logged as downlink.refused with the reason and changes nothing.
 
 import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -13,10 +12,10 @@ export interface CommandTrustOptions {
   self: VehicleRef;
   /** The keys this bus trusts, by id. */
   keys: ReadonlyMap<string, KeyObject>;
-  /** How far this bus's clock may be behind dispatch's. */
+  /** How far this bus's clock may be off dispatch's before a command looks expired (or too far ahead). */
   clockSkewS: number;
-  /** The bus's clock (GPS-corrected). */
-  now: () => Date;
+  /** The bus's time once it can trust it (GPS time), else null: expiry is then not checked. */
+  now: () => Date | null;
   log: Logger;
 }
 

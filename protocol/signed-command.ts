@@ -102,7 +102,8 @@ export interface CommandCheck {
   self: VehicleRef;
   /** The keys this bus trusts, by id. */
   keys: ReadonlyMap<string, KeyObject>;
-  now: Date;
+  /** The bus's time, or null when it has none it can trust (no GPS time yet): then expiry is not checked. */
+  now: Date | null;
   /** How far this bus's clock may be behind dispatch's before a fresh command looks expired. */
   skewS: number;
 }
@@ -128,8 +129,13 @@ export function openCommand(payload: Buffer, check: CommandCheck): Decoded<Opene
     good = false;
   }
   if (!good) return { ok: false, error: `bad signature for key "${c.key}"` };
-  const expires = Date.parse(c.exp);
-  if (check.now.getTime() > expires + check.skewS * 1000) return { ok: false, error: `expired at ${c.exp} (this bus's clock reads ${check.now.toISOString()})` };
-  if (expires - check.now.getTime() > (MAX_COMMAND_TTL_S + check.skewS) * 1000) return { ok: false, error: `valid until ${c.exp}, more than ${MAX_COMMAND_TTL_S} s ahead` };
+  // Without a time it can trust (a head unit's clock before GPS time, perhaps 1970) the bus cannot
+  // judge expiry, and refusing would leave it without receipts and acks; every command is bound to
+  // this vehicle and idempotent by id, so a replay in that window changes nothing.
+  if (check.now !== null) {
+    const expires = Date.parse(c.exp);
+    if (check.now.getTime() > expires + check.skewS * 1000) return { ok: false, error: `expired at ${c.exp} (this bus's clock reads ${check.now.toISOString()})` };
+    if (expires - check.now.getTime() > (MAX_COMMAND_TTL_S + check.skewS) * 1000) return { ok: false, error: `valid until ${c.exp}, more than ${MAX_COMMAND_TTL_S} s ahead of this bus's clock (${check.now.toISOString()})` };
+  }
   return { ok: true, value: { msg: c.msg, key: c.key, by: c.by } };
 }

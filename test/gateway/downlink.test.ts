@@ -88,4 +88,20 @@ describe('downlink: only signed commands are acted on', () => {
     h.take(topic, signCommand({ keyId: TEST_KEY_ID, privateKey: testKey.privateKey, by: '王警官' }, 'ack', ref, ackMessage, new Date(), 600));
     expect(h.calls).toEqual(['ack', 'ack', 'ack']);
   });
+
+  it('before the bus has GPS time it does not judge expiry (its clock may read 1970); everything else is still checked', () => {
+    const calls: string[] = [];
+    const lines: Record<string, unknown>[] = [];
+    const log = pino({ level: 'debug' }, { write: (s: string) => lines.push(JSON.parse(s)) });
+    const handlers: DownlinkHandlers = { receipt: () => calls.push('receipt'), ack: () => calls.push('ack'), footage: () => calls.push('footage'), file: () => calls.push('file') };
+    const noTime = testTrust(ref, log, () => null);
+    const old = sealed('ack', ref, ackMessage, { now: new Date('2020-01-01T00:00:00Z'), ttlS: 600 });
+    takeDownlink(ref, noTime, handlers, log, topic, old);
+    takeDownlink(ref, noTime, handlers, log, topic, sealed('ack', ref, ackMessage, { key: strangerKey }));
+    expect(calls).toEqual(['ack']);
+    expect(refusals(lines)).toEqual(['bad signature for key "test-dispatch"']);
+    // With GPS time, the same old command is refused as expired.
+    takeDownlink(ref, testTrust(ref, log), handlers, log, topic, old);
+    expect(refusals(lines)[1]).toMatch(/^expired at 2020-01-01T00:10:00.000Z/);
+  });
 });

@@ -24,7 +24,7 @@ export const testKey = seededKey('busguard test dispatch key');
 export const strangerKey = seededKey('busguard test stranger key');
 
 /** The bus's check, trusting testKey only. */
-export function testTrust(self: VehicleRef, log: Logger = pino({ level: 'silent' }), now: () => Date = () => new Date()): CommandTrust {
+export function testTrust(self: VehicleRef, log: Logger = pino({ level: 'silent' }), now: () => Date | null = () => new Date()): CommandTrust {
   return new CommandTrust({ self, keys: new Map([[TEST_KEY_ID, testKey.publicKey]]), clockSkewS: 60, now, log });
 }
 

@@ -6,6 +6,7 @@
 // busguard started through `npx ... &` stops when npx is killed. On real
 // parts: Mosquitto, the agent and dispatch as processes.
 
+import { generateKeyFiles } from '../../common/keys.ts';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -116,10 +117,12 @@ describe('start-up: everything that can be checked is, before anything is touche
           storage: { dir: storage },
           media: { dir: '/proc/busguard-media' },
           panel: { driver: 'sim', socket },
+          trust: { dispatchKeys: [{ id: 'dispatch-2026', publicKeyFile: join(dir, 'no-such.pub') }] },
         }),
       );
       const r = await busguardRun(['agent', '--config', cfg]);
       expect(r.code).toBe(2);
+      expect(r.stderr).toContain(`key "trust.dispatchKeys.0.publicKeyFile" = ${JSON.stringify(join(dir, 'no-such.pub'))}: cannot read it (no such file)`);
       expect(r.stderr).toContain(`key "mqtt.passwordFile" = ${JSON.stringify(join(dir, 'no-such-password'))}: cannot read it (ENOENT: no such file)`);
       expect(r.stderr).toContain('key "media.dir" = "/proc/busguard-media": /proc is on procfs, a view of the kernel, not storage');
       // Nothing made: no database, no socket folder.
@@ -127,16 +130,17 @@ describe('start-up: everything that can be checked is, before anything is touche
       expect(existsSync(join(dir, 'sock'))).toBe(false);
 
       const procCfg = join(dir, 'proc.json');
-      writeFileSync(procCfg, JSON.stringify({ vehicle: { fleet: 'city', id: 'bus-1' }, mqtt: { url: 'mqtt://127.0.0.1:1', password: 'x' }, storage: { dir: '/proc/busguard' }, panel: { driver: 'sim', socket } }));
+      writeFileSync(procCfg, JSON.stringify({ vehicle: { fleet: 'city', id: 'bus-1' }, mqtt: { url: 'mqtt://127.0.0.1:1', password: 'x' }, storage: { dir: '/proc/busguard' }, panel: { driver: 'sim', socket }, trust: { dispatchKeys: [{ id: 'k', publicKeyFile: generateKeyFiles(dir, 'k').publicKeyFile }] } }));
       const p = await busguardRun(['agent', '--config', procCfg]);
       expect(p.code).toBe(2);
       expect(p.stderr).toContain('key "storage.dir" = "/proc/busguard": /proc is on procfs');
 
       const dispatchCfg = join(dir, 'dispatch.json');
-      writeFileSync(dispatchCfg, JSON.stringify({ mqtt: { url: 'mqtt://127.0.0.1:1', password: 'x' }, storage: { path: '/proc/busguard/dispatch.db' } }));
+      writeFileSync(dispatchCfg, JSON.stringify({ mqtt: { url: 'mqtt://127.0.0.1:1', password: 'x' }, storage: { path: '/proc/busguard/dispatch.db' }, signing: { keyId: 'k', privateKeyFile: join(dir, 'no-such.key') } }));
       const d = await busguardRun(['dispatch', '--config', dispatchCfg]);
       expect(d.code).toBe(2);
       expect(d.stderr).toContain('key "storage.path" = "/proc/busguard/dispatch.db" (its folder /proc/busguard): /proc is on procfs');
+      expect(d.stderr).toContain(`key "signing.privateKeyFile" = ${JSON.stringify(join(dir, 'no-such.key'))}: cannot read it (no such file)`);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -4,10 +4,14 @@
 // acknowledge at dispatch) and what the tests read from dispatch's database
 // as a dispatcher's tool would.
 
+import { createPrivateKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import type { SimOptions } from '../../hal/gps/route-sim.ts';
 import { simPress } from '../../hal/panel/sim-client.ts';
-import { Testbed } from '../../scripts/lib/testbed.ts';
+import { DISPATCH_KEY_ID, Testbed } from '../../scripts/lib/testbed.ts';
+import { signCommand } from '../../protocol/signed-command.ts';
+import type { DownlinkKind } from '../../protocol/topics.ts';
 import type { StoredAlarm } from '../../dispatch/store.ts';
 import { type LogLine, busguardRun } from '../helpers/process.ts';
 
@@ -93,6 +97,12 @@ export class BusFixture extends Testbed {
   /** The evidence files of one kind dispatch holds for an alarm, by name. */
   evidenceFiles(alarmId: string, kind: 'snapshot' | 'clip'): EvidenceFileRow[] {
     return this.readDispatch((db) => db.prepare('SELECT * FROM evidence_files WHERE alarm_id = ? AND kind = ? ORDER BY name').all(alarmId, kind) as EvidenceFileRow[]);
+  }
+
+  /** A command signed with this testbed's dispatch key for its bus, as dispatch sends it (protocol/signed-command.ts). */
+  signed(kind: DownlinkKind, message: object): Buffer {
+    const privateKey = createPrivateKey(readFileSync(this.dispatchKey.privateKeyFile));
+    return signCommand({ keyId: DISPATCH_KEY_ID, privateKey, by: 'test@dispatch' }, kind, { fleet: 'city', vehicle: this.o.vehicle ?? 'bus-1' }, message, new Date(), 3600);
   }
 
   async ack(id: string): Promise<string> {

@@ -86,15 +86,15 @@ describe('footage on request', () => {
     const client = await mqtt.connectAsync(bus.broker.url, { username: 'dispatch', password: USERS.dispatch, protocolVersion: 5, clientId: `test-footage-${process.pid}` });
     try {
       const from = bus.agent.mark();
-      await client.publishAsync('busguard/v1/city/bus-1/down/footage', sent.request, { qos: 1 });
+      await client.publishAsync('busguard/v1/city/bus-1/down/footage', bus.signed('footage', JSON.parse(sent.request) as object), { qos: 1 });
       await bus.agent.waitForEvent('footage.duplicate', () => true, 10_000, from);
-      await client.publishAsync('busguard/v1/city/bus-1/down/footage', '{"v":1,"id":"not-a-uuid","from":"yesterday"}', { qos: 1 });
+      await client.publishAsync('busguard/v1/city/bus-1/down/footage', bus.signed('footage', { v: 1, id: 'not-a-uuid', from: 'yesterday' }), { qos: 1 });
       const rejected = await bus.agent.waitForEvent('downlink.rejected', (l) => String(l.topic).endsWith('/down/footage'), 10_000, from);
       expect(String(rejected.reason)).toMatch(/id|from|to/);
       // Well-formed but a window the bus will not serve (dispatch's CLI would refuse it; an older or misconfigured one might not):
       // answered 'failed' with the reason, so that dispatch stops re-sending it.
       const bad = { v: 1, id: crypto.randomUUID(), from: new Date(Date.now() - 1000).toISOString(), to: new Date(Date.now() - 2000).toISOString(), camera: null, by: 'test', at: new Date().toISOString() };
-      await client.publishAsync('busguard/v1/city/bus-1/down/footage', JSON.stringify(bad), { qos: 1 });
+      await client.publishAsync('busguard/v1/city/bus-1/down/footage', bus.signed('footage', bad), { qos: 1 });
       await bus.agent.waitForEvent('footage.answered', (l) => l.requestId === bad.id && l.status === 'failed' && /must be before to/.test(String(l.reason)), 10_000, from);
     } finally {
       await client.endAsync();

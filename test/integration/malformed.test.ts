@@ -65,20 +65,27 @@ describe('malformed input', () => {
     expect(bus.dispatch.child.exitCode).toBeNull();
   });
 
-  it('the agent rejects each malformed command with a log line and keeps running', async () => {
+  it('the agent refuses each unsigned or malformed command with a log line and keeps running', async () => {
+    // Garbage is no signed command: refused before it is read.
     for (const kind of ['receipt', 'ack']) {
       await publishAs('dispatch', `busguard/v1/city/bus-1/down/${kind}`, GARBAGE.map(([, p]) => p));
     }
     for (const kind of ['receipt', 'ack']) {
       const topic = `busguard/v1/city/bus-1/down/${kind}`;
       await bus.agent.waitFor(
-        () => bus.agent.events('downlink.rejected').filter((l) => l.topic === topic).length >= GARBAGE.length,
+        () => bus.agent.events('downlink.refused').filter((l) => l.topic === topic).length >= GARBAGE.length,
         15_000,
-        `${GARBAGE.length} rejections on ${topic}`,
+        `${GARBAGE.length} refusals on ${topic}`,
       );
     }
+    // Signed by dispatch's key but malformed: read, and rejected as such.
+    const malformed = [{ v: 2 }, { v: 1, epoch: 'nothex', lanes: {} }, { v: 1, alarmId: 'not-a-uuid', by: 'x', at: 'never' }];
+    for (const kind of ['receipt', 'ack'] as const) {
+      await publishAs('dispatch', `busguard/v1/city/bus-1/down/${kind}`, malformed.map((m) => bus.signed(kind, m)));
+    }
+    await bus.agent.waitFor(() => bus.agent.events('downlink.rejected').length >= 2 * malformed.length, 15_000, `${2 * malformed.length} signed malformed commands rejected`);
     // An ack for an alarm this bus never raised is refused, not applied.
-    await publishAs('dispatch', 'busguard/v1/city/bus-1/down/ack', [JSON.stringify({ v: 1, alarmId: crypto.randomUUID(), by: 'x', at: new Date().toISOString() })]);
+    await publishAs('dispatch', 'busguard/v1/city/bus-1/down/ack', [bus.signed('ack', { v: 1, alarmId: crypto.randomUUID(), by: 'x', at: new Date().toISOString() })]);
     await bus.agent.waitForEvent('ack.unknown');
     expect(bus.agent.child.exitCode).toBeNull();
 
