@@ -156,8 +156,13 @@ export class EvidenceStore {
     return join(this.dir, '.partial', ref.fleet, ref.vehicle, `${fileId}.part`);
   }
 
+  /**
+   * Where a verified file is kept: a folder per file id, the bus's file name in it. ("{fileId}-{name}"
+   * made "a-b" + "c.jpg" and "a" + "b-c.jpg" one path, the second overwriting verified evidence, and a
+   * 64-character id with a 240-byte name one component over the 255 bytes a file name may have.)
+   */
   private finalPath(ref: VehicleRef, fileId: string, name: string): string {
-    return join(this.dir, ref.fleet, ref.vehicle, `${fileId}-${name}`);
+    return join(this.dir, ref.fleet, ref.vehicle, fileId, name);
   }
 
   /** Record a file announced by its init: receiving, attempt 1, nothing held. */
