@@ -36,6 +36,14 @@ export type UplinkHandlers = { [K in UplinkKind]: (msg: UplinkWire<K>, ref: Vehi
 export function uplinkHandlers(c: UplinkContext): UplinkHandlers {
   const alarm = (expected: 'emergency' | 'incident') => (m: UplinkWire<'alarm'>, ref: VehicleRef) => {
     if (m.kind !== expected) return c.reject(`kind "${m.kind}" on the ${expected === 'emergency' ? 'alarm' : 'incident'} topic`);
+    // Alarm ids are the buses' own (random UUIDs): one another vehicle already used means a hostile or
+    // broken bus. Taking it as a duplicate would receipt this bus's alarm and never store it; refused and
+    // not receipted, it stays on the bus (its LED does not say "delivered") and every re-send is logged.
+    const owner = c.store.get(m.id);
+    if (owner && (owner.fleet !== ref.fleet || owner.vehicle !== ref.vehicle)) {
+      c.log.error({ event: 'alarm.id-taken', alarmId: m.id, fleet: ref.fleet, vehicle: ref.vehicle, takenBy: `${owner.fleet}/${owner.vehicle}` }, 'alarm id already used by another vehicle');
+      return c.reject(`alarm id ${m.id} is already ${owner.fleet}/${owner.vehicle}'s: not stored, not receipted`);
+    }
     let fresh = false;
     const { upTo } = c.store.accept(ref, m, () => {
       fresh = c.store.addAlarm(m);

@@ -73,6 +73,16 @@ describe('receiver', () => {
     expect(receiver.store.all('emergency')).toHaveLength(0);
   });
 
+  it("an alarm id another vehicle already used is refused and not receipted: the alarm stays on its bus, which sends it again", () => {
+    const stolen = alarm(1, { vehicle: 'bus-2' });
+    take('alarm', stolen, { fleet: 'city', vehicle: 'bus-2' });
+    take('alarm', { ...alarm(1), id: stolen.id });
+    expect(rejected).toEqual([`alarm id ${stolen.id} is already city/bus-2's: not stored, not receipted`]);
+    expect(receiver.store.get(stolen.id)?.vehicle).toBe('bus-2');
+    // bus-1's seq 1 was not taken: its progress did not move, so nothing was receipted.
+    expect(receiver.store.accept(ref, { lane: 'alarm', epoch: EPOCH, seq: 1, floor: 1 }, () => {}).fresh).toBe(true);
+  });
+
   it('a floor above the seq is refused: it would have marked the lane settled and every later message of it dropped as old', () => {
     const stored: string[] = [];
     receiver.on('alarm', (a) => stored.push(a.id));
