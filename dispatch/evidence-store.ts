@@ -10,7 +10,7 @@ import { mkdir, open, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { renameDurably } from '../common/durable-file.ts';
 import type { Db } from '../common/sqlite.ts';
-import { type EvidenceKind, type InitPayload, type Range, hashFile, unionRanges } from '../protocol/file-transfer.ts';
+import { type EvidenceKind, type InitPayload, type Range, hashFile } from '../protocol/file-transfer.ts';
 import type { Fix, TimeSource } from '../protocol/messages.ts';
 import type { VehicleRef } from '../protocol/topics.ts';
 
@@ -190,13 +190,28 @@ export class EvidenceStore {
     this.addRange(keyOf(ref, fileId), [offset, offset + payload.length]);
   }
 
-  /** Read, merge and write back in one write transaction: receivers sharing the database cannot lose each other's ranges. */
-  private addRange(key: Key, range: Range): void {
+  /**
+   * Merge a range into the file's held ranges in one write transaction (receivers sharing the database
+   * cannot lose each other's ranges). Only the ranges it touches are read and replaced, each found by
+   * the primary key's index: a file sent in a hostile 100,000 one-byte segments with gaps costs
+   * O(log n) a segment, where reading and rewriting every range made it quadratic (290 ms a segment).
+   */
+  private addRange(key: Key, [start, end]: Range): void {
     this.db
       .transaction(() => {
-        const merged = unionRanges(this.rangesOf(key), [range]);
-        this.q.deleteRanges.run(...key);
-        for (const [s, e] of merged) this.q.insertRange.run(...key, s, e);
+        let s = start;
+        let e = end;
+        // Ranges are disjoint and do not touch: those meeting [start, end] are a run ending at the
+        // last one starting at or before `end`; walk it back while they still reach `start`.
+        for (let bound = end; ; ) {
+          const r = this.q.lastStartingBy.get(...key, bound);
+          if (!r || r.end_byte < start) break;
+          s = Math.min(s, r.start_byte);
+          e = Math.max(e, r.end_byte);
+          this.q.deleteRange.run(...key, r.start_byte);
+          bound = r.start_byte - 1;
+        }
+        this.q.insertRange.run(...key, s, e);
       })
       .immediate();
   }
@@ -258,6 +273,10 @@ function statements(db: Db) {
     ranges: db.prepare<[string, string, string], { start_byte: number; end_byte: number }>(`SELECT start_byte, end_byte FROM evidence_ranges WHERE ${k} ORDER BY start_byte`),
     insertRange: db.prepare('INSERT INTO evidence_ranges (fleet, vehicle, file_id, start_byte, end_byte) VALUES (?, ?, ?, ?, ?)'),
     deleteRanges: db.prepare(`DELETE FROM evidence_ranges WHERE ${k}`),
+    lastStartingBy: db.prepare<[string, string, string, number], { start_byte: number; end_byte: number }>(
+      `SELECT start_byte, end_byte FROM evidence_ranges WHERE ${k} AND start_byte <= ? ORDER BY start_byte DESC LIMIT 1`,
+    ),
+    deleteRange: db.prepare(`DELETE FROM evidence_ranges WHERE ${k} AND start_byte = ?`),
     listAll: db.prepare<[], FileRow>('SELECT * FROM evidence_files ORDER BY received_at, file_id'),
     listVehicle: db.prepare<[string, string], FileRow>('SELECT * FROM evidence_files WHERE fleet = ? AND vehicle = ? ORDER BY received_at, file_id'),
     forAlarm: db.prepare<[string], FileRow>('SELECT * FROM evidence_files WHERE alarm_id = ? ORDER BY received_at, file_id'),

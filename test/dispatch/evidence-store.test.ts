@@ -7,11 +7,12 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { sha256Hex } from '../../common/hash.ts';
 import { migrate, openDatabase } from '../../common/sqlite.ts';
 import { DISPATCH_FILES_SCHEMA, EvidenceStore } from '../../dispatch/evidence-store.ts';
-import type { InitPayload } from '../../protocol/file-transfer.ts';
+import { type InitPayload, type Range, normalizeRanges } from '../../protocol/file-transfer.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'bg-evidence-store-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -49,6 +50,25 @@ describe('evidence store paths', () => {
     }
     expect(new Set(stored.map((s) => s.path)).size).toBe(3);
     for (const s of stored) expect(readFileSync(s.path).equals(s.bytes)).toBe(true);
+    db.close();
+  });
+});
+
+describe('evidence store ranges', () => {
+  it('whatever order and overlap segments arrive in, the held ranges are their union: sorted, disjoint, not touching', async () => {
+    const db = openDatabase(join(dir, 'ranges.db'));
+    migrate(db, [DISPATCH_FILES_SCHEMA]);
+    const store = new EvidenceStore(db, join(dir, 'evidence-ranges'));
+    let n = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.tuple(fc.nat(200), fc.integer({ min: 1, max: 20 })), { minLength: 1, maxLength: 40 }), async (segments) => {
+        const fileId = `f${n++}`;
+        store.announce(ref, fileId, init('x.jpg', Buffer.alloc(220)));
+        for (const [offset, length] of segments) await store.putSegment(ref, fileId, offset, Buffer.alloc(length, 1));
+        expect(store.ranges(ref, fileId)).toEqual(normalizeRanges(segments.map(([o, l]): Range => [o, o + l])));
+      }),
+      { numRuns: 60 },
+    );
     db.close();
   });
 });
