@@ -43,6 +43,13 @@ export const FilesConfigSchema = z
     maxFileBytes: z.number().int().min(1).default(2 * 1024 ** 3),
     /** Larger segments are refused (the bus's files.segmentBytes must be at most this). */
     maxSegmentBytes: z.number().int().min(1024).max(256 * 1024 * 1024).default(EMQX_DEFAULT_MAX_PACKET_BYTES),
+    /**
+     * Segment bytes taken off the wire and not yet on disk, at most, for one
+     * vehicle and for all: past that a segment is dropped without a receipt
+     * (the bus sends it again), so one bus's flood cannot fill dispatch's memory.
+     */
+    maxBufferedBytesPerVehicle: z.number().int().min(1024 * 1024).default(16 * 1024 * 1024),
+    maxBufferedBytes: z.number().int().min(1024 * 1024).default(64 * 1024 * 1024),
   })
   .strict();
 export type FilesConfig = z.output<typeof FilesConfigSchema>;
@@ -79,6 +86,9 @@ interface PendingReceipt {
 
 export class FileReceiver extends EventEmitter<FileReceiverEvents> {
   private readonly chains = new Map<string, Promise<void>>();
+  /** Segment bytes taken and not yet processed, per vehicle and in all (bounded by files.maxBuffered*). */
+  private readonly buffered = new Map<string, number>();
+  private bufferedTotal = 0;
   private readonly pending = new Map<string, PendingReceipt>();
   private flushScheduled = false;
   private readonly store: EvidenceStore;
@@ -120,8 +130,28 @@ export class FileReceiver extends EventEmitter<FileReceiverEvents> {
       return true;
     }
     const key = `${ref.fleet}/${ref.vehicle}/${t.fileId}`;
+    const vehicle = `${ref.fleet}/${ref.vehicle}`;
+    const bytes = t.command.type === 'segment' ? payload.length : 0;
+    const ofVehicle = this.buffered.get(vehicle) ?? 0;
+    if (bytes > 0 && (ofVehicle + bytes > this.o.config.maxBufferedBytesPerVehicle || this.bufferedTotal + bytes > this.o.config.maxBufferedBytes)) {
+      // Not written, not receipted: the bus sends it again once its resend time has passed.
+      this.o.log.warn(
+        { event: 'file.segment-deferred', topic, fleet: ref.fleet, vehicle: ref.vehicle, fileId: t.fileId, bytes, bufferedVehicle: ofVehicle, bufferedTotal: this.bufferedTotal },
+        'segment dropped unreceipted: too many bytes waiting for the disk',
+      );
+      return true;
+    }
+    this.buffered.set(vehicle, ofVehicle + bytes);
+    this.bufferedTotal += bytes;
+    const release = () => {
+      const left = (this.buffered.get(vehicle) ?? bytes) - bytes;
+      if (left > 0) this.buffered.set(vehicle, left);
+      else this.buffered.delete(vehicle);
+      this.bufferedTotal -= bytes;
+    };
     const run = (this.chains.get(key) ?? Promise.resolve())
       .then(() => this.process(ref, t.fileId, t.command, topic, payload))
+      .finally(release)
       .catch((err: Error) => {
         // A disk or database error: no receipt for this message, so the bus sends it again.
         this.o.log.error({ event: 'file.store-failed', topic, fleet: ref.fleet, vehicle: ref.vehicle, fileId: t.fileId, err: err.message }, 'could not store a file message; the bus will send it again');

@@ -1,0 +1,57 @@
+// Dispatch's memory under a flood of evidence segments (dispatch/file-receiver.ts):
+// what waits for the disk is bounded per vehicle and in all; past the bound a
+// segment is dropped without a receipt (the bus sends it again), and another
+// vehicle's segments still get in. Before, a bus could buffer without limit
+// (233 → 414 MiB for 293 MiB of segments).
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterAll, describe, expect, it } from 'vitest';
+import { sha256Hex } from '../../common/hash.ts';
+import { migrate, openDatabase } from '../../common/sqlite.ts';
+import { DISPATCH_FILES_SCHEMA, FileReceiver, FilesConfigSchema } from '../../dispatch/files.ts';
+import { initTopic, segmentTopic } from '../../protocol/file-transfer.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'bg-file-memory-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const MiB = 1024 * 1024;
+
+describe('file receiver memory', () => {
+  it('a vehicle past its buffer bound has segments dropped unreceipted; another vehicle still gets in; the bound frees as the disk catches up', async () => {
+    const db = openDatabase(join(dir, 'd.db'));
+    migrate(db, [DISPATCH_FILES_SCHEMA]);
+    const lines: Record<string, unknown>[] = [];
+    const receipts: string[] = [];
+    const files = new FileReceiver({
+      db,
+      config: FilesConfigSchema.parse({ dir: join(dir, 'evidence'), maxSegmentBytes: 2 * MiB, maxBufferedBytesPerVehicle: 4 * MiB, maxBufferedBytes: 6 * MiB }),
+      log: pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) }),
+      sendReceipt: (ref) => receipts.push(`${ref.fleet}/${ref.vehicle}`),
+    });
+    const start = (vehicle: string, fileId: string, size: number) => {
+      const ref = { fleet: 'city', vehicle };
+      const meta = { v: 1, kind: 'clip', fleet: 'city', vehicle, alarmId: null, capturedAt: '2026-12-03T10:00:00.000Z', timeSource: 'gps', geotag: null };
+      files.handle(initTopic('vehicle', ref, fileId), Buffer.from(JSON.stringify({ name: 'c.mp4', size, checksum: sha256Hex(Buffer.alloc(size, 7)), user_data: meta })));
+      return (offset: number, bytes: Buffer) => files.handle(segmentTopic('vehicle', ref, fileId, offset, sha256Hex(bytes)), bytes);
+    };
+    const segment = Buffer.alloc(MiB, 7);
+    const flood = start('bus-1', 'flood', 10 * MiB);
+    for (let i = 0; i < 10; i++) flood(i * MiB, segment); // all at once, before any is written
+    const deferred = () => lines.filter((l) => l.event === 'file.segment-deferred');
+    expect(deferred().map((l) => l.vehicle)).toEqual(Array(6).fill('bus-1'));
+    // bus-2 has a budget of its own, within the total.
+    const other = start('bus-2', 'other', 2 * MiB);
+    other(0, segment);
+    other(MiB, segment);
+    expect(deferred()).toHaveLength(6);
+    await files.idle();
+    expect(files.get({ fleet: 'city', vehicle: 'bus-1' }, 'flood')?.state).toBe('receiving');
+    // Written and freed: bus-1's next segments get in again.
+    for (let i = 4; i < 8; i++) flood(i * MiB, segment);
+    expect(deferred()).toHaveLength(6);
+    await files.idle();
+    db.close();
+  });
+});
