@@ -147,6 +147,11 @@ export class EvidenceStore {
     return rows.map(toFile);
   }
 
+  /** The announced sizes of a vehicle's files still being received. */
+  receivingBytes(ref: VehicleRef): number {
+    return this.q.receivingBytes.get(ref.fleet, ref.vehicle)?.n ?? 0;
+  }
+
   forAlarm(alarmId: string): StoredFile[] {
     return this.q.forAlarm.all(alarmId).map(toFile);
   }
@@ -273,6 +278,7 @@ function statements(db: Db) {
     ranges: db.prepare<[string, string, string], { start_byte: number; end_byte: number }>(`SELECT start_byte, end_byte FROM evidence_ranges WHERE ${k} ORDER BY start_byte`),
     insertRange: db.prepare('INSERT INTO evidence_ranges (fleet, vehicle, file_id, start_byte, end_byte) VALUES (?, ?, ?, ?, ?)'),
     deleteRanges: db.prepare(`DELETE FROM evidence_ranges WHERE ${k}`),
+    receivingBytes: db.prepare<[string, string], { n: number | null }>("SELECT sum(size) AS n FROM evidence_files WHERE fleet = ? AND vehicle = ? AND state = 'receiving'"),
     lastStartingBy: db.prepare<[string, string, string, number], { start_byte: number; end_byte: number }>(
       `SELECT start_byte, end_byte FROM evidence_ranges WHERE ${k} AND start_byte <= ? ORDER BY start_byte DESC LIMIT 1`,
     ),

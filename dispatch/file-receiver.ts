@@ -13,6 +13,8 @@
 // logged with the reason (and answered, when the bus can act on it).
 
 import { EventEmitter } from 'node:events';
+import { statfsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import {
@@ -50,6 +52,10 @@ export const FilesConfigSchema = z
      */
     maxBufferedBytesPerVehicle: z.number().int().min(1024 * 1024).default(16 * 1024 * 1024),
     maxBufferedBytes: z.number().int().min(1024 * 1024).default(64 * 1024 * 1024),
+    /** A vehicle's files still being received, in bytes of their announced sizes, at most: a new one waits past that. */
+    maxReceivingBytesPerVehicle: z.number().int().min(1024 * 1024).default(4 * 1024 ** 3),
+    /** A new file is taken only if the evidence disk keeps at least this free after it (room for alarms in dispatch's database). */
+    minFreeBytes: z.number().int().min(0).default(1024 ** 3),
   })
   .strict();
 export type FilesConfig = z.output<typeof FilesConfigSchema>;
@@ -203,6 +209,23 @@ export class FileReceiver extends EventEmitter<FileReceiverEvents> {
     this.queueReceipt(ref, fileId, 'unknown');
   }
 
+  /**
+   * Why a new file of `size` bytes may not be taken now, or null: the vehicle's files still being
+   * received would pass files.maxReceivingBytesPerVehicle, or the evidence disk would keep less than
+   * files.minFreeBytes free (the room dispatch's database needs to store every other bus's alarms).
+   */
+  private noRoomFor(ref: VehicleRef, size: number): string | null {
+    const receiving = this.store.receivingBytes(ref);
+    if (receiving + size > this.o.config.maxReceivingBytesPerVehicle) {
+      return `${ref.fleet}/${ref.vehicle} has ${receiving} bytes of files still being received; files.maxReceivingBytesPerVehicle is ${this.o.config.maxReceivingBytesPerVehicle}`;
+    }
+    const free = freeBytes(this.o.config.dir);
+    if (free !== null && free - size < this.o.config.minFreeBytes) {
+      return `${free} bytes free on the evidence disk, files.minFreeBytes keeps ${this.o.config.minFreeBytes}`;
+    }
+    return null;
+  }
+
   private async process(ref: VehicleRef, fileId: string, cmd: FileCommand, topic: string, payload: Buffer): Promise<void> {
     switch (cmd.type) {
       case 'init':
@@ -232,6 +255,12 @@ export class FileReceiver extends EventEmitter<FileReceiverEvents> {
     }
     const row = this.store.get(ref, fileId);
     if (!row) {
+      const full = this.noRoomFor(ref, init.size);
+      if (full) {
+        // No receipt: the bus sends init again after its resend time, and gets in once there is room.
+        this.o.log.warn({ event: 'file.init-deferred', ...ids, fileName: init.name, size: init.size, reason: full }, `${init.name} not taken yet: ${full}`);
+        return;
+      }
       this.store.announce(ref, fileId, init);
       this.o.log.info(
         { event: 'file.init', ...ids, fileName: init.name, size: init.size, kind: meta.kind, alarmId: meta.alarmId },
@@ -363,6 +392,18 @@ export class FileReceiver extends EventEmitter<FileReceiverEvents> {
       this.o.sendReceipt(p.ref, receipt);
       this.o.log.debug({ event: 'file.receipt-sent', fleet: p.ref.fleet, vehicle: p.ref.vehicle, ...receipt }, 'file receipt sent');
       this.emit('receiptSent', p.ref, receipt);
+    }
+  }
+}
+
+/** Free bytes for this user on the file system holding `dir` (or its nearest existing parent); null when it cannot be told. */
+function freeBytes(dir: string): number | null {
+  for (let d = resolve(dir); ; d = dirname(d)) {
+    try {
+      const st = statfsSync(d);
+      return Number(st.bavail) * Number(st.bsize);
+    } catch {
+      if (dirname(d) === d) return null;
     }
   }
 }

@@ -55,3 +55,39 @@ describe('file receiver memory', () => {
     db.close();
   });
 });
+
+describe('file receiver quotas', () => {
+  it('a vehicle over its quota of files in progress, or a disk short of its reserve, gets no receipt for a new file (the bus asks again later); another vehicle still gets in', async () => {
+    const db = openDatabase(join(dir, 'q.db'));
+    migrate(db, [DISPATCH_FILES_SCHEMA]);
+    const lines: Record<string, unknown>[] = [];
+    const receipts: string[] = [];
+    const make = (config: Record<string, unknown>) =>
+      new FileReceiver({
+        db,
+        config: FilesConfigSchema.parse({ dir: join(dir, 'evidence-q'), ...config }),
+        log: pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) }),
+        sendReceipt: (ref, r) => receipts.push(`${ref.vehicle}:${r.fileId}:${r.state}`),
+      });
+    const init = (files: FileReceiver, vehicle: string, fileId: string, size: number) => {
+      const meta = { v: 1, kind: 'clip', fleet: 'city', vehicle, alarmId: null, capturedAt: '2026-12-03T10:00:00.000Z', timeSource: 'gps', geotag: null };
+      files.handle(initTopic('vehicle', { fleet: 'city', vehicle }, fileId), Buffer.from(JSON.stringify({ name: 'c.mp4', size, checksum: '0'.repeat(64), user_data: meta })));
+    };
+    const quota = make({ maxReceivingBytesPerVehicle: 3 * MiB });
+    init(quota, 'bus-1', 'a', 2 * MiB);
+    init(quota, 'bus-1', 'b', 2 * MiB); // 4 MiB in progress would pass the 3 MiB quota
+    init(quota, 'bus-2', 'c', 2 * MiB);
+    await quota.idle();
+    expect(receipts.sort()).toEqual(['bus-1:a:receiving', 'bus-2:c:receiving']);
+    const deferred = lines.filter((l) => l.event === 'file.init-deferred');
+    expect(deferred.map((l) => `${l.vehicle}:${l.fileId}`)).toEqual(['bus-1:b']);
+    expect(String(deferred[0]!.reason)).toContain('files.maxReceivingBytesPerVehicle');
+
+    const reserve = make({ minFreeBytes: Number.MAX_SAFE_INTEGER });
+    init(reserve, 'bus-3', 'd', 1024);
+    await reserve.idle();
+    expect(receipts.some((r) => r.startsWith('bus-3'))).toBe(false);
+    expect(String(lines.filter((l) => l.event === 'file.init-deferred').at(-1)?.reason)).toMatch(/bytes free on the evidence disk, files.minFreeBytes keeps/);
+    db.close();
+  });
+});
