@@ -147,6 +147,21 @@ export class EvidenceStore {
     return rows.map(toFile);
   }
 
+  /** Files still being received that were announced before `iso`. */
+  unfinishedSince(iso: string): StoredFile[] {
+    return this.q.unfinishedBefore.all(iso).map(toFile);
+  }
+
+  /** Forget a file still being received: its partial bytes and its rows (a later init starts it afresh). */
+  async forget(ref: VehicleRef, fileId: string): Promise<void> {
+    await rm(this.partialPath(ref, fileId), { force: true });
+    const key = keyOf(ref, fileId);
+    this.db.transaction(() => {
+      this.q.deleteRanges.run(...key);
+      this.q.deleteReceiving.run(...key);
+    })();
+  }
+
   /** The announced sizes of a vehicle's files still being received. */
   receivingBytes(ref: VehicleRef): number {
     return this.q.receivingBytes.get(ref.fleet, ref.vehicle)?.n ?? 0;
@@ -278,6 +293,8 @@ function statements(db: Db) {
     ranges: db.prepare<[string, string, string], { start_byte: number; end_byte: number }>(`SELECT start_byte, end_byte FROM evidence_ranges WHERE ${k} ORDER BY start_byte`),
     insertRange: db.prepare('INSERT INTO evidence_ranges (fleet, vehicle, file_id, start_byte, end_byte) VALUES (?, ?, ?, ?, ?)'),
     deleteRanges: db.prepare(`DELETE FROM evidence_ranges WHERE ${k}`),
+    unfinishedBefore: db.prepare<[string], FileRow>("SELECT * FROM evidence_files WHERE state = 'receiving' AND received_at < ? ORDER BY received_at"),
+    deleteReceiving: db.prepare(`DELETE FROM evidence_files WHERE ${k} AND state = 'receiving'`),
     receivingBytes: db.prepare<[string, string], { n: number | null }>("SELECT sum(size) AS n FROM evidence_files WHERE fleet = ? AND vehicle = ? AND state = 'receiving'"),
     lastStartingBy: db.prepare<[string, string, string, number], { start_byte: number; end_byte: number }>(
       `SELECT start_byte, end_byte FROM evidence_ranges WHERE ${k} AND start_byte <= ? ORDER BY start_byte DESC LIMIT 1`,

@@ -56,6 +56,8 @@ export const FilesConfigSchema = z
     maxReceivingBytesPerVehicle: z.number().int().min(1024 * 1024).default(4 * 1024 ** 3),
     /** A new file is taken only if the evidence disk keeps at least this free after it (room for alarms in dispatch's database). */
     minFreeBytes: z.number().int().min(0).default(1024 ** 3),
+    /** A file still incomplete this long after its init is forgotten, partial bytes and all (the bus would start it afresh). */
+    unfinishedExpiryS: z.number().int().min(60).default(7 * 86_400),
   })
   .strict();
 export type FilesConfig = z.output<typeof FilesConfigSchema>;
@@ -167,6 +169,26 @@ export class FileReceiver extends EventEmitter<FileReceiverEvents> {
       if (this.chains.get(key) === run) this.chains.delete(key);
     });
     return true;
+  }
+
+  /** Forget the files still incomplete files.unfinishedExpiryS after their init (a bus gone for good, a hostile one); returns how many. */
+  async expireUnfinished(nowMs = Date.now()): Promise<number> {
+    const old = this.store.unfinishedSince(new Date(nowMs - this.o.config.unfinishedExpiryS * 1000).toISOString());
+    for (const f of old) {
+      const ref = { fleet: f.fleet, vehicle: f.vehicle };
+      // In its file's chain: never under a segment being written.
+      const key = `${f.fleet}/${f.vehicle}/${f.fileId}`;
+      const run = (this.chains.get(key) ?? Promise.resolve()).then(() => this.store.forget(ref, f.fileId));
+      const queued = run.catch(() => {});
+      this.chains.set(key, queued);
+      try {
+        await run;
+      } finally {
+        if (this.chains.get(key) === queued) this.chains.delete(key);
+      }
+      this.o.log.warn({ event: 'file.expired', fleet: f.fleet, vehicle: f.vehicle, fileId: f.fileId, fileName: f.name, size: f.size, receivedAt: f.receivedAt }, `unfinished ${f.name} forgotten`);
+    }
+    return old.length;
   }
 
   /** Resolves once every message taken so far is processed and its receipt published. */

@@ -39,6 +39,8 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
   readonly files: FileReceiver;
   private session: MqttSession | null = null;
   private resendTimer: NodeJS.Timeout | null = null;
+  /** Hourly: evidence files left unfinished past files.unfinishedExpiryS are forgotten. */
+  private expireTimer: NodeJS.Timeout | null = null;
   /** Receipts per vehicle, gathered within one tick so a burst costs one message. */
   private pendingReceipts = new Map<string, { ref: VehicleRef; epoch: string; lanes: Map<Lane, number>; ids: string[] }>();
   private receiptFlushScheduled = false;
@@ -103,11 +105,17 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     this.files.attach(session, this.config.sharedGroup);
     this.resendTimer = setInterval(() => this.resendAcks(), this.config.ack.resendS * 1000);
     this.resendTimer.unref();
+    const expire = () =>
+      void this.files.expireUnfinished().catch((err: Error) => this.log.error({ event: 'file.expire-failed', err: err.message }, 'could not forget unfinished files'));
+    expire();
+    this.expireTimer = setInterval(expire, 3_600_000);
+    this.expireTimer.unref();
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
     if (this.resendTimer) clearInterval(this.resendTimer);
+    if (this.expireTimer) clearInterval(this.expireTimer);
     await this.files.idle();
     await this.session?.stop();
     this.store.close();

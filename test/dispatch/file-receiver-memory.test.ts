@@ -91,3 +91,33 @@ describe('file receiver quotas', () => {
     db.close();
   });
 });
+
+describe('unfinished files', () => {
+  it('a file still incomplete past files.unfinishedExpiryS is forgotten, partial bytes and all; a newer one is kept', async () => {
+    const db = openDatabase(join(dir, 'x.db'));
+    migrate(db, [DISPATCH_FILES_SCHEMA]);
+    const lines: Record<string, unknown>[] = [];
+    const files = new FileReceiver({
+      db,
+      config: FilesConfigSchema.parse({ dir: join(dir, 'evidence-x'), unfinishedExpiryS: 3600 }),
+      log: pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) }),
+      sendReceipt: () => {},
+    });
+    const ref = { fleet: 'city', vehicle: 'bus-1' };
+    const meta = { v: 1, kind: 'clip', fleet: 'city', vehicle: 'bus-1', alarmId: null, capturedAt: '2026-12-03T10:00:00.000Z', timeSource: 'gps', geotag: null };
+    for (const fileId of ['old', 'new']) {
+      files.handle(initTopic('vehicle', ref, fileId), Buffer.from(JSON.stringify({ name: 'c.mp4', size: 2048, checksum: '0'.repeat(64), user_data: meta })));
+      const half = Buffer.alloc(1024, 1);
+      files.handle(segmentTopic('vehicle', ref, fileId, 0, sha256Hex(half)), half);
+    }
+    await files.idle();
+    db.prepare("UPDATE evidence_files SET received_at = '2026-01-01T00:00:00.000Z' WHERE file_id = 'old'").run();
+    expect(await files.expireUnfinished()).toBe(1);
+    expect(files.get(ref, 'old')).toBeNull();
+    expect(files.get(ref, 'new')?.state).toBe('receiving');
+    expect(db.prepare("SELECT count(*) AS n FROM evidence_ranges WHERE file_id = 'old'").get()).toEqual({ n: 0 });
+    expect(lines.filter((l) => l.event === 'file.expired').map((l) => l.fileId)).toEqual(['old']);
+    await files.idle(); // nothing left waiting
+    db.close();
+  });
+});
