@@ -69,14 +69,20 @@ export class FootageBook {
     this.db.prepare('INSERT OR IGNORE INTO footage_requests (id, fleet, vehicle, request, requested_at) VALUES (?, ?, ?, ?, ?)').run(req.id, ref.fleet, ref.vehicle, JSON.stringify(req), at);
   }
 
-  /** Record a bus's answer (idempotent by answer id); true when new. */
-  answer(a: FootageAnswer, at = new Date().toISOString()): boolean {
+  /**
+   * Record a bus's answer (idempotent by answer id): 'new', 'duplicate', or why it is refused: an
+   * answer to a request made of another vehicle, or to none dispatch made, changes nothing.
+   */
+  answer(ref: VehicleRef, a: FootageAnswer, at = new Date().toISOString()): 'new' | 'duplicate' | { refused: string } {
+    const req = this.db.prepare('SELECT fleet, vehicle FROM footage_requests WHERE id = ?').get(a.requestId) as { fleet: string; vehicle: string } | undefined;
+    if (!req) return { refused: `footage answer to request ${a.requestId}, which dispatch never made` };
+    if (req.fleet !== ref.fleet || req.vehicle !== ref.vehicle) return { refused: `footage request ${a.requestId} was made of ${req.fleet}/${req.vehicle}` };
     const fresh =
       this.db
         .prepare('INSERT OR IGNORE INTO footage_answers (id, request_id, camera, status, reason, ring, file_id, received_at, cameras) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
         .run(a.id, a.requestId, a.camera, a.status, a.reason, a.ring ? JSON.stringify(a.ring) : null, a.fileId, at, a.cameras ? JSON.stringify(a.cameras) : null).changes > 0;
     this.db.prepare('UPDATE footage_requests SET answered_at = coalesce(answered_at, ?) WHERE id = ?').run(at, a.requestId);
-    return fresh;
+    return fresh ? 'new' : 'duplicate';
   }
 
   /** Requests of this vehicle no answer has come back for: re-sent when the bus comes online. */

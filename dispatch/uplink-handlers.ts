@@ -115,10 +115,14 @@ export function uplinkHandlers(c: UplinkContext): UplinkHandlers {
     },
 
     footage: (m, ref) => {
-      const { fresh, upTo } = c.store.accept(ref, m, () => {
-        c.store.footage.answer(m);
+      const result: { outcome: ReturnType<DispatchStore['footage']['answer']> } = { outcome: 'duplicate' };
+      // A refused answer is still taken out of the lane (receipted), or the bus would send it for ever.
+      const { upTo } = c.store.accept(ref, m, () => {
+        result.outcome = c.store.footage.answer(ref, m);
       });
-      if (fresh) {
+      const outcome = result.outcome;
+      if (typeof outcome === 'object') c.reject(outcome.refused);
+      else if (outcome === 'new') {
         c.log.info(
           { event: 'footage.answered', requestId: m.requestId, camera: m.camera, status: m.status, reason: m.reason, fileId: m.fileId, fleet: ref.fleet, vehicle: ref.vehicle },
           `bus ${ref.fleet}/${ref.vehicle}: footage ${m.status}: ${m.reason}`,

@@ -179,14 +179,17 @@ describe("dispatch's footage book", () => {
 
       const fileId = randomUUID();
       const front = answer({ requestId: req.value.id, camera: 'front', status: 'accepted', fileId, cameras: ['front', 'cabin'], reason: 'footage … is in the ring' });
-      expect(store.footage.answer(front)).toBe(true);
-      expect(store.footage.answer(front)).toBe(false); // the same answer again: once
+      expect(store.footage.answer(ref, front)).toBe('new');
+      expect(store.footage.answer(ref, front)).toBe('duplicate'); // the same answer again: once
+      // Another bus answering this request, or an answer to a request never made, changes nothing.
+      expect(store.footage.answer({ fleet: 'city', vehicle: 'bus-2' }, { ...front, id: randomUUID(), camera: 'cabin' })).toEqual({ refused: `footage request ${req.value.id} was made of city/bus-1` });
+      expect(store.footage.answer(ref, { ...front, id: randomUUID(), requestId: randomUUID() })).toMatchObject({ refused: expect.stringMatching(/which dispatch never made$/) });
       expect(store.footage.unanswered(ref)).toEqual([]);
       let st = store.footage.get(req.value.id)!;
       expect(st.cameras).toEqual(['front', 'cabin']);
       expect(st.complete).toBe(false); // cabin has not answered, front's clip is not here
 
-      store.footage.answer(answer({ requestId: req.value.id, camera: 'cabin', cameras: ['front', 'cabin'] }));
+      store.footage.answer(ref, answer({ requestId: req.value.id, camera: 'cabin', cameras: ['front', 'cabin'] }));
       expect(store.footage.get(req.value.id)!.complete).toBe(false); // front's clip still on its way
 
       store.db
