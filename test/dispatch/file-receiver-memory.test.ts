@@ -18,18 +18,24 @@ const dir = mkdtempSync(join(tmpdir(), 'bg-file-memory-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const MiB = 1024 * 1024;
 
+/** A receiver on its own database with these files.* keys; its log lines and the receipts it sends. */
+function receiverWith(name: string, config: Record<string, unknown>) {
+  const db = openDatabase(join(dir, `${name}.db`));
+  migrate(db, [DISPATCH_FILES_SCHEMA]);
+  const lines: Record<string, unknown>[] = [];
+  const receipts: string[] = [];
+  const files = new FileReceiver({
+    db,
+    config: FilesConfigSchema.parse({ dir: join(dir, `evidence-${name}`), ...config }),
+    log: pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) }),
+    sendReceipt: (ref, r) => receipts.push(`${ref.vehicle}:${r.fileId}:${r.state}`),
+  });
+  return { db, files, lines, receipts };
+}
+
 describe('file receiver memory', () => {
   it('a vehicle past its buffer bound has segments dropped unreceipted; another vehicle still gets in; the bound frees as the disk catches up', async () => {
-    const db = openDatabase(join(dir, 'd.db'));
-    migrate(db, [DISPATCH_FILES_SCHEMA]);
-    const lines: Record<string, unknown>[] = [];
-    const receipts: string[] = [];
-    const files = new FileReceiver({
-      db,
-      config: FilesConfigSchema.parse({ dir: join(dir, 'evidence'), maxSegmentBytes: 2 * MiB, maxBufferedBytesPerVehicle: 4 * MiB, maxBufferedBytes: 6 * MiB }),
-      log: pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) }),
-      sendReceipt: (ref) => receipts.push(`${ref.fleet}/${ref.vehicle}`),
-    });
+    const { db, files, lines } = receiverWith('memory', { maxSegmentBytes: 2 * MiB, maxBufferedBytesPerVehicle: 4 * MiB, maxBufferedBytes: 6 * MiB });
     const start = (vehicle: string, fileId: string, size: number) => {
       const ref = { fleet: 'city', vehicle };
       const meta = { v: 1, kind: 'clip', fleet: 'city', vehicle, alarmId: null, capturedAt: '2026-12-03T10:00:00.000Z', timeSource: 'gps', geotag: null };
@@ -58,22 +64,13 @@ describe('file receiver memory', () => {
 
 describe('file receiver quotas', () => {
   it('a vehicle over its quota of files in progress, or a disk short of its reserve, gets no receipt for a new file (the bus asks again later); another vehicle still gets in', async () => {
-    const db = openDatabase(join(dir, 'q.db'));
-    migrate(db, [DISPATCH_FILES_SCHEMA]);
-    const lines: Record<string, unknown>[] = [];
-    const receipts: string[] = [];
-    const make = (config: Record<string, unknown>) =>
-      new FileReceiver({
-        db,
-        config: FilesConfigSchema.parse({ dir: join(dir, 'evidence-q'), ...config }),
-        log: pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) }),
-        sendReceipt: (ref, r) => receipts.push(`${ref.vehicle}:${r.fileId}:${r.state}`),
-      });
+    const quotaBed = receiverWith('quota', { maxReceivingBytesPerVehicle: 3 * MiB });
+    const reserveBed = receiverWith('reserve', { minFreeBytes: Number.MAX_SAFE_INTEGER });
     const init = (files: FileReceiver, vehicle: string, fileId: string, size: number) => {
       const meta = { v: 1, kind: 'clip', fleet: 'city', vehicle, alarmId: null, capturedAt: '2026-12-03T10:00:00.000Z', timeSource: 'gps', geotag: null };
       files.handle(initTopic('vehicle', { fleet: 'city', vehicle }, fileId), Buffer.from(JSON.stringify({ name: 'c.mp4', size, checksum: '0'.repeat(64), user_data: meta })));
     };
-    const quota = make({ maxReceivingBytesPerVehicle: 3 * MiB });
+    const { files: quota, lines, receipts } = quotaBed;
     init(quota, 'bus-1', 'a', 2 * MiB);
     init(quota, 'bus-1', 'b', 2 * MiB); // 4 MiB in progress would pass the 3 MiB quota
     init(quota, 'bus-2', 'c', 2 * MiB);
@@ -83,26 +80,19 @@ describe('file receiver quotas', () => {
     expect(deferred.map((l) => `${l.vehicle}:${l.fileId}`)).toEqual(['bus-1:b']);
     expect(String(deferred[0]!.reason)).toContain('files.maxReceivingBytesPerVehicle');
 
-    const reserve = make({ minFreeBytes: Number.MAX_SAFE_INTEGER });
+    const reserve = reserveBed.files;
     init(reserve, 'bus-3', 'd', 1024);
     await reserve.idle();
-    expect(receipts.some((r) => r.startsWith('bus-3'))).toBe(false);
-    expect(String(lines.filter((l) => l.event === 'file.init-deferred').at(-1)?.reason)).toMatch(/bytes free on the evidence disk, files.minFreeBytes keeps/);
-    db.close();
+    expect(reserveBed.receipts).toEqual([]);
+    expect(String(reserveBed.lines.filter((l) => l.event === 'file.init-deferred').at(-1)?.reason)).toMatch(/bytes free on the evidence disk, files.minFreeBytes keeps/);
+    quotaBed.db.close();
+    reserveBed.db.close();
   });
 });
 
 describe('unfinished files', () => {
   it('a file still incomplete past files.unfinishedExpiryS is forgotten, partial bytes and all; a newer one is kept', async () => {
-    const db = openDatabase(join(dir, 'x.db'));
-    migrate(db, [DISPATCH_FILES_SCHEMA]);
-    const lines: Record<string, unknown>[] = [];
-    const files = new FileReceiver({
-      db,
-      config: FilesConfigSchema.parse({ dir: join(dir, 'evidence-x'), unfinishedExpiryS: 3600 }),
-      log: pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) }),
-      sendReceipt: () => {},
-    });
+    const { db, files, lines } = receiverWith('expiry', { unfinishedExpiryS: 3600 });
     const ref = { fleet: 'city', vehicle: 'bus-1' };
     const meta = { v: 1, kind: 'clip', fleet: 'city', vehicle: 'bus-1', alarmId: null, capturedAt: '2026-12-03T10:00:00.000Z', timeSource: 'gps', geotag: null };
     for (const fileId of ['old', 'new']) {
