@@ -582,7 +582,8 @@ describe('evidence file transfer over MQTT', () => {
 
     expect(dispatch.stored.filter((s) => s.fileId === id)).toHaveLength(1);
     expect(dispatch.files.list(ref).filter((s) => s.fileId === id)).toHaveLength(1);
-    expect(readdirSync(join(dispatch.evidenceDir, 'city', 'bus-1')).filter((n) => n.startsWith(id))).toEqual([`${id}-snap-twice.jpg`]);
+    expect(readdirSync(join(dispatch.evidenceDir, 'city', 'bus-1')).filter((n) => n.startsWith(id))).toEqual([id]);
+    expect(readdirSync(join(dispatch.evidenceDir, 'city', 'bus-1', id))).toEqual(['snap-twice.jpg']);
     expect(readFileSync(dispatch.files.get(ref, id)!.path!).equals(f.data)).toBe(true);
   });
 
