@@ -86,7 +86,7 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
   }
 
   start(): void {
-    const session = new MqttSession(this.config.mqtt, { username: 'dispatch', clientId: `dispatch-${hostname()}` }, this.log);
+    const session = new MqttSession(this.config.mqtt, { username: 'dispatch', clientId: `dispatch-${hostname()}-${this.store.clientTag()}` }, this.log);
     this.session = session;
     session.on('connected', (sessionPresent) => {
       this.log.info({ event: 'mqtt.connected', url: this.config.mqtt.url, sessionPresent, sharedGroup: this.config.sharedGroup }, 'dispatch connected');

@@ -121,6 +121,12 @@ const toItem = (r: Row): OutboxItem => ({ lane: r.lane, seq: r.seq, id: r.id, to
 export class Outbox {
   /** 16 hex digits, made once per database: dispatch keys its lane progress by it. */
   readonly epoch: string;
+  /**
+   * 16 random hex digits, made once per database and never sent in a message: the tail of the bus's
+   * MQTT client id, so another client cannot guess it and take its session over (the broker closes
+   * a connection when a second one uses its client id).
+   */
+  readonly clientTag: string;
   readonly rules: Record<Lane, LaneRule>;
   /** Lanes that give way when the outbox is full, in the order they do: the least important first. */
   private readonly evictOrder: Lane[];
@@ -153,12 +159,8 @@ export class Outbox {
       countLane: db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM outbox WHERE lane = ?'),
       used: db.prepare<[], { b: number | null; n: number }>('SELECT sum(length(payload)) AS b, count(*) AS n FROM outbox'),
     };
-    const meta = db.prepare<[], { value: string }>("SELECT value FROM outbox_meta WHERE key = 'epoch'").get();
-    if (meta) this.epoch = meta.value;
-    else {
-      this.epoch = randomBytes(8).toString('hex');
-      db.prepare("INSERT INTO outbox_meta (key, value) VALUES ('epoch', ?)").run(this.epoch);
-    }
+    this.epoch = persistentTag(db, 'epoch');
+    this.clientTag = persistentTag(db, 'mqtt_client_tag');
     const used = this.q.used.get()!;
     this.usedBytes = (used.b ?? 0) + used.n * ROW_OVERHEAD;
   }
@@ -310,6 +312,15 @@ export class Outbox {
  * messages; the routine track also to alarm follow-ups. Diagnostics never give
  * way to the track: they are the record of what the track lost.
  */
+/** A random 16-hex-digit value made once per database and kept in outbox_meta under `key`. */
+function persistentTag(db: Db, key: string): string {
+  const row = db.prepare<[string], { value: string }>('SELECT value FROM outbox_meta WHERE key = ?').get(key);
+  if (row) return row.value;
+  const value = randomBytes(8).toString('hex');
+  db.prepare('INSERT INTO outbox_meta (key, value) VALUES (?, ?)').run(key, value);
+  return value;
+}
+
 export function givesWay(lane: Lane, forLane: Lane): boolean {
   return lane === forLane || PROTECTED_LANES.includes(forLane) || (lane === 'track' && forLane === 'followup');
 }

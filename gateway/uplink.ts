@@ -97,7 +97,7 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     const { ref } = this.o;
     const session = new MqttSession(
       this.o.mqtt,
-      { username: mqttUsername(ref), clientId: `bg-${ref.fleet}-${ref.vehicle}` },
+      { username: mqttUsername(ref), clientId: `bg-${ref.fleet}-${ref.vehicle}-${this.o.outbox.clientTag}` },
       this.o.log,
       { topic: uplinkTopic(ref, 'status'), payload: this.status('offline'), qos: 1, retain: true },
     );
