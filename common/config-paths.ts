@@ -7,6 +7,8 @@
 // creating folders there never ends (the agent spun at 100 % CPU on a
 // storage.dir under /proc).
 
+import { X509Certificate } from 'node:crypto';
+import { readPrivateKey } from './keys.ts';
 import { accessSync, constants, readFileSync, statSync, statfsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 
@@ -90,4 +92,20 @@ export function checkSecretFile(key: string, path: string, problems: string[]): 
   if ((text.split('\n')[0] ?? '').length === 0) problems.push(`${shown}: its first line is empty; put the password on the first line`);
   const mode = statSync(path).mode & 0o777;
   if ((mode & 0o007) !== 0) problems.push(`${shown}: readable by every user of this machine (mode ${mode.toString(8)}); run: chmod 640 ${path}`);
+}
+
+/** The broker CA, this end's certificate and its key (0600, an X.509 certificate that is not expired): each problem names its key. */
+export function checkTlsFiles(m: { caFile?: string; certFile?: string; keyFile?: string }, problems: string[], caKey = 'mqtt.caFile'): void {
+  for (const [key, path] of [[caKey, m.caFile], ['mqtt.certFile', m.certFile]] as const) {
+    if (path === undefined) continue;
+    const shown = `key "${key}" = ${JSON.stringify(path)}`;
+    try {
+      const cert = new X509Certificate(readFileSync(path));
+      if (Date.parse(cert.validTo) < Date.now()) problems.push(`${shown}: the certificate expired on ${cert.validTo}`);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      problems.push(`${shown}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'may not read it' : 'not a PEM certificate'}`);
+    }
+  }
+  if (m.keyFile !== undefined) readPrivateKey('mqtt.keyFile', m.keyFile, problems);
 }

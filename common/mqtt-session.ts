@@ -18,6 +18,11 @@ export const MqttConnectionSchema = z
       .regex(/^(mqtt|mqtts|tcp|tls|ws|wss):\/\/[^/]+/, 'a URL like mqtt://host:1883')
       // The URL is logged on every connect: a password in it would be in every log.
       .refine((u) => !/^[a-z]+:\/\/[^/]*@/i.test(u), 'no user or password in the URL (it is logged); use mqtt.username and mqtt.passwordFile'),
+    /** The CA the broker's certificate must chain to (mqtts://); the system's CAs when absent. */
+    caFile: z.string().min(1).optional(),
+    /** This end's certificate and key (busguard pki): the identity the broker takes as username and client id. */
+    certFile: z.string().min(1).optional(),
+    keyFile: z.string().min(1).optional(),
     /** Defaults: "{fleet}/{vehicle}" for a bus, "dispatch" for dispatch. */
     username: z.string().min(1).optional(),
     password: z.string().optional(),
@@ -25,7 +30,7 @@ export const MqttConnectionSchema = z
     passwordFile: z.string().optional(),
     /** 5 (default). 4 only for brokers without MQTT 5, such as the demo's aedes. */
     protocolVersion: z.union([z.literal(4), z.literal(5)]).default(5),
-    /** Defaults: "bg-{fleet}-{vehicle}" for a bus, "dispatch-{hostname}" for dispatch. Must stay stable: the broker keeps the session under it. */
+    /** Default: the username. The fleet broker binds client ids to usernames (use_username_as_clientid) whatever is sent here. */
     clientId: z.string().min(1).max(128).optional(),
     keepaliveS: z.number().int().min(5).max(1_200).default(30),
     /** How long the broker keeps the session (and queued commands) while disconnected. */
@@ -38,7 +43,24 @@ export const MqttConnectionSchema = z
   .refine((m) => m.reconnectMaxMs >= m.reconnectMinMs, {
     message: 'reconnectMaxMs must be ≥ reconnectMinMs',
     path: ['reconnectMaxMs'],
-  });
+  })
+  // Alarms, positions and passwords in clear over 4G or a depot LAN: never. Loopback is this machine.
+  .refine((m) => isTls(m.url) || isLoopback(m.url), {
+    message: 'a broker off this machine is reached over TLS only: use mqtts:// (with mqtt.caFile, and mqtt.certFile/keyFile for a certificate identity)',
+    path: ['url'],
+  })
+  .refine((m) => (m.certFile === undefined) === (m.keyFile === undefined), { message: 'mqtt.certFile and mqtt.keyFile go together', path: ['keyFile'] })
+  // A certificate and key on a loopback broker still sign the unit's evidence (protocol/signed-evidence.ts).
+  .refine((m) => isTls(m.url) || m.caFile === undefined, { message: 'mqtt.caFile needs an mqtts:// URL', path: ['url'] });
+
+function isTls(url: string): boolean {
+  return /^(mqtts|tls|wss):/i.test(url);
+}
+
+function isLoopback(url: string): boolean {
+  const host = /^[a-z]+:\/\/(\[[^\]]+\]|[^:/]+)/i.exec(url)?.[1]?.toLowerCase() ?? '';
+  return host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
 
 export type MqttConnection = z.output<typeof MqttConnectionSchema>;
 
@@ -54,15 +76,20 @@ export function readPassword(m: MqttConnection): string | undefined {
 
 export function clientOptions(
   m: MqttConnection,
-  defaults: { username: string; clientId: string },
+  defaults: { username: string },
   will?: IClientOptions['will'],
 ): IClientOptions {
   const v5 = m.protocolVersion === 5;
+  const username = m.username ?? defaults.username;
   return {
     protocolVersion: m.protocolVersion,
-    clientId: m.clientId ?? defaults.clientId,
-    username: m.username ?? defaults.username,
+    clientId: m.clientId ?? username,
+    username,
     password: readPassword(m),
+    // Only over TLS: mqtt.js takes a key and certificate as "use TLS" whatever the URL says (on loopback they only sign evidence).
+    ...(isTls(m.url) && m.caFile !== undefined ? { ca: readFileSync(m.caFile) } : {}),
+    ...(isTls(m.url) && m.certFile !== undefined && m.keyFile !== undefined ? { cert: readFileSync(m.certFile), key: readFileSync(m.keyFile) } : {}),
+    rejectUnauthorized: true,
     keepalive: m.keepaliveS,
     clean: false,
     reconnectPeriod: 0,
@@ -112,7 +139,7 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
 
   constructor(
     private readonly conn: MqttConnection,
-    defaults: { username: string; clientId: string },
+    defaults: { username: string },
     private readonly log: Logger,
     will?: IClientOptions['will'],
   ) {

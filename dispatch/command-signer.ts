@@ -3,8 +3,6 @@
 
 import type { KeyObject } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { Logger } from 'pino';
-import { MqttSession } from '../common/mqtt-session.ts';
 import { ConfigError } from '../common/config-file.ts';
 import { readPrivateKey } from '../common/keys.ts';
 import { signCommand } from '../protocol/signed-command.ts';
@@ -41,46 +39,5 @@ export class DispatchSigner {
   /** The topic and signed payload of a command to one bus. */
   seal(kind: DownlinkKind, ref: VehicleRef, message: object, now = new Date()): { topic: string; payload: Buffer } {
     return { topic: downlinkTopic(ref, kind), payload: signCommand({ keyId: this.keyId, privateKey: this.privateKey, by: this.by }, kind, ref, message, now, this.ttlS) };
-  }
-}
-
-let oneShotSessions = 0;
-
-/**
- * Sign one command and publish it (QoS 1) on a short-lived clean session of
- * its own, as `busguard dispatch ack` and `footage` do; resolves false, with
- * why, when the broker did not take it within `timeoutMs` (a running
- * receiver re-sends what it records).
- */
-export async function sendOnce(
-  config: DispatchConfig,
-  signer: DispatchSigner,
-  kind: DownlinkKind,
-  ref: VehicleRef,
-  message: object,
-  log: Logger,
-  timeoutMs = 5000,
-): Promise<{ published: boolean; error?: string }> {
-  const { topic, payload } = signer.seal(kind, ref, message);
-  const session = new MqttSession(
-    { ...config.mqtt, sessionExpiryS: 0 },
-    // Unique per call: it must never take over a receiver's session, nor another call's.
-    { username: 'dispatch', clientId: `dispatch-${kind}-${hostname()}-${process.pid}-${++oneShotSessions}` },
-    log,
-  );
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([
-      session.firstConnect(timeoutMs).then(() => session.publishAsync(topic, payload)),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`broker ${config.mqtt.url} did not take the ${kind} command in ${timeoutMs} ms`)), timeoutMs);
-      }),
-    ]);
-    return { published: true };
-  } catch (err) {
-    return { published: false, error: (err as Error).message };
-  } finally {
-    clearTimeout(timer);
-    await session.stop();
   }
 }

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { MqttConnectionSchema } from '../common/mqtt-session.ts';
 import { dirname } from 'node:path';
 import { loadConfigFile, LogConfigSchema } from '../common/config-file.ts';
-import { checkSecretFile, checkWritableDir } from '../common/config-paths.ts';
+import { checkSecretFile, checkTlsFiles, checkWritableDir } from '../common/config-paths.ts';
 import { FilesConfigSchema } from './files.ts';
 import { KEY_ID_PATTERN, MAX_COMMAND_TTL_S } from '../protocol/signed-command.ts';
 import { readPrivateKey } from '../common/keys.ts';
@@ -44,6 +44,14 @@ export const DispatchConfigSchema = z
         ttlS: z.number().int().min(10).max(MAX_COMMAND_TTL_S).default(3_600),
       })
       .strict(),
+    /** Whose signatures of alarm records and evidence files dispatch accepts as the units' own. */
+    trust: z
+      .object({
+        /** The fleet CA's certificate (busguard pki ca init): a unit's certificate must be issued by it. null: signatures are checked, their issuer is not. */
+        fleetCaFile: z.string().min(1).nullable().default(null),
+      })
+      .strict()
+      .prefault({}),
     log: LogConfigSchema,
   })
   .strict();
@@ -58,8 +66,10 @@ export function loadDispatchConfig(file: string): DispatchConfig {
 export function checkDispatchPaths(c: DispatchConfig): string[] {
   const problems: string[] = [];
   if (c.mqtt.passwordFile !== undefined) checkSecretFile('mqtt.passwordFile', c.mqtt.passwordFile, problems);
+  checkTlsFiles(c.mqtt, problems);
   checkWritableDir('storage.path', dirname(c.storage.path), problems, c.storage.path);
   if (c.files.dir !== null) checkWritableDir('files.dir', c.files.dir, problems);
   readPrivateKey('signing.privateKeyFile', c.signing.privateKeyFile, problems);
+  if (c.trust.fleetCaFile !== null) checkTlsFiles({ caFile: c.trust.fleetCaFile }, problems, 'trust.fleetCaFile');
   return problems;
 }

@@ -167,6 +167,11 @@ export class EvidenceStore {
     return this.q.receivingBytes.get(ref.fleet, ref.vehicle)?.n ?? 0;
   }
 
+  /** The announced sizes of a vehicle's files announced since `iso`, stored or not. */
+  bytesSince(ref: VehicleRef, iso: string): number {
+    return this.q.bytesSince.get(ref.fleet, ref.vehicle, iso)?.n ?? 0;
+  }
+
   forAlarm(alarmId: string): StoredFile[] {
     return this.q.forAlarm.all(alarmId).map(toFile);
   }
@@ -296,6 +301,7 @@ function statements(db: Db) {
     unfinishedBefore: db.prepare<[string], FileRow>("SELECT * FROM evidence_files WHERE state = 'receiving' AND received_at < ? ORDER BY received_at"),
     deleteReceiving: db.prepare(`DELETE FROM evidence_files WHERE ${k} AND state = 'receiving'`),
     receivingBytes: db.prepare<[string, string], { n: number | null }>("SELECT sum(size) AS n FROM evidence_files WHERE fleet = ? AND vehicle = ? AND state = 'receiving'"),
+    bytesSince: db.prepare<[string, string, string], { n: number | null }>('SELECT sum(size) AS n FROM evidence_files WHERE fleet = ? AND vehicle = ? AND received_at >= ?'),
     lastStartingBy: db.prepare<[string, string, string, number], { start_byte: number; end_byte: number }>(
       `SELECT start_byte, end_byte FROM evidence_ranges WHERE ${k} AND start_byte <= ? ORDER BY start_byte DESC LIMIT 1`,
     ),

@@ -36,6 +36,8 @@ import type { MqttSession } from '../common/mqtt-session.ts';
 import type { Db } from '../common/sqlite.ts';
 import { type VehicleRef, sharedFilter } from '../protocol/topics.ts';
 import { EvidenceStore, type StoredFile } from './evidence-store.ts';
+import type { SignatureBook } from './signatures.ts';
+import { fileSigningText } from '../protocol/signed-evidence.ts';
 
 export const FilesConfigSchema = z
   .object({
@@ -54,6 +56,8 @@ export const FilesConfigSchema = z
     maxBufferedBytes: z.number().int().min(1024 * 1024).default(64 * 1024 * 1024),
     /** A vehicle's files still being received, in bytes of their announced sizes, at most: a new one waits past that. */
     maxReceivingBytesPerVehicle: z.number().int().min(1024 * 1024).default(4 * 1024 ** 3),
+    /** A vehicle's files announced in the last 24 h, in bytes, at most (stored or not): past that a new one waits, so one bus cannot fill the evidence disk for every other. */
+    maxBytesPerVehiclePerDay: z.number().int().min(1024 * 1024).default(8 * 1024 ** 3),
     /** A new file is taken only if the evidence disk keeps at least this free after it (room for alarms in dispatch's database). */
     minFreeBytes: z.number().int().min(0).default(1024 ** 3),
     /** A file still incomplete this long after its init is forgotten, partial bytes and all (the bus would start it afresh). */
@@ -76,6 +80,8 @@ export interface FileReceiverOptions {
   db: Db;
   config: FilesConfig;
   log: Logger;
+  /** Each file's signature, checked at init and sealed in a sidecar once stored (dispatch/signatures.ts). */
+  signatures: SignatureBook;
   /** Sign and publish (QoS 1) one receipt to its bus; the receiver's MQTT session does it. */
   sendReceipt: (ref: VehicleRef, receipt: FileReceipt) => void;
 }
@@ -241,6 +247,10 @@ export class FileReceiver extends EventEmitter<FileReceiverEvents> {
     if (receiving + size > this.o.config.maxReceivingBytesPerVehicle) {
       return `${ref.fleet}/${ref.vehicle} has ${receiving} bytes of files still being received; files.maxReceivingBytesPerVehicle is ${this.o.config.maxReceivingBytesPerVehicle}`;
     }
+    const day = this.store.bytesSince(ref, new Date(Date.now() - 86_400_000).toISOString());
+    if (day + size > this.o.config.maxBytesPerVehiclePerDay) {
+      return `${ref.fleet}/${ref.vehicle} announced ${day} bytes of files in the last 24 h; files.maxBytesPerVehiclePerDay is ${this.o.config.maxBytesPerVehiclePerDay}`;
+    }
     const free = freeBytes(this.o.config.dir);
     if (free !== null && free - size < this.o.config.minFreeBytes) {
       return `${free} bytes free on the evidence disk, files.minFreeBytes keeps ${this.o.config.minFreeBytes}`;
@@ -284,6 +294,8 @@ export class FileReceiver extends EventEmitter<FileReceiverEvents> {
         return;
       }
       this.store.announce(ref, fileId, init);
+      const verdict = this.o.signatures.record('file', ref, fileId, fileSigningText(ref, fileId, init), init.signature, new Date(meta.capturedAt));
+      if (!verdict.startsWith('verified')) this.o.log.warn({ event: 'file.signature', ...ids, fileName: init.name, verdict }, `${init.name}: ${verdict}`);
       this.o.log.info(
         { event: 'file.init', ...ids, fileName: init.name, size: init.size, kind: meta.kind, alarmId: meta.alarmId },
         `${meta.kind} ${init.name} (${init.size} bytes) announced`,
@@ -366,8 +378,9 @@ export class FileReceiver extends EventEmitter<FileReceiverEvents> {
     }
     const s = await this.store.complete(ref, row, expected, actual.inPlace);
     if (s) {
+      const signature = await this.o.signatures.sealStored({ ...s, path: s.path! });
       this.o.log.info(
-        { event: 'file.stored', ...ids, kind: s.kind, alarmId: s.alarmId, fileName: s.name, size: s.size, sha256: s.sha256, path: s.path, geotag: s.geotag, attempt: s.attempt },
+        { event: 'file.stored', ...ids, kind: s.kind, alarmId: s.alarmId, fileName: s.name, size: s.size, sha256: s.sha256, path: s.path, geotag: s.geotag, attempt: s.attempt, signature },
         `${s.kind} from ${ref.fleet}/${ref.vehicle} verified and stored`,
       );
       this.emit('stored', s);

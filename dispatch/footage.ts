@@ -1,8 +1,7 @@
 // Footage on request, dispatch's side: a dispatcher asks a bus for a window
 // of video (`busguard dispatch footage FLEET/VEHICLE --from T1 --to T2`).
-// The request is recorded first, then published to the bus's down/footage;
-// a running receiver re-sends unanswered requests whenever the bus comes
-// online, and records the bus's answers (up/footage, one per camera) and
+// The request is recorded; a running receiver signs it and sends it to the
+// bus's down/footage, re-sends it whenever the bus comes online, and records the bus's answers (up/footage, one per camera) and
 // the clip when its file is stored verified.
 
 import { execFile } from 'node:child_process';
@@ -11,7 +10,7 @@ import type { Logger } from 'pino';
 import { type FootageAnswer, type FootageRequest, FootageRequestSchema, footageWindowProblem } from '../protocol/messages.ts';
 import type { Db } from '../common/sqlite.ts';
 import type { VehicleRef } from '../protocol/topics.ts';
-import { DispatchSigner, sendOnce } from './command-signer.ts';
+import { DispatchSigner } from './command-signer.ts';
 import { printable } from './printable.ts';
 import type { DispatchConfig } from './config.ts';
 
@@ -92,6 +91,12 @@ export class FootageBook {
     );
   }
 
+  /** Every unanswered request of every vehicle, oldest first. */
+  pending(): { ref: VehicleRef; request: FootageRequest }[] {
+    const rows = this.db.prepare('SELECT fleet, vehicle, request FROM footage_requests WHERE answered_at IS NULL ORDER BY requested_at').all() as { fleet: string; vehicle: string; request: string }[];
+    return rows.map((r) => ({ ref: { fleet: r.fleet, vehicle: r.vehicle }, request: JSON.parse(r.request) as FootageRequest }));
+  }
+
   get(id: string): FootageStatus | null {
     const r = this.db.prepare('SELECT * FROM footage_requests WHERE id = ?').get(id) as { fleet: string; vehicle: string; request: string; requested_at: string } | undefined;
     if (!r) return null;
@@ -142,12 +147,6 @@ export class FootageBook {
       return null;
     }
   }
-}
-
-/** Sign a request in the name of its `by` and publish it to its bus (QoS 1) on a short-lived session; false (with why) when the broker did not take it: a running receiver re-sends it. */
-export async function publishFootageRequest(config: DispatchConfig, ref: VehicleRef, req: FootageRequest, log: Logger, timeoutMs = 5000): Promise<{ published: boolean; error?: string }> {
-  FootageRequestSchema.parse(req);
-  return sendOnce(config, DispatchSigner.fromConfig(config, req.by), 'footage', ref, req, log, timeoutMs);
 }
 
 export interface FootageCommandOptions {
@@ -220,7 +219,7 @@ export function probeClip(path: string, timeoutMs = 10_000): Promise<{ durationS
 }
 
 /**
- * Record and send a request, then (unless waitS is 0) wait for the bus's
+ * Record a request (the running receiver sends it), then (unless waitS is 0) wait for the bus's
  * answers and the clips. Reads the store the running receiver writes to.
  * Exit: 0 a clip delivered (or, with waitS 0, the request queued), 3 every
  * camera answered and none has a clip, 4 still waiting at the deadline, 2 bad
@@ -266,12 +265,12 @@ export async function footageCommand(
   } finally {
     store.close();
   }
-  const sent = await publishFootageRequest(config, ref, req.data, log);
   const r = req.data;
+  // Recorded only: the running receiver signs it in the name of --by and sends it within a quarter second (dispatch/receiver.ts).
   say(
     'requested',
-    { requestId: r.id, fleet, vehicle: id, from: r.from, to: r.to, camera: r.camera, sent: sent.published, ...(sent.error ? { error: sent.error } : {}) },
-    `footage request ${r.id} to ${fleet}/${id}: ${r.from} to ${r.to}${r.camera ? `, camera ${r.camera}` : ', every camera'}${sent.published ? '' : ` (not sent yet: ${sent.error}; a running "busguard dispatch" sends it when the bus comes online)`}`,
+    { requestId: r.id, fleet, vehicle: id, from: r.from, to: r.to, camera: r.camera },
+    `footage request ${r.id} to ${fleet}/${id}: ${r.from} to ${r.to}${r.camera ? `, camera ${r.camera}` : ', every camera'} (queued: the running "busguard dispatch" sends it, now or when the bus comes online)`,
   );
   if (o.waitS <= 0) return FOOTAGE_EXIT.delivered;
 

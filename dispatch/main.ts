@@ -5,7 +5,7 @@ import { ConfigError } from '../common/config-file.ts';
 import { stopOnSignals } from '../common/lifecycle.ts';
 import { createLogger } from '../common/log.ts';
 import type { AlarmKind } from '../protocol/messages.ts';
-import { acknowledge } from './acknowledge.ts';
+import { ackSeen, acknowledge } from './acknowledge.ts';
 import { checkDispatchPaths, loadDispatchConfig } from './config.ts';
 import { Receiver } from './receiver.ts';
 import type { DispatchConfig } from './config.ts';
@@ -71,13 +71,12 @@ function formatRow(r: StoredAlarm): string {
   return [r.id, `${r.fleet}/${r.vehicle}`, r.route === null ? '-' : printable(r.route), r.raisedAt, presses, where, ack].join('\t');
 }
 
-export async function ackCommand(configFile: string, id: string, by: string): Promise<void> {
+export async function ackCommand(configFile: string, id: string, by: string, waitS = 10): Promise<void> {
   const config = loadDispatchConfig(configFile);
   // A command's logs go to stderr: stdout is what it says to the dispatcher.
-  const log = createLogger('dispatch-ack', 'error', {}, { stderr: true });
   const store = openExistingStore(configFile, config);
   try {
-    const result = await acknowledge(store, config, id, by, log);
+    const result = acknowledge(store, config, id, by);
     const a = result.alarm;
     const what = a.kind === 'emergency' ? 'alarm' : 'incident';
     if (!result.recorded) {
@@ -85,8 +84,11 @@ export async function ackCommand(configFile: string, id: string, by: string): Pr
     } else {
       process.stdout.write(`acknowledged ${what} ${a.id} (${a.fleet}/${a.vehicle}) by ${a.ackBy}\n`);
     }
-    if (!result.published) {
-      process.stderr.write(`busguard dispatch ack: not sent to the bus yet: ${result.publishError}; the acknowledgement is recorded and a running "busguard dispatch" sends it when the broker and the bus are back\n`);
+    const seen = await ackSeen(store, a.id, waitS * 1000);
+    if (seen) process.stdout.write(`the bus showed it at ${seen}\n`);
+    else if (waitS > 0) {
+      process.stderr.write(`busguard dispatch ack: the bus has not confirmed it within ${waitS} s; it is recorded, and the running "busguard dispatch" keeps sending it until the bus does\n`);
+      process.exitCode = 4;
     }
   } finally {
     store.close();

@@ -6,12 +6,12 @@
 // until the bus confirms it has them.
 
 import { EventEmitter } from 'node:events';
-import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
-import { type AckMessage, type AlarmMessage, type Decoded, type Envelope, type ReceiptMessage, type RepeatMessage, decode } from '../protocol/messages.ts';
+import { type AckMessage, type AlarmMessage, type FootageRequest, type Decoded, type Envelope, type ReceiptMessage, type RepeatMessage, decode } from '../protocol/messages.ts';
 import { UPLINK, type UplinkKindSpec, type UplinkWire } from '../protocol/kinds.ts';
 import { MqttSession } from '../common/mqtt-session.ts';
+import { DISPATCH_USER } from '../protocol/acl.ts';
 import type { Lane } from '../protocol/lanes.ts';
 import { type DownlinkKind, UPLINK_KINDS, type UplinkKind, type VehicleRef, dispatchUplinkFilter, parseTopic, sharedFilter } from '../protocol/topics.ts';
 import { DispatchSigner, receiverIdentity } from './command-signer.ts';
@@ -20,7 +20,11 @@ import { createLogger, monoMs } from '../common/log.ts';
 import type { DispatchConfig } from './config.ts';
 import { DispatchStore, type StoredAlarm } from './store.ts';
 import { FileReceiver } from './files.ts';
+import { SignatureBook } from './signatures.ts';
 import { parseFileTopic } from '../protocol/file-transfer.ts';
+
+/** How often a receiver looks for recorded commands to send: a dispatcher's ack reaches the bus within this. */
+const COMMAND_POLL_MS = 250;
 
 export interface ReceiverEvents {
   /** A new alarm or incident, committed. */
@@ -38,7 +42,10 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
   /** Evidence files (snapshots, clips) from the buses: reassembled, verified, stored with their alarm. */
   readonly files: FileReceiver;
   private session: MqttSession | null = null;
-  private resendTimer: NodeJS.Timeout | null = null;
+  /** Four times a second: commands recorded in the store (by `dispatch ack`, `dispatch footage`, this process) go out. */
+  private commandTimer: NodeJS.Timeout | null = null;
+  /** When this process last sent each pending command ("ack:ID", "footage:ID"), monotonic ms. */
+  private readonly lastSent = new Map<string, number>();
   /** Hourly: evidence files left unfinished past files.unfinishedExpiryS are forgotten. */
   private expireTimer: NodeJS.Timeout | null = null;
   /** Receipts per vehicle, gathered within one tick so a burst costs one message. */
@@ -52,6 +59,8 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
   private inHand = '';
   /** Every command to a bus is signed (protocol/signed-command.ts). */
   private readonly signer: DispatchSigner;
+  /** The units' signatures of alarm records and evidence files, checked and kept. */
+  readonly signatures: SignatureBook;
 
   constructor(
     private readonly config: DispatchConfig,
@@ -62,9 +71,11 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     // Before the database is opened: a key that cannot be used is a config error.
     this.signer = DispatchSigner.fromConfig(config, receiverIdentity());
     this.store = new DispatchStore(config.storage.path);
+    this.signatures = new SignatureBook(this.store.db, config.trust.fleetCaFile);
     this.handlers = this.makeHandlers();
     this.files = new FileReceiver({
       db: this.store.db,
+      signatures: this.signatures,
       config: { ...config.files, dir: config.files.dir ?? join(dirname(config.storage.path), 'evidence') },
       log: this.log,
       // Not connected (or stopping): the bus asks again and gets the receipt then.
@@ -86,7 +97,7 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
   }
 
   start(): void {
-    const session = new MqttSession(this.config.mqtt, { username: 'dispatch', clientId: `dispatch-${hostname()}-${this.store.clientTag()}` }, this.log);
+    const session = new MqttSession(this.config.mqtt, { username: DISPATCH_USER }, this.log);
     this.session = session;
     session.on('connected', (sessionPresent) => {
       this.log.info({ event: 'mqtt.connected', url: this.config.mqtt.url, sessionPresent, sharedGroup: this.config.sharedGroup }, 'dispatch connected');
@@ -97,14 +108,16 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
         filters[UPLINK[kind].subscribe === 'shared' ? sharedFilter(this.config.sharedGroup, filter) : filter] = { qos: 1 };
       }
       session.subscribeChecked(filters, 'the uplink topics; check the broker ACL for user "dispatch"');
-      this.resendAcks();
+      // Everything pending goes out again on a new connection.
+      this.lastSent.clear();
+      this.sendPending();
     });
     session.on('disconnected', () => this.log.warn({ event: 'mqtt.disconnected' }, 'dispatch disconnected from broker'));
     session.on('message', (topic, payload) => this.onMessage(topic, payload));
     // Subscribes to the file topics on each connect and takes their messages itself.
     this.files.attach(session, this.config.sharedGroup);
-    this.resendTimer = setInterval(() => this.resendAcks(), this.config.ack.resendS * 1000);
-    this.resendTimer.unref();
+    this.commandTimer = setInterval(() => this.sendPending(), COMMAND_POLL_MS);
+    this.commandTimer.unref();
     const expire = () =>
       void this.files.expireUnfinished().catch((err: Error) => this.log.error({ event: 'file.expire-failed', err: err.message }, 'could not forget unfinished files'));
     expire();
@@ -114,42 +127,67 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
 
   async stop(): Promise<void> {
     this.stopping = true;
-    if (this.resendTimer) clearInterval(this.resendTimer);
+    if (this.commandTimer) clearInterval(this.commandTimer);
     if (this.expireTimer) clearInterval(this.expireTimer);
     await this.files.idle();
     await this.session?.stop();
     this.store.close();
   }
 
-  /** Publish an acknowledgement (already recorded in the store) to its bus. */
+  /** Publish an acknowledgement (already recorded in the store) to its bus, signed in the name of who acknowledged it. */
   sendAck(alarm: StoredAlarm): void {
-    if (!this.session?.connected || this.stopping || !alarm.ackBy || !alarm.ackAt) return;
+    if (!alarm.ackBy || !alarm.ackAt) return;
     const msg: AckMessage = { v: 1, alarmId: alarm.id, by: alarm.ackBy, at: alarm.ackAt };
-    this.command('ack', alarm, msg);
+    if (this.command('ack', alarm, msg, alarm.ackBy)) this.lastSent.set(`ack:${alarm.id}`, monoMs());
   }
 
-  /** Sign a command and publish it to its bus (QoS 1); nothing when not connected or stopping: what matters is re-sent. */
-  private command(kind: DownlinkKind, ref: VehicleRef, msg: object): boolean {
+  /** Sign a command (in the name of `by`, or of this receiver) and publish it to its bus (QoS 1); false when not connected or stopping: what matters is re-sent. */
+  private command(kind: DownlinkKind, ref: VehicleRef, msg: object, by?: string): boolean {
     if (!this.session?.connected || this.stopping) return false;
-    const { topic, payload } = this.signer.seal(kind, { fleet: ref.fleet, vehicle: ref.vehicle }, msg);
+    const { topic, payload } = (by === undefined ? this.signer : this.signer.as(by)).seal(kind, { fleet: ref.fleet, vehicle: ref.vehicle }, msg);
     this.session.client.publish(topic, payload, { qos: 1 });
     return true;
   }
 
-  /** Footage requests the bus has not answered: sent again when it comes online (it handles each id once). */
-  private resendFootageRequests(ref: VehicleRef): void {
-    if (!this.session?.connected || this.stopping) return;
-    for (const req of this.store.footage.unanswered(ref)) {
-      this.log.info({ event: 'footage.resend', requestId: req.id, fleet: ref.fleet, vehicle: ref.vehicle }, 're-sending footage request');
-      this.command('footage', ref, req);
-    }
+  private sendFootageRequest(ref: VehicleRef, req: FootageRequest): void {
+    if (this.command('footage', ref, req, req.by)) this.lastSent.set(`footage:${req.id}`, monoMs());
   }
 
-  private resendAcks(ref?: VehicleRef): void {
-    if (!this.session?.connected) return;
+  /**
+   * What is recorded and not yet confirmed: acks not yet shown by their bus
+   * (again every ack.resendS), footage requests this process has not sent yet
+   * (again only when the bus comes online: an offline bus's broker queue must
+   * not fill with copies).
+   */
+  private sendPending(): void {
+    if (!this.session?.connected || this.stopping) return;
+    const now = monoMs();
+    const pending = new Set<string>();
+    for (const a of this.store.unseenAcks()) {
+      pending.add(`ack:${a.id}`);
+      const last = this.lastSent.get(`ack:${a.id}`);
+      if (last !== undefined && now - last < this.config.ack.resendS * 1000) continue;
+      if (last !== undefined) this.log.info({ event: 'ack.resend', alarmId: a.id, fleet: a.fleet, vehicle: a.vehicle }, 're-sending acknowledgement');
+      this.sendAck(a);
+    }
+    for (const { ref, request } of this.store.footage.pending()) {
+      pending.add(`footage:${request.id}`);
+      if (!this.lastSent.has(`footage:${request.id}`)) this.sendFootageRequest(ref, request);
+    }
+    // Confirmed or answered since: forgotten, so the map stays as small as what is pending.
+    for (const k of this.lastSent.keys()) if (!pending.has(k)) this.lastSent.delete(k);
+  }
+
+  /** A bus came online: its unseen acks and unanswered footage requests, again (it handles each id once). */
+  private resendTo(ref: VehicleRef): void {
+    if (!this.session?.connected || this.stopping) return;
     for (const a of this.store.unseenAcks(ref)) {
       this.log.info({ event: 'ack.resend', alarmId: a.id, fleet: a.fleet, vehicle: a.vehicle }, 're-sending acknowledgement');
       this.sendAck(a);
+    }
+    for (const req of this.store.footage.unanswered(ref)) {
+      this.log.info({ event: 'footage.resend', requestId: req.id, fleet: ref.fleet, vehicle: ref.vehicle }, 're-sending footage request');
+      this.sendFootageRequest(ref, req);
     }
   }
 
@@ -158,6 +196,7 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
   private makeHandlers(): UplinkHandlers {
     return uplinkHandlers({
       store: this.store,
+      signatures: this.signatures,
       log: this.log,
       reject: (reason) => this.reject(this.inHand, reason),
       receipt: (ref, env, upTo, id) => this.queueReceipt(ref, env, upTo, id),
@@ -167,8 +206,7 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
       acksSeen: (ids) => this.emit('ackSeen', ids),
       sendAck: (alarm) => this.sendAck(alarm),
       busOnline: (ref) => {
-        this.resendAcks(ref);
-        this.resendFootageRequests(ref);
+        this.resendTo(ref);
       },
     });
   }

@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { type Db, migrate, openDatabase } from '../common/sqlite.ts';
 import { DISPATCH_FILES_SCHEMA } from './files.ts';
+import { SIGNATURES_SCHEMA } from './signatures.ts';
 import { DISPATCH_FOOTAGE_CAMERAS_SCHEMA, DISPATCH_FOOTAGE_SCHEMA, FootageBook } from './footage.ts';
 import type Database from 'better-sqlite3';
 import type { AlarmKind, AlarmMessage, DiagMessage, Envelope, Fix, PositionMessage, RepeatMessage, StatusMessage, TimeSource, TrackPoint } from '../protocol/messages.ts';
@@ -87,6 +88,11 @@ CREATE TABLE diags (
 
 /** Values made once per database (the tail of the receiver's MQTT client id). */
 const META_SCHEMA = 'CREATE TABLE dispatch_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);';
+/** Receivers look for commands to send four times a second (a dispatcher's ack, a footage request): by index, not by scanning history. */
+const PENDING_SCHEMA = `
+CREATE INDEX alarms_ack_unseen ON alarms (ack_at) WHERE ack_at IS NOT NULL AND ack_seen_at IS NULL;
+CREATE INDEX footage_unanswered ON footage_requests (requested_at) WHERE answered_at IS NULL;
+`;
 
 const SCHEMA = `
 CREATE TABLE alarms (
@@ -174,7 +180,7 @@ export class DispatchStore {
   /** `mustExist`: for the commands that work on what a receiver stored: a missing file is an error, never a new empty database. */
   constructor(path: string, opts: { mustExist?: boolean } = {}) {
     this.db = openDatabase(path, { mustExist: opts.mustExist === true });
-    migrate(this.db, [SCHEMA + LANE_SCHEMA, DISPATCH_FILES_SCHEMA, DISPATCH_FOOTAGE_SCHEMA, DISPATCH_FOOTAGE_CAMERAS_SCHEMA, REPEATS_SCHEMA, META_SCHEMA]);
+    migrate(this.db, [SCHEMA + LANE_SCHEMA, DISPATCH_FILES_SCHEMA, DISPATCH_FOOTAGE_SCHEMA, DISPATCH_FOOTAGE_CAMERAS_SCHEMA, REPEATS_SCHEMA, META_SCHEMA, PENDING_SCHEMA, SIGNATURES_SCHEMA]);
     this.footage = new FootageBook(this.db);
   }
 
@@ -268,15 +274,6 @@ export class DispatchStore {
     isSeen: Database.Statement<[string, string, string, string, number], { x: number }>;
     forget: Database.Statement;
   } | undefined;
-
-  /** 16 random hex digits made once per database: the tail of the receiver's MQTT client id, so none can guess it and take its session over. */
-  clientTag(): string {
-    const row = this.db.prepare<[], { value: string }>("SELECT value FROM dispatch_meta WHERE key = 'mqtt_client_tag'").get();
-    if (row) return row.value;
-    const value = randomBytes(8).toString('hex');
-    this.db.prepare("INSERT INTO dispatch_meta (key, value) VALUES ('mqtt_client_tag', ?)").run(value);
-    return value;
-  }
 
   /** Returns true when the alarm is new; false for a re-sent duplicate. Committed (fsync) on return. */
   addAlarm(a: AlarmMessage, receivedAt = new Date().toISOString()): boolean {

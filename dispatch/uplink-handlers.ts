@@ -8,13 +8,17 @@
 import type { Logger } from 'pino';
 import { monoMs } from '../common/log.ts';
 import type { UplinkWire } from '../protocol/kinds.ts';
-import type { AlarmMessage, Envelope, RepeatMessage } from '../protocol/messages.ts';
+import { type AlarmMessage, AlarmMessageSchema, type Envelope, type RepeatMessage } from '../protocol/messages.ts';
+import { alarmSigningText } from '../protocol/signed-evidence.ts';
 import type { UplinkKind, VehicleRef } from '../protocol/topics.ts';
+import type { SignatureBook } from './signatures.ts';
 import type { DispatchStore, StoredAlarm } from './store.ts';
 
 /** What the handlers need of the receiver. */
 export interface UplinkContext {
   store: DispatchStore;
+  /** Alarm records' signatures, checked and kept (dispatch/signatures.ts). */
+  signatures: SignatureBook;
   log: Logger;
   /** Refuse the message in hand, with the reason (logged, counted). */
   reject(reason: string): void;
@@ -50,6 +54,10 @@ export function uplinkHandlers(c: UplinkContext): UplinkHandlers {
     });
     const at = monoMs();
     if (fresh) {
+      // The record as the unit made it: the message's own fields, not the envelope's.
+      const record = Object.fromEntries(Object.keys(AlarmMessageSchema.shape).map((k) => [k, (m as Record<string, unknown>)[k]]));
+      const verdict = c.signatures.record('alarm', ref, m.id, alarmSigningText(record), m.signature, new Date(m.raisedAt));
+      if (!verdict.startsWith('verified')) c.log.warn({ event: 'alarm.signature', alarmId: m.id, fleet: ref.fleet, vehicle: ref.vehicle, verdict }, `alarm record ${verdict}`);
       c.log.info(
         { event: `${m.kind}.received`, alarmId: m.id, fleet: ref.fleet, vehicle: ref.vehicle, route: m.route, fix: m.fix, seq: m.seq, stepMonoMs: at, arrivedMonoMs: c.arrivedMonoMs() },
         m.kind === 'emergency' ? 'EMERGENCY alarm received' : 'incident received',

@@ -5,7 +5,9 @@
 // track reporter; evidence, footage and diagnostics hang off the same
 // database and uplink.
 
+import { createPrivateKey } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { createLogger } from '../common/log.ts';
@@ -19,6 +21,7 @@ import { LED_CYCLE_MS } from '../hal/panel/led-patterns.ts';
 import type { LedState, Panel, PressOutcome } from '../hal/panel/types.ts';
 import type { AlarmKind } from '../protocol/messages.ts';
 import type { VehicleRef } from '../protocol/topics.ts';
+import { EvidenceSigner } from '../protocol/signed-evidence.ts';
 import { AlarmJournal, JOURNAL_REPEATS_SCHEMA, JOURNAL_SCHEMA } from './alarm-journal.ts';
 import { Alarms, type JourneyEvent } from './alarms.ts';
 import { GpsClock } from './clock.ts';
@@ -84,6 +87,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       agent: AGENT_VERSION,
       log: this.log,
       openAlarms: () => this.alarms.openIds(),
+      // The unit's TLS identity signs its evidence too (protocol/signed-evidence.ts).
+      signer: config.mqtt.keyFile !== undefined && config.mqtt.certFile !== undefined ? new EvidenceSigner(createPrivateKey(readFileSync(config.mqtt.keyFile)), readFileSync(config.mqtt.certFile, 'utf8')) : null,
       trust: new CommandTrust({
         self: ref,
         keys,

@@ -15,6 +15,7 @@ import { laneItem } from '../gateway/lane-item.ts';
 import type { Outbox } from '../gateway/outbox.ts';
 import type { Uplink } from '../gateway/uplink.ts';
 import type { AckMessage, AlarmKind, AlarmMessage, Fix, RepeatMessage } from '../protocol/messages.ts';
+import { alarmSigningText } from '../protocol/signed-evidence.ts';
 import type { VehicleRef } from '../protocol/topics.ts';
 import type { AlarmJournal, JournalEntry } from './alarm-journal.ts';
 import type { GpsClock } from './clock.ts';
@@ -100,6 +101,9 @@ export class Alarms extends EventEmitter<AlarmsEvents> {
       heldMs: Math.round(heldMs),
       fix: o.fix(),
     };
+    // Signed by the unit before it is stored: the record dispatch keeps is the one the unit made.
+    const signer = o.uplink.signer;
+    if (signer) alarm.signature = signer.sign(alarmSigningText(alarm));
     this.journey({ alarmId: alarm.id, kind, step: 'confirmed', monoMs: confirmedMono, alarm });
     const lane = kind === 'emergency' ? 'alarm' : 'incident';
     const item = laneItem(o.ref, lane, lane, alarm);

@@ -17,7 +17,7 @@ import type { KeyObject } from 'node:crypto';
 import { ConfigError } from '../common/config-file.ts';
 import { dirname } from 'node:path';
 import { loadConfigFile, LogConfigSchema } from '../common/config-file.ts';
-import { checkSecretFile, checkWritableDir } from '../common/config-paths.ts';
+import { checkSecretFile, checkTlsFiles, checkWritableDir } from '../common/config-paths.ts';
 
 const id = z.string().regex(ID_PATTERN, 'letters, digits, "_" or "-", 1 to 64 characters');
 
@@ -136,6 +136,7 @@ export function loadAgentConfig(file: string): AgentConfig {
 export function checkAgentPaths(c: AgentConfig): string[] {
   const problems: string[] = [];
   if (c.mqtt.passwordFile !== undefined) checkSecretFile('mqtt.passwordFile', c.mqtt.passwordFile, problems);
+  checkTlsFiles(c.mqtt, problems);
   checkWritableDir('storage.dir', c.storage.dir, problems);
   if (c.media.dir !== null) checkWritableDir('media.dir', c.media.dir, problems);
   if (c.panel.driver === 'sim') checkWritableDir('panel.socket', dirname(c.panel.socket), problems, c.panel.socket);

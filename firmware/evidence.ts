@@ -197,6 +197,7 @@ export class Evidence {
       config: o.files,
       log: o.log,
       trust: o.uplink.trust,
+      signer: o.uplink.signer,
       yieldTo: () => Date.now() - this.lastAlarmAt < ALARM_PRIORITY_MS && o.uplink.alarmsWaiting(),
     });
     upload.on('delivered', (f) => this.keep(this.onDelivered(f)));

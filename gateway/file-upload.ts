@@ -56,8 +56,8 @@ export class FileUpload extends EventEmitter<FileUploadEvents> {
   constructor(private readonly o: FileUploadOptions) {
     super();
     this.store = new SqliteUploadStore(o.db);
-    const { ref, session, config, log, subscribe, yieldTo, trust } = o;
-    this.pump = new UploadPump({ ref, store: this.store, session, config, log, subscribe, yieldTo, trust, events: this });
+    const { ref, session, config, log, subscribe, yieldTo, trust, signer } = o;
+    this.pump = new UploadPump({ ref, store: this.store, session, config, log, subscribe, yieldTo, trust, signer, events: this });
   }
 
   /** Take the queue up where the database left it and send whenever connected. */

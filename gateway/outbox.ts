@@ -121,12 +121,6 @@ const toItem = (r: Row): OutboxItem => ({ lane: r.lane, seq: r.seq, id: r.id, to
 export class Outbox {
   /** 16 hex digits, made once per database: dispatch keys its lane progress by it. */
   readonly epoch: string;
-  /**
-   * 16 random hex digits, made once per database and never sent in a message: the tail of the bus's
-   * MQTT client id, so another client cannot guess it and take its session over (the broker closes
-   * a connection when a second one uses its client id).
-   */
-  readonly clientTag: string;
   readonly rules: Record<Lane, LaneRule>;
   /** Lanes that give way when the outbox is full, in the order they do: the least important first. */
   private readonly evictOrder: Lane[];
@@ -160,7 +154,6 @@ export class Outbox {
       used: db.prepare<[], { b: number | null; n: number }>('SELECT sum(length(payload)) AS b, count(*) AS n FROM outbox'),
     };
     this.epoch = persistentTag(db, 'epoch');
-    this.clientTag = persistentTag(db, 'mqtt_client_tag');
     const used = this.q.used.get()!;
     this.usedBytes = (used.b ?? 0) + used.n * ROW_OVERHEAD;
   }

@@ -17,6 +17,7 @@ import { type AckMessage, type FootageRequest, type StatusMessage, encode } from
 import { LANES, LANE_TABLE, type Lane } from '../protocol/lanes.ts';
 import { type MqttConnection, MqttSession } from '../common/mqtt-session.ts';
 import type { CommandTrust } from './command-trust.ts';
+import type { EvidenceSigner } from '../protocol/signed-evidence.ts';
 import { type DownlinkHandlers, takeDownlink } from './downlink.ts';
 import type { Outbox, OutboxItem } from './outbox.ts';
 
@@ -32,6 +33,8 @@ export interface UplinkOptions {
   openAlarms?: () => string[];
   /** The check every command from dispatch passes before the bus acts on it. */
   trust: CommandTrust;
+  /** Signs alarm records and evidence files with the unit's key (its TLS identity); null on a unit without a certificate. */
+  signer?: EvidenceSigner | null;
 }
 
 export interface UplinkEvents {
@@ -79,6 +82,10 @@ export class Uplink extends EventEmitter<UplinkEvents> {
   }
 
   /** The check on commands from dispatch: the evidence file upload applies it to file receipts. */
+  get signer(): EvidenceSigner | null {
+    return this.o.signer ?? null;
+  }
+
   get trust(): CommandTrust {
     return this.o.trust;
   }
@@ -97,7 +104,7 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     const { ref } = this.o;
     const session = new MqttSession(
       this.o.mqtt,
-      { username: mqttUsername(ref), clientId: `bg-${ref.fleet}-${ref.vehicle}-${this.o.outbox.clientTag}` },
+      { username: mqttUsername(ref) },
       this.o.log,
       { topic: uplinkTopic(ref, 'status'), payload: this.status('offline'), qos: 1, retain: true },
     );

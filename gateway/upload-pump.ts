@@ -40,6 +40,7 @@ import type { MqttSession } from '../common/mqtt-session.ts';
 import { type FileVerb, PubackCodes, type Verdict, emqxVerdict, refusalVerdict } from './upload-emqx.ts';
 import { checkLocalCopy, readLocalRange } from './upload-local.ts';
 import type { UploadRecord, UploadStore } from './upload-queue.ts';
+import { type EvidenceSigner, fileSigningText } from '../protocol/signed-evidence.ts';
 import { type FileUnderWay, type FileUploadEvents, type SegmentSent, UploadState } from './upload-state.ts';
 
 export const FileUploadConfigSchema = z
@@ -91,6 +92,8 @@ export interface UploadPumpOptions {
   events: EventEmitter<FileUploadEvents>;
   /** The check a file receipt passes before it is applied (a forged one could delete unsent evidence). */
   trust: CommandTrust;
+  /** Signs each file's init (name, size, SHA-256, meta) with the unit's key; null: unsigned. */
+  signer?: EvidenceSigner | null;
 }
 
 export class UploadPump {
@@ -334,6 +337,7 @@ export class UploadPump {
       ...(segmentsTtlS ? { segments_ttl: segmentsTtlS } : {}),
       user_data: f.rec.meta,
     };
+    if (this.o.signer) payload.signature = this.o.signer.sign(fileSigningText(this.o.ref, f.rec.id, payload));
     f.init = 'sent';
     f.initSentAt = Date.now();
     this.counters.initsSent++;

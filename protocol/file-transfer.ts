@@ -17,6 +17,7 @@
 
 import { z } from 'zod';
 import { FixSchema, TIME_SOURCES } from './messages.ts';
+import { EvidenceSignatureSchema } from './signed-evidence.ts';
 import { ID_PATTERN, ROOT, VERSION, type VehicleRef, downlinkTopic, vehicleBase } from './topics.ts';
 
 /** Where the file topics live: under the vehicle's uplink (Mosquitto + our dispatch) or EMQX's "$file". */
@@ -84,6 +85,8 @@ export const InitPayloadSchema = z.object({
   /** Seconds EMQX keeps loose segments; unused by our dispatch. */
   segments_ttl: z.number().int().min(1).optional(),
   user_data: EvidenceMetaSchema,
+  /** The unit's signature of name, size, checksum and user_data (protocol/signed-evidence.ts); ours, not EMQX's. */
+  signature: EvidenceSignatureSchema.optional(),
 });
 export type InitPayload = z.infer<typeof InitPayloadSchema>;
 

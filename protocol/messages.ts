@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { ID_PATTERN } from './topics.ts';
 import { LANES } from './lanes.ts';
+import { EvidenceSignatureSchema } from './signed-evidence.ts';
 
 const isoTime = z.iso.datetime({ offset: true });
 const uuid = z.uuid();
@@ -57,6 +58,8 @@ export const AlarmMessageSchema = z.object({
   heldMs: z.number().int().min(0),
   /** The latest fix; null when the agent has never had one (the alarm is raised anyway). */
   fix: FixSchema.nullable(),
+  /** The unit's signature of this record (protocol/signed-evidence.ts); absent on a unit without a certificate. */
+  signature: EvidenceSignatureSchema.optional(),
 });
 export type AlarmMessage = z.infer<typeof AlarmMessageSchema>;
 

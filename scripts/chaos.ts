@@ -158,7 +158,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosSummary> {
   const ackArrived = async () => {
     const store = (held.store ??= new DispatchStore(dispatchPath));
     for (const kind of ['emergency', 'incident'] as const) {
-      for (const a of store.openQueue(kind)) await acknowledge(store, dispatchConfig, a.id, 'chaos', quiet).catch(() => {});
+      for (const a of store.openQueue(kind)) acknowledge(store, dispatchConfig, a.id, 'chaos');
     }
   };
   const press = async (kind: 'emergency' | 'incident') => {

@@ -5,6 +5,7 @@ import { Command, InvalidArgumentError } from 'commander';
 // Imported, not read from disk: the agent runs as a bundle in another folder, and esbuild inlines this.
 import pkg from '../package.json' with { type: 'json' };
 import { ConfigError } from '../common/config-file.ts';
+import { registerTrustCommands } from './trust-commands.ts';
 
 const VERSION = pkg.version;
 
@@ -111,9 +112,14 @@ dispatch
   .argument('<id>', 'alarm id, or a unique prefix of it (at least 4 characters)')
   .requiredOption('-c, --config <file>', 'dispatch config file (JSON)')
   .option('--by <name>', 'who acknowledges (shown to the fleet)', process.env.USER ?? 'dispatcher')
-  .action(async (id: string, opts: { config: string; by: string }) => {
+  .option('--wait <seconds>', 'wait this long for the bus to show it (0: only record it); exit 4 if it has not', (v) => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0 || n > 3600) throw new InvalidArgumentError(`--wait must be 0 to 3600 seconds (got "${v}")`);
+    return n;
+  }, 10)
+  .action(async (id: string, opts: { config: string; by: string; wait: number }) => {
     const { ackCommand } = await import('../dispatch/main.ts');
-    await ackCommand(opts.config, id, opts.by);
+    await ackCommand(opts.config, id, opts.by, opts.wait);
   });
 
 dispatch
@@ -185,7 +191,7 @@ gps
     process.exitCode = await gpsReplayCommand(files, { json: opts.json === true });
   });
 
-const pki = program.command('pki').description('keys: dispatch signs every command to a bus with its own Ed25519 key');
+const pki = program.command('pki').description('keys and certificates: the fleet CA and each unit\'s TLS identity; dispatch\'s command-signing key');
 pki
   .command('keygen')
   .description('make an Ed25519 key pair: ID.key (private, mode 0600: stays where it is made) and ID.pub (give it to every bus, trust.dispatchKeys)')
@@ -202,6 +208,8 @@ pki
     const files = generateKeyFiles(opts.out, opts.id);
     process.stdout.write(`private key ${files.privateKeyFile} (mode 0600; dispatch: signing.privateKeyFile, signing.keyId "${opts.id}")\npublic key  ${files.publicKeyFile} (every bus: trust.dispatchKeys [{ "id": "${opts.id}", "publicKeyFile": ... }])\n`);
   });
+
+registerTrustCommands(program, pki);
 
 program
   .command('demo')

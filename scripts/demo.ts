@@ -104,8 +104,7 @@ export async function runDemo(opts: { hold: number }): Promise<number> {
     const dispatcher = 'demo-dispatcher';
     const ackStore = receiver.store;
     const ackSentAt = monoMs();
-    const ackResult = await acknowledge(ackStore, dispatchConfig, alarmId, dispatcher, log.child({ name: 'ack' }));
-    if (!ackResult.published) throw new Error(`acknowledgement not published: ${ackResult.publishError}`);
+    acknowledge(ackStore, dispatchConfig, alarmId, dispatcher);
     await withTimeout(stepSeen, 10_000, 'the acknowledgement on the bus');
     const led = await simLed(agentConfig.panel.driver === 'sim' ? agentConfig.panel.socket : '');
 
@@ -130,7 +129,13 @@ export async function runDemo(opts: { hold: number }): Promise<number> {
         ? `  fix: ${fix.lat.toFixed(6)}, ${fix.lon.toFixed(6)} ${fix.valid ? 'valid' : 'NOT valid'}, ${fix.ageS} s old, ${fix.speedMps?.toFixed(1) ?? '?'} m/s, track ${fix.trackDeg?.toFixed(0) ?? '?'}°, time ${fix.time ?? 'unknown'}`
         : '  fix: none (the alarm says so)',
     );
+    const ref = { fleet: 'city', vehicle: 'bus-17' };
+    const signed = receiver.signatures.get('alarm', ref, alarmId)?.verdict ?? 'not recorded';
+    const photoSigned = receiver.signatures.get('file', ref, snapshot.fileId)?.verdict ?? 'not recorded';
+    out(`  alarm record signed by the unit: ${signed}`);
+    out(`  cabin photo signed by the unit: ${photoSigned}`);
     out(`  dispatch queue now: ${receiver.store.openQueue('emergency').length} open emergency alarm(s)`);
+    if (!signed.startsWith('verified')) throw new Error(`the alarm record's signature: ${signed}`);
     if (led !== 'acknowledged') throw new Error(`LED shows "${led}", expected "acknowledged"`);
     if (snapshot.alarmId !== alarmId) throw new Error(`the photo at dispatch belongs to alarm ${snapshot.alarmId}, not ${alarmId}`);
     if (!exifMatches) throw new Error('the photo at dispatch does not carry the alarm\'s fix in its EXIF GPS tags');

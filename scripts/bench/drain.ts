@@ -17,7 +17,7 @@ import { laneItem } from '../../gateway/lane-item.ts';
 import type { AlarmMessage, Fix, PositionMessage, TrackPoint } from '../../protocol/messages.ts';
 import { monoMs } from '../../common/log.ts';
 import { migrate, openDatabase } from '../../common/sqlite.ts';
-import { USERS } from '../lib/mosquitto.ts';
+import { type Mosquitto, USERS, certLogin } from '../lib/mosquitto.ts';
 import { Testbed } from '../lib/testbed.ts';
 import { round } from './stats.ts';
 
@@ -75,10 +75,11 @@ function countAtDispatch(path: string): { points: number; alarms: number } {
   }
 }
 
-async function rawMqtt(url: string, n: number, payloadBytes: number): Promise<number> {
+/** The same path as the bus's: bus-2 over mutual TLS, to a read-only tap on loopback (the receiver's identity is its own). */
+async function rawMqtt(bed: Testbed, n: number, payloadBytes: number): Promise<number> {
   const topic = 'busguard/v1/city/bus-2/up/position';
-  const sub = await mqtt.connectAsync(url, { protocolVersion: 5, username: 'dispatch', password: USERS.dispatch, clientId: 'drain-raw-sub', clean: true });
-  const pub = await mqtt.connectAsync(url, { protocolVersion: 5, username: 'city/bus-2', password: USERS['city/bus-2'], clientId: 'drain-raw-pub', clean: true });
+  const sub = await mqtt.connectAsync(bed.broker.url, { protocolVersion: 5, username: 'monitor/test', password: USERS['monitor/test'], clientId: 'monitor/test', clean: true });
+  const pub = await mqtt.connectAsync((bed.broker as Mosquitto).tlsUrl, { protocolVersion: 5, ...certLogin(bed.pki!, 'city/bus-2'), clean: true });
   await sub.subscribeAsync(topic, { qos: 1 });
   const body = Buffer.alloc(payloadBytes, 'x');
   let got = 0;
@@ -122,7 +123,7 @@ export async function run(): Promise<Record<string, unknown>> {
     await agent.kill('SIGTERM');
 
     say(`drain: raw mqtt.js, ${items} QoS 1 messages pipelined to a subscriber on the same broker`);
-    const rawSeconds = await rawMqtt(bed.broker.url, items, 200);
+    const rawSeconds = await rawMqtt(bed, items, 200);
     const busguardPerS = items / seconds;
     const rawPerS = items / rawSeconds;
     const result = {

@@ -106,7 +106,7 @@ export async function run(): Promise<Record<string, unknown>> {
       const got = await dispatch.waitForEvent('emergency.received', () => true, 10_000, from);
       // Acknowledged a few seconds later, as a dispatcher would; positions go at the alarm rate meanwhile.
       await new Promise((r) => setTimeout(r, 5_000));
-      await acknowledge(store, dispatchConfig, got.alarmId as string, 'bench', quiet);
+      acknowledge(store, dispatchConfig, got.alarmId as string, 'bench');
       alarms++;
     };
     pressTimer = setInterval(() => void pressAndAck().catch((err) => say(`footprint: alarm failed: ${(err as Error).message}`)), 60_000);

@@ -32,17 +32,19 @@ export class InProcessBroker {
     const users = this.users;
     const broker = await Aedes.createBroker({
       authenticate: (client, username, password, done) => {
-        const ok = username !== undefined && users[username] !== undefined && password?.toString() === users[username];
+        // As the fleet broker binds client ids to identities (use_username_as_clientid), the demo's refuses any other id.
+        const ok = username !== undefined && users[username] !== undefined && password?.toString() === users[username] && client.id === username;
         if (ok) (client as unknown as Authed).busguardUser = username!;
         done(null, ok);
       },
       authorizePublish: (client, packet, cb) => {
         const user = (client as unknown as Authed | null)?.busguardUser;
-        cb(aclAllows(user, 'write', packet.topic) ? null : new Error(`not authorized: ${user} → ${packet.topic}`));
+        cb(aclAllows(user, 'write', packet.topic, null) ? null : new Error(`not authorized: ${user} → ${packet.topic}`));
       },
       authorizeSubscribe: (client, sub, cb) => {
         const user = (client as unknown as Authed).busguardUser;
-        cb(null, aclAllows(user, 'read', sub.topic) ? sub : null);
+        // No shared subscriptions in aedes: receivers subscribe plainly (dispatch sharedGroup null).
+        cb(null, aclAllows(user, 'read', sub.topic, null) ? sub : null);
       },
     });
     const server = createServer(broker.handle);

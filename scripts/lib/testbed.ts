@@ -16,7 +16,7 @@ import { SimGpsReceiver, type SimOptions, type SimSample } from '../../hal/gps/r
 import { type PtyPair, openPtyPair } from '../../hal/serial/pty-pair.ts';
 import { type LoggedProcess, busguard } from './logged-process.ts';
 import { InProcessBroker } from './aedes-broker.ts';
-import { Mosquitto, REPO, USERS } from './mosquitto.ts';
+import { Mosquitto, REPO, type TestPki, USERS, makeTestPki } from './mosquitto.ts';
 import { TcpProxy, type TcpProxyOptions } from './tcp-proxy.ts';
 
 
@@ -55,6 +55,14 @@ export interface TestbedOptions {
   agentMqtt?: Record<string, unknown>;
   /** The bus's id in fleet "city" (default bus-1); `users` must know "city/{vehicle}". */
   vehicle?: string;
+  /**
+   * Mosquitto only (default true): the bus reaches the broker over mutual TLS
+   * with a certificate from a fleet CA made for the test (which also signs its
+   * evidence), as a fleet's buses do; dispatch logs in on loopback with its
+   * password and checks the units' signatures against that CA. false: the bus
+   * logs in with a password on loopback.
+   */
+  tls?: boolean;
 }
 
 /** What the testbed needs of a broker (Mosquitto as a process, or aedes in this one). */
@@ -72,6 +80,8 @@ export class Testbed {
   readonly dispatchConfigPath: string;
   /** Dispatch's signing key pair (DIR/ID.key, DIR/ID.pub), made at start. */
   dispatchKey!: { privateKeyFile: string; publicKeyFile: string };
+  /** The test's fleet CA and certificates (with `tls`). */
+  pki: TestPki | null = null;
   readonly dispatchDb: string;
   broker!: Broker;
   pty!: PtyPair;
@@ -98,8 +108,17 @@ export class Testbed {
   async start(opts: { processes?: boolean } = {}): Promise<this> {
     const o = this.o;
     const users = o.users ?? USERS;
-    this.broker = o.broker === 'aedes' ? await InProcessBroker.start(users) : await Mosquitto.start(this.dir);
-    if (o.link) this.proxy = await TcpProxy.start({ ...o.link, target: { host: '127.0.0.1', port: this.broker.port } });
+    const vehicle = `city/${o.vehicle ?? 'bus-1'}`;
+    // The unit's certificate signs its evidence on either broker; only Mosquitto gets the TLS listener.
+    if (o.tls !== false) this.pki = await makeTestPki(this.dir, [...new Set([vehicle, 'city/bus-2'])]);
+    const tls = o.broker !== 'aedes' && this.pki !== null;
+    const mosquitto = o.broker === 'aedes' ? null : await Mosquitto.start(this.dir, tls ? { tls: this.pki! } : {});
+    this.broker = mosquitto ?? (await InProcessBroker.start(users));
+    const busPort = mosquitto?.tlsPort ?? this.broker.port;
+    if (o.link) this.proxy = await TcpProxy.start({ ...o.link, target: { host: '127.0.0.1', port: busPort } });
+    const busUrl = `${tls ? 'mqtts' : 'mqtt'}://127.0.0.1:${this.proxy?.port ?? busPort}`;
+    const identity = this.pki ? { certFile: this.pki.clients[vehicle]!.cert, keyFile: this.pki.clients[vehicle]!.key } : {};
+    const busLogin = tls ? { caFile: this.pki!.caCert, ...identity } : { password: users[vehicle], ...identity };
     let gpsPort: string | null = null;
     if (o.gps !== false) {
       this.pty = await this.pair('gps');
@@ -129,7 +148,7 @@ export class Testbed {
       this.agentConfigPath,
       JSON.stringify({
         vehicle: { fleet: 'city', id: o.vehicle ?? 'bus-1', route: '603' },
-        mqtt: { url: this.proxy?.url ?? this.broker.url, password: users[`city/${o.vehicle ?? 'bus-1'}`], ...mqtt, ...o.agentMqtt },
+        mqtt: { url: busUrl, ...busLogin, ...mqtt, ...o.agentMqtt },
         storage: { dir: join(this.dir, 'bus') },
         panel: { driver: 'sim', socket: this.socket },
         gps: gpsPort === null ? null : { port: gpsPort, baudRate: o.gps && o.gps.baudRate ? o.gps.baudRate : 9600 },
@@ -147,6 +166,7 @@ export class Testbed {
         ...(aedes ? { sharedGroup: null } : {}),
         storage: { path: this.dispatchDb },
         signing: { keyId: DISPATCH_KEY_ID, privateKeyFile: keys.privateKeyFile },
+        ...(this.pki ? { trust: { fleetCaFile: this.pki.caCert } } : {}),
         ...(test ? { ack: { resendS: 1 } } : {}),
         log: { level },
         ...o.dispatch,

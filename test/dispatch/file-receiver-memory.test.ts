@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { sha256Hex } from '../../common/hash.ts';
+import { SIGNATURES_SCHEMA, SignatureBook } from '../../dispatch/signatures.ts';
 import { migrate, openDatabase } from '../../common/sqlite.ts';
 import { DISPATCH_FILES_SCHEMA, FileReceiver, FilesConfigSchema } from '../../dispatch/files.ts';
 import { initTopic, segmentTopic } from '../../protocol/file-transfer.ts';
@@ -21,11 +22,12 @@ const MiB = 1024 * 1024;
 /** A receiver on its own database with these files.* keys; its log lines and the receipts it sends. */
 function receiverWith(name: string, config: Record<string, unknown>) {
   const db = openDatabase(join(dir, `${name}.db`));
-  migrate(db, [DISPATCH_FILES_SCHEMA]);
+  migrate(db, [DISPATCH_FILES_SCHEMA, SIGNATURES_SCHEMA]);
   const lines: Record<string, unknown>[] = [];
   const receipts: string[] = [];
   const files = new FileReceiver({
     db,
+    signatures: new SignatureBook(db, null),
     config: FilesConfigSchema.parse({ dir: join(dir, `evidence-${name}`), ...config }),
     log: pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) }),
     sendReceipt: (ref, r) => receipts.push(`${ref.vehicle}:${r.fileId}:${r.state}`),
@@ -85,8 +87,19 @@ describe('file receiver quotas', () => {
     await reserve.idle();
     expect(reserveBed.receipts).toEqual([]);
     expect(String(reserveBed.lines.filter((l) => l.event === 'file.init-deferred').at(-1)?.reason)).toMatch(/bytes free on the evidence disk, files.minFreeBytes keeps/);
+    // A day's quota counts what was stored too: a bus that sent its 3 MiB today waits for tomorrow.
+    const dayBed = receiverWith('day', { maxBytesPerVehiclePerDay: 3 * MiB });
+    init(dayBed.files, 'bus-1', 'e', 2 * MiB);
+    await dayBed.files.idle();
+    dayBed.db.prepare("UPDATE evidence_files SET state = 'complete' WHERE file_id = 'e'").run();
+    init(dayBed.files, 'bus-1', 'f', 2 * MiB);
+    init(dayBed.files, 'bus-2', 'g', 2 * MiB);
+    await dayBed.files.idle();
+    expect(dayBed.receipts.sort()).toEqual(['bus-1:e:receiving', 'bus-2:g:receiving']);
+    expect(String(dayBed.lines.find((l) => l.event === 'file.init-deferred')?.reason)).toMatch(/announced 2097152 bytes of files in the last 24 h; files.maxBytesPerVehiclePerDay is 3145728/);
     quotaBed.db.close();
     reserveBed.db.close();
+    dayBed.db.close();
   });
 });
 

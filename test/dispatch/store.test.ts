@@ -11,12 +11,6 @@ describe('dispatch store (real SQLite file)', () => {
     store = fresh.store;
   });
 
-  it('makes the tail of its MQTT client id once: random, and the same after a restart', () => {
-    const tag = store.clientTag();
-    expect(tag).toMatch(/^[0-9a-f]{16}$/);
-    expect(fresh.reopen().clientTag()).toBe(tag);
-  });
-
   it('stores an alarm once however often the bus re-sends it', () => {
     const a = alarm();
     expect(store.addAlarm(a)).toBe(true);

@@ -25,7 +25,7 @@ describe('uplink drain', () => {
   let db: Db;
   let broker: InProcessBroker;
   let url: string;
-  const users = { 'city/bus-1': 'bus', dispatch: 'dispatch' };
+  const users = { 'city/bus-1': 'bus', dispatch: 'dispatch', 'monitor/test': 'monitor' };
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'bg-drain-'));
@@ -56,7 +56,7 @@ describe('uplink drain', () => {
     put('incident', 'incident', 1);
 
     const seen: string[] = [];
-    const sub = await mqtt.connectAsync(url, { clientId: 'drain-sub', username: 'dispatch', password: users.dispatch });
+    const sub = await mqtt.connectAsync(url, { clientId: 'monitor/test', username: 'monitor/test', password: users['monitor/test'] });
     sub.on('message', (topic, payload) => {
       if (!topic.endsWith('/status')) seen.push((JSON.parse(payload.toString()) as { lane: string }).lane);
     });

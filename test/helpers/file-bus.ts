@@ -34,7 +34,7 @@ const mqtt = MqttConnectionSchema.parse({
   reconnectMaxMs: 300,
   keepaliveS: 5,
 });
-const session = new MqttSession(mqtt, { username: 'city/bus-1', clientId: env('BG_CLIENT_ID') }, log);
+const session = new MqttSession(mqtt, { username: 'city/bus-1' }, log);
 
 let sent = 0;
 let holdAfter = process.env.BG_HOLD_AFTER ? Number(process.env.BG_HOLD_AFTER) : Infinity;

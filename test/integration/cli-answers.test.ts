@@ -64,19 +64,26 @@ describe('what the command line answers', () => {
     expect(ghost.stdout).toContain('fleet city has: city/bus-1');
   });
 
-  it('dispatch ack while the broker is down: the ack is recorded, stdout has no log lines, stderr names the refused connection; it reaches the bus once the broker is back', async () => {
+  it('dispatch ack while the broker is down: recorded, stdout has no log lines, exit 4 saying the bus has not shown it yet; the running receiver sends it once the broker is back', async () => {
     const from = bus.agent.mark();
     const r0 = await busguardRun(['sim', 'press', '--hold', '700', '--config', bus.agentConfigPath]);
     const id = /emergency ([0-9a-f-]{36}) raised/.exec(r0.stdout)![1]!;
     await bus.dispatch.waitForEvent('emergency.received', (l) => l.alarmId === id, 10_000);
     await bus.broker.stop();
-    const r = await busguardRun(['dispatch', 'ack', id, '--by', 'officer-7', '--config', bus.dispatchConfigPath]);
-    expect(r.code).toBe(0);
-    expect(r.stdout).toBe(`acknowledged alarm ${id} (city/bus-1) by officer-7\n`);
-    expect(r.stderr).toMatch(/not sent to the bus yet: broker mqtt:\/\/127\.0\.0\.1:\d+ refused the connection \(ECONNREFUSED\)/);
-    expect(r.stderr).not.toContain('"level"');
-    await bus.broker.start();
+    try {
+      const r = await busguardRun(['dispatch', 'ack', id, '--by', 'officer-7', '--wait', '2', '--config', bus.dispatchConfigPath]);
+      expect(r.code).toBe(4);
+      expect(r.stdout).toBe(`acknowledged alarm ${id} (city/bus-1) by officer-7\n`);
+      expect(r.stderr).toMatch(/the bus has not confirmed it within 2 s; it is recorded, and the running "busguard dispatch" keeps sending it/);
+      expect(r.stderr).not.toContain('"level"');
+    } finally {
+      await bus.broker.start();
+    }
     await bus.agent.waitForEvent('alarm.acknowledged', (l) => l.alarmId === id, 30_000, from);
+    // Once the bus has it, a second ack says who acknowledged first and that the bus showed it.
+    const again = await busguardRun(['dispatch', 'ack', id, '--by', 'officer-9', '--config', bus.dispatchConfigPath]);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(new RegExp(`alarm ${id} was already acknowledged by officer-7 at .*\\nthe bus showed it at `));
   });
 
   it('a busguard started as `npx busguard ... &` stops when npx is killed (it does not live on under init)', async () => {

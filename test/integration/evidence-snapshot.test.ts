@@ -4,19 +4,23 @@
 // stores must carry the alarm's fix in its EXIF GPS (read with exiftool) and
 // match its SHA-256; a camera gone wrong must leave the alarm untouched.
 
-import { mkdirSync, readFileSync } from 'node:fs';
+import { createPrivateKey, sign } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SimVc0706 } from '../../hal/camera/sim.ts';
 import { expectGeotagged, expectStoredIntact } from '../helpers/it-evidence.ts';
 import { type PtyPair, openPtyPair } from '../helpers/pty.ts';
+import { busguardRun } from '../helpers/process.ts';
 import { BusFixture, until } from './fixture.ts';
 
 const CAMERA_JPEGS = fileURLToPath(new URL('../fixtures/camera/', import.meta.url));
 
 describe('evidence: a snapshot from the cabin camera on alarm', () => {
   const bus = new BusFixture();
+  let firstAlarm = '';
   let camPty: PtyPair;
   let camera: SimVc0706;
 
@@ -65,6 +69,55 @@ describe('evidence: a snapshot from the cabin camera on alarm', () => {
       }
     }, 5_000, 'the bus to delete its delivered copy');
     await bus.ackAndSee(alarmId, 10_000);
+    firstAlarm = alarmId;
+  }, 60_000);
+
+  it('chain of custody: the alarm record and the photo are signed by the unit; busguard evidence verify passes the file and catches a flipped byte, another unit\'s signature and a key the fleet CA never certified', async () => {
+    expect(firstAlarm).not.toBe('');
+    const pki = bus.pki!;
+    const db = new Database(bus.dispatchDb, { readonly: true });
+    const sigs = db.prepare('SELECT subject, verdict FROM evidence_signatures WHERE subject_id = ? OR subject_id IN (SELECT file_id FROM evidence_files WHERE alarm_id = ?)').all(firstAlarm, firstAlarm) as { subject: string; verdict: string }[];
+    db.close();
+    expect(sigs.find((x) => x.subject === 'alarm')?.verdict).toMatch(/^verified: city\/bus-1, certificate sha256 [0-9a-f]{64}$/);
+    expect(sigs.filter((x) => x.subject === 'file').map((x) => x.verdict)).toEqual(expect.arrayContaining([expect.stringMatching(/^verified: city\/bus-1/)]));
+    const [row] = bus.evidenceFiles(firstAlarm, 'snapshot');
+    const photo = row!.path!;
+    const sidecar = JSON.parse(readFileSync(`${photo}.sig.json`, 'utf8')) as Record<string, unknown>;
+    expect(sidecar).toMatchObject({ fleet: 'city', vehicle: 'bus-1', sha256: row!.sha256, verdict: expect.stringMatching(/^verified/) });
+
+    const verify = (file: string, sig = `${file}.sig.json`) => busguardRun(['evidence', 'verify', file, '--ca', pki.caCert, '--sig', sig]);
+    const ok = await verify(photo);
+    expect(ok.code, ok.stdout + ok.stderr).toBe(0);
+    expect(ok.stdout).toMatch(/OK: signed by city\/bus-1 \(certificate sha256 [0-9a-f]{64}\), issued by busguard test fleet CA/);
+
+    // One flipped byte in a copy: its SHA-256 is not the one signed.
+    const work = join(bus.dir, 'custody');
+    mkdirSync(work, { recursive: true });
+    const flipped = join(work, 'flipped.jpg');
+    const bytes = readFileSync(photo);
+    bytes[bytes.length >> 1]! ^= 0x01;
+    writeFileSync(flipped, bytes);
+    const bad = await verify(flipped, `${photo}.sig.json`);
+    expect(bad.code).toBe(1);
+    expect(bad.stdout).toMatch(/FAILED: the file's SHA-256 is [0-9a-f]{64}; the unit signed [0-9a-f]{64}: the file is not the one the unit sent/);
+
+    // Re-signed: the same text, signed by another unit of the fleet, then by a key with a self-made certificate naming bus-1.
+    const text = sidecar.signedText as string;
+    const resign = (keyFile: string, certPem: string, name: string) => {
+      const sig = { alg: 'ed25519', sig: sign(null, Buffer.from(text), createPrivateKey(readFileSync(keyFile))).toString('base64'), cert: certPem };
+      const path = join(work, name);
+      writeFileSync(path, JSON.stringify({ ...sidecar, signature: sig }));
+      return path;
+    };
+    const other = await verify(photo, resign(pki.clients['city/bus-2']!.key, readFileSync(pki.clients['city/bus-2']!.cert, 'utf8'), 'bus2.sig.json'));
+    expect(other.code).toBe(1);
+    expect(other.stdout).toContain('FAILED: signed by "city/bus-2", not by city/bus-1');
+    const rogue = join(work, 'rogue');
+    const { initCa } = await import('../../common/pki.ts');
+    initCa(rogue, 'city/bus-1');
+    const selfMade = await verify(photo, resign(join(rogue, 'ca.key'), readFileSync(join(rogue, 'ca.crt'), 'utf8'), 'rogue.sig.json'));
+    expect(selfMade.code).toBe(1);
+    expect(selfMade.stdout).toMatch(/FAILED: the certificate of city\/bus-1 was not issued by the fleet CA/);
   }, 60_000);
 
   it('a camera answering garbage: the alarm and the clip reach dispatch as ever, the failure is logged and reported as a diag', async () => {

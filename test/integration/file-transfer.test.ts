@@ -20,6 +20,7 @@ import { FILE_UPLOAD_SCHEMA, FileUpload, type FileUploadConfig, FileUploadConfig
 import { type FileReceipt, type InitPayload, type Range, containsRange, coversAll, fileReceiptTopic, sha256Hex } from '../../protocol/file-transfer.ts';
 import type { Fix } from '../../protocol/messages.ts';
 import { type MqttConnection, MqttConnectionSchema, MqttSession } from '../../common/mqtt-session.ts';
+import { SIGNATURES_SCHEMA, SignatureBook } from '../../dispatch/signatures.ts';
 import { type Db, migrate, openDatabase } from '../../common/sqlite.ts';
 import { TcpProxy } from '../../scripts/lib/tcp-proxy.ts';
 import { sealed, testTrust } from '../helpers/command-keys.ts';
@@ -40,8 +41,14 @@ function memoryLog(name: string): { log: Logger; lines: Line[] } {
   return { log, lines };
 }
 
-function connection(url: string, user: string, clientId: string): MqttConnection {
-  return MqttConnectionSchema.parse({ url, password: USERS[user], clientId, reconnectMinMs: 50, reconnectMaxMs: 300, keepaliveS: 5, connectTimeoutMs: 3000 });
+function connection(url: string, user: string): MqttConnection {
+  return MqttConnectionSchema.parse({ url, password: USERS[user], reconnectMinMs: 50, reconnectMaxMs: 300, keepaliveS: 5, connectTimeoutMs: 3000 });
+}
+
+/** Connect once with a clean start and no session expiry: whatever session the broker kept for `user` is gone. */
+async function endSession(url: string, user: string): Promise<void> {
+  const c = await mqtt.connectAsync(url, { protocolVersion: 5, username: user, password: USERS[user], clientId: user, clean: true, properties: { sessionExpiryInterval: 0 }, reconnectPeriod: 0 });
+  await c.endAsync();
 }
 
 /** Dispatch's file receiver with its own session, database and evidence folder. */
@@ -64,12 +71,12 @@ class DispatchSide {
   async start(): Promise<void> {
     this.running = true;
     this.db = openDatabase(this.dbPath);
-    migrate(this.db, [DISPATCH_FILES_SCHEMA]);
-    const clientId = 'dispatch-files-test';
-    this.session = new MqttSession(connection(this.url, 'dispatch', clientId), { username: 'dispatch', clientId }, this.logs.log);
+    migrate(this.db, [DISPATCH_FILES_SCHEMA, SIGNATURES_SCHEMA]);
+    this.session = new MqttSession(connection(this.url, 'dispatch'), { username: 'dispatch' }, this.logs.log);
     const session = this.session;
     this.files = new FileReceiver({
       db: this.db,
+      signatures: new SignatureBook(this.db, null),
       config: FilesConfigSchema.parse({ dir: this.evidenceDir, maxSegmentBytes: 64 * 1024 }),
       log: this.logs.log,
       sendReceipt: (ref, receipt) => session.client.publish(fileReceiptTopic(ref), sealed('file', ref, receipt), { qos: 1 }),
@@ -114,9 +121,9 @@ class BusSide {
   async start(): Promise<void> {
     this.db = openDatabase(this.dbPath);
     migrate(this.db, [FILE_UPLOAD_SCHEMA]);
-    // One client id per instance: a persistent session of an earlier test must not feed this one old receipts.
-    const clientId = `bg-city-bus-1-${randomUUID().slice(0, 8)}`;
-    this.session = new MqttSession(connection(this.url, 'city/bus-1', clientId), { username: 'city/bus-1', clientId }, this.logs.log);
+    // A fresh session per instance: the broker binds the client id to city/bus-1, and an earlier test's persistent session must not feed this one old receipts.
+    await endSession(this.url, 'city/bus-1');
+    this.session = new MqttSession(connection(this.url, 'city/bus-1'), { username: 'city/bus-1' }, this.logs.log);
     this.upload = new FileUpload({
       ref,
       db: this.db,
@@ -155,7 +162,7 @@ class Spy {
   readonly seen: { fileId: string; verb: 'init' | 'segment' | 'fin'; offset: number; length: number }[] = [];
 
   async start(url: string): Promise<void> {
-    this.client = mqtt.connect(url, { protocolVersion: 5, username: 'dispatch', password: USERS.dispatch, clientId: `spy-${process.pid}`, reconnectPeriod: 0 });
+    this.client = mqtt.connect(url, { protocolVersion: 5, username: 'monitor/test', password: USERS['monitor/test'], clientId: 'monitor/test', reconnectPeriod: 0 });
     await withDeadline(new Promise<void>((resolve, reject) => {
       this.client.once('connect', () => resolve());
       this.client.once('error', reject);

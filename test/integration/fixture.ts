@@ -106,7 +106,8 @@ export class BusFixture extends Testbed {
   }
 
   async ack(id: string): Promise<string> {
-    const r = await busguardRun(['dispatch', 'ack', id, '--config', this.dispatchConfigPath, '--by', 'officer-7']);
+    // --wait 0: recorded, and sent by the running receiver; what reaches the bus, each test waits for itself.
+    const r = await busguardRun(['dispatch', 'ack', id, '--config', this.dispatchConfigPath, '--by', 'officer-7', '--wait', '0']);
     if (r.code !== 0) throw new Error(`dispatch ack failed (${r.code}): ${r.stderr}`);
     return r.stdout;
   }

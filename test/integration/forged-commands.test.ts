@@ -1,7 +1,8 @@
 // Commands to a bus that dispatch did not sign, on real parts: Mosquitto with
 // the shipped ACL, the agent and dispatch as processes. The attacker holds
-// the dispatch account's password (so the broker lets it publish on every
-// bus's command topics) and a key of its own, and can replay what it sniffed.
+// a receiver's password (so the broker lets it publish on every bus's command
+// topics), a read-only tap of the uplink, and a key of its own, and can replay
+// what it sniffed.
 // Before commands were signed, one forged receipt emptied the alarm lane, the
 // LED said "delivered" and every later press was swallowed as already open.
 // Now each is refused (downlink.refused, with the reason) and changes nothing.
@@ -22,20 +23,23 @@ const bus1 = { fleet: 'city', vehicle: 'bus-1' };
 describe('forged commands change nothing on the bus', () => {
   const bus = new BusFixture();
   let attacker: MqttClient;
+  let tap: MqttClient;
   /** What the attacker sniffed of bus-1's uplink. */
   const sniffed: { topic: string; msg: Record<string, unknown> }[] = [];
 
   beforeAll(async () => {
     await bus.start();
-    attacker = await mqtt.connectAsync(bus.broker.url, { protocolVersion: 5, username: 'dispatch', password: USERS.dispatch, clientId: `attacker-${randomUUID().slice(0, 8)}` });
-    attacker.on('message', (topic, payload) => {
+    attacker = await mqtt.connectAsync(bus.broker.url, { protocolVersion: 5, username: 'dispatch/spare', password: USERS['dispatch/spare'], clientId: 'dispatch/spare' });
+    tap = await mqtt.connectAsync(bus.broker.url, { protocolVersion: 5, username: 'monitor/test', password: USERS['monitor/test'], clientId: 'monitor/test' });
+    tap.on('message', (topic, payload) => {
       if (!topic.endsWith('/status')) sniffed.push({ topic, msg: JSON.parse(payload.toString()) as Record<string, unknown> });
     });
-    await attacker.subscribeAsync('busguard/v1/city/bus-1/up/+', { qos: 1 });
+    await tap.subscribeAsync('busguard/v1/city/bus-1/up/+', { qos: 1 });
     await bus.agent.waitForEvent('gps.first-fix', () => true, 15_000);
   }, 60_000);
   afterAll(async () => {
     await attacker?.endAsync();
+    await tap?.endAsync();
     await bus.stop();
   });
 
