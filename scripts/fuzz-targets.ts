@@ -5,8 +5,8 @@
 // handler that must never throw threw, a refusal without a reason, a command
 // acted on that was not signed, another vehicle's alarm changed.
 
-import { createPublicKey, randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { X509Certificate, createPrivateKey, createPublicKey, randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -26,6 +26,9 @@ import { isNmeaError, nmeaChecksum, parseSentence } from '../hal/gps/nmea.ts';
 import { parseFileTopic } from '../protocol/file-transfer.ts';
 import { encode } from '../protocol/messages.ts';
 import { openCommand, signCommand } from '../protocol/signed-command.ts';
+import { EvidenceSignatureSchema, EvidenceSigner, verifyEvidence } from '../protocol/signed-evidence.ts';
+import { aclAllows, identityOf } from '../protocol/acl.ts';
+import * as pkiModule from '../common/pki.ts';
 import { DOWNLINK_KINDS, UPLINK_KINDS, type VehicleRef, downlinkTopic, uplinkTopic } from '../protocol/topics.ts';
 
 export interface FuzzTarget<T = unknown> {
@@ -73,7 +76,18 @@ function uplinkTemplate(kind: (typeof UPLINK_KINDS)[number]): Record<string, unk
   switch (kind) {
     case 'alarm':
     case 'incident':
-      return { ...envelope(kind === 'alarm' ? 'alarm' : 'incident'), ...base, kind: kind === 'alarm' ? 'emergency' : 'incident', route: '603', raisedAt: '2026-11-22T10:00:00.000Z', timeSource: 'gps', heldMs: 600, fix };
+      // A signature that is well formed and signs nothing (its certificate is no certificate): refused by the verifier, never by the alarm.
+      return {
+        ...envelope(kind === 'alarm' ? 'alarm' : 'incident'),
+        ...base,
+        kind: kind === 'alarm' ? 'emergency' : 'incident',
+        route: '603',
+        raisedAt: '2026-11-22T10:00:00.000Z',
+        timeSource: 'gps',
+        heldMs: 600,
+        fix,
+        signature: { alg: 'ed25519', sig: `${'A'.repeat(86)}==`, cert: `-----BEGIN CERTIFICATE-----\n${'QUJD'.repeat(40)}\n-----END CERTIFICATE-----\n` },
+      };
     case 'repeat':
       return { ...envelope('alarm'), ...base, alarmId: randomUUID(), kind: 'emergency', at: '2026-11-22T10:00:05.000Z', timeSource: 'gps', heldMs: 600, count: 2, fix: null };
     case 'position':
@@ -173,7 +187,61 @@ export function fuzzTargets(): FuzzBed {
     }),
   );
 
+  // A fleet CA with two units: what bus-1 signed verifies as bus-1's, nothing else ever does.
+  const { initCa, makeCsr, signCsr } = pkiModule;
+  const caDir = join(dir, 'ca');
+  const ca = new X509Certificate(readFileSync(initCa(caDir, 'fuzz fleet CA').caCert));
+  const unit = (id: string) => {
+    const { key, csr } = makeCsr(join(dir, 'units'), id);
+    signCsr(caDir, csr, `${csr}.crt`);
+    return new EvidenceSigner(createPrivateKey(readFileSync(key)), readFileSync(`${csr}.crt`, 'utf8'));
+  };
+  const signers = { bus1: unit('city/bus-1'), bus2: unit('city/bus-2') };
+
   const targets: FuzzTarget[] = [
+    {
+      name: 'evidence: signatures of alarm records and files',
+      input: fc.record({
+        text: fc.string({ maxLength: 200 }),
+        signer: fc.constantFrom('bus1', 'bus2', 'forged'),
+        tamper: fc.boolean(),
+        raw: fc.oneof(hostile, fc.dictionary(fc.constantFrom('alg', 'sig', 'cert', 'x'), hostile, { maxKeys: 4 })),
+      }),
+      check: ({ text, signer, tamper, raw }: { text: string; signer: 'bus1' | 'bus2' | 'forged'; tamper: boolean; raw: unknown }) => {
+        // Whatever arrives as a signature is parsed without throwing; what parses is verified without throwing.
+        const parsed = EvidenceSignatureSchema.safeParse(raw);
+        if (parsed.success) verifyEvidence(text, parsed.data, 'city/bus-1', ca);
+        // 'forged': bus-1's key over other text, presented as this text's signature.
+        const sig = signer === 'forged' ? signers.bus1.sign(`${text}.`) : signers[signer].sign(text);
+        const v = verifyEvidence(tamper ? `${text}\u0000` : text, sig, 'city/bus-1', ca);
+        const should = signer === 'bus1' && !tamper;
+        if (v.ok !== should) throw new Error(`a ${signer} signature${tamper ? ' of other text' : ''} was judged ${v.ok ? 'good' : `bad (${v.reason})`}`);
+        if (!v.ok && v.reason.length === 0) throw new Error('a refusal without a reason');
+      },
+    } as FuzzTarget,
+    {
+      name: 'broker: identities and rights',
+      input: fc.record({
+        user: fc.oneof(fc.constantFrom('city/bus-1', 'city/bus-2', 'dispatch', 'dispatch/rx-a', 'monitor/x', 'dispatch/a/b', ''), fc.string({ maxLength: 30 })),
+        access: fc.constantFrom('read' as const, 'write' as const),
+        topic: fc.oneof(
+          fc.string({ maxLength: 60 }),
+          fc.tuple(fc.constantFrom('', '$share/dispatch/', '$share/x/'), fc.constantFrom('busguard/v1/'), fc.constantFrom('city/', '+/', '#'), fc.constantFrom('bus-1/', 'bus-2/', '+/', ''), fc.constantFrom('up/', 'down/', ''), fc.constantFrom('alarm', '+', '#', 'file/x/init', '')).map((p) => p.join('')),
+        ),
+      }),
+      check: ({ user, access, topic }: { user: string; access: 'read' | 'write'; topic: string }) => {
+        const allowed = aclAllows(user, access, topic);
+        const id = identityOf(user);
+        if (!allowed) return;
+        if (!id) throw new Error(`"${user}" is nobody and was allowed to ${access} ${topic}`);
+        if (id.role === 'vehicle') {
+          const own = `busguard/v1/${id.ref.fleet}/${id.ref.vehicle}/`;
+          if (!topic.startsWith(own)) throw new Error(`${user} may ${access} ${topic}, outside its own subtree`);
+          if (access === 'write' && !topic.startsWith(`${own}up/`)) throw new Error(`${user} may publish ${topic}`);
+        }
+        if (id.role === 'monitor' && (access === 'write' || topic.startsWith('$'))) throw new Error(`a monitor may ${access} ${topic}`);
+      },
+    } as FuzzTarget,
     ...(uplink as FuzzTarget[]),
     ...(downlink as FuzzTarget[]),
     {

@@ -115,6 +115,17 @@ export class Mosquitto {
   }
 
   static async start(dir: string, opts: { port?: number; tls?: TestPki; identities?: string[] } = {}): Promise<Mosquitto> {
+    // A free port is free when asked, not when Mosquitto binds it: another test may take it between. New ports, then.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await Mosquitto.startOnce(dir, opts);
+      } catch (err) {
+        if (opts.port !== undefined || attempt >= 5 || !/Address already in use/.test((err as Error).message)) throw err;
+      }
+    }
+  }
+
+  private static async startOnce(dir: string, opts: { port?: number; tls?: TestPki; identities?: string[] }): Promise<Mosquitto> {
     const { dynamicSecurityConfig } = await import('../../protocol/acl.ts');
     const port = opts.port ?? (await freePort());
     const tlsPort = opts.tls ? await freePort() : null;

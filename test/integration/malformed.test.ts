@@ -38,10 +38,11 @@ describe('malformed input', () => {
   it('dispatch rejects each malformed uplink message with a log line and keeps running', async () => {
     const kinds = ['alarm', 'incident', 'position', 'diag', 'receipt', 'status'];
     for (const kind of kinds) {
-      await publishAs('city/bus-1', `busguard/v1/city/bus-1/up/${kind}`, GARBAGE.map(([, p]) => p));
+      // As bus-2, the bus no agent runs as here: client ids are bound to identities, so "city/bus-1" would take the agent's session over.
+      await publishAs('city/bus-2', `busguard/v1/city/bus-2/up/${kind}`, GARBAGE.map(([, p]) => p));
     }
     for (const kind of kinds) {
-      const topic = `busguard/v1/city/bus-1/up/${kind}`;
+      const topic = `busguard/v1/city/bus-2/up/${kind}`;
       const rejected = await bus.dispatch.waitFor(
         () => bus.dispatch.events('uplink.rejected').filter((l) => l.topic === topic).length >= GARBAGE.length,
         15_000,
@@ -53,14 +54,14 @@ describe('malformed input', () => {
     expect(reasons.some((r) => r.startsWith('not JSON'))).toBe(true);
     expect(reasons.some((r) => r.includes('v:'))).toBe(true);
     // A payload naming another vehicle than its topic is refused too.
-    await publishAs('city/bus-1', 'busguard/v1/city/bus-1/up/position', [
+    await publishAs('city/bus-2', 'busguard/v1/city/bus-2/up/position', [
       JSON.stringify({
         lane: 'track', epoch: '0123456789abcdef', seq: 1, floor: 1,
-        v: 1, id: crypto.randomUUID(), fleet: 'city', vehicle: 'bus-2', alarmId: null,
+        v: 1, id: crypto.randomUUID(), fleet: 'city', vehicle: 'bus-1', alarmId: null,
         points: [{ at: new Date().toISOString(), timeSource: 'gps', fix: { valid: true, lat: 1, lon: 1, altM: null, speedMps: null, trackDeg: null, time: null, ageS: 0, stale: false, sats: null, hdop: null } }],
       }),
     ]);
-    await bus.dispatch.waitFor((l) => l.event === 'uplink.rejected' && String(l.reason).includes('payload names city/bus-2'), 10_000, 'vehicle mismatch rejection');
+    await bus.dispatch.waitFor((l) => l.event === 'uplink.rejected' && String(l.reason).includes('payload names city/bus-1'), 10_000, 'vehicle mismatch rejection');
     expect(bus.dispatchAlarms()).toHaveLength(0);
     expect(bus.dispatch.child.exitCode).toBeNull();
   });
@@ -68,7 +69,7 @@ describe('malformed input', () => {
   it('the agent refuses each unsigned or malformed command with a log line and keeps running', async () => {
     // Garbage is no signed command: refused before it is read.
     for (const kind of ['receipt', 'ack']) {
-      await publishAs('dispatch', `busguard/v1/city/bus-1/down/${kind}`, GARBAGE.map(([, p]) => p));
+      await publishAs('dispatch/spare', `busguard/v1/city/bus-1/down/${kind}`, GARBAGE.map(([, p]) => p));
     }
     for (const kind of ['receipt', 'ack']) {
       const topic = `busguard/v1/city/bus-1/down/${kind}`;
@@ -81,11 +82,11 @@ describe('malformed input', () => {
     // Signed by dispatch's key but malformed: read, and rejected as such.
     const malformed = [{ v: 2 }, { v: 1, epoch: 'nothex', lanes: {} }, { v: 1, alarmId: 'not-a-uuid', by: 'x', at: 'never' }];
     for (const kind of ['receipt', 'ack'] as const) {
-      await publishAs('dispatch', `busguard/v1/city/bus-1/down/${kind}`, malformed.map((m) => bus.signed(kind, m)));
+      await publishAs('dispatch/spare', `busguard/v1/city/bus-1/down/${kind}`, malformed.map((m) => bus.signed(kind, m)));
     }
     await bus.agent.waitFor(() => bus.agent.events('downlink.rejected').length >= 2 * malformed.length, 15_000, `${2 * malformed.length} signed malformed commands rejected`);
     // An ack for an alarm this bus never raised is refused, not applied.
-    await publishAs('dispatch', 'busguard/v1/city/bus-1/down/ack', [bus.signed('ack', { v: 1, alarmId: crypto.randomUUID(), by: 'x', at: new Date().toISOString() })]);
+    await publishAs('dispatch/spare', 'busguard/v1/city/bus-1/down/ack', [bus.signed('ack', { v: 1, alarmId: crypto.randomUUID(), by: 'x', at: new Date().toISOString() })]);
     await bus.agent.waitForEvent('ack.unknown');
     expect(bus.agent.child.exitCode).toBeNull();
 
