@@ -17,15 +17,15 @@ export function acknowledge(store: DispatchStore, config: DispatchConfig, idOrPr
   // The key first: a dispatcher whose acknowledgement could never be signed learns it before anything is recorded.
   DispatchSigner.fromConfig(config, by);
   const found = store.find(idOrPrefix);
-  const recorded = store.acknowledge(found.id, by, new Date().toISOString());
-  return { alarm: store.get(found.id)!, recorded };
+  const recorded = store.acknowledge(found, by, new Date().toISOString());
+  return { alarm: store.get(found.id, found)!, recorded };
 }
 
 /** Until the bus has confirmed the acknowledgement (it shows on its LED), or null after `timeoutMs`. */
-export async function ackSeen(store: DispatchStore, id: string, timeoutMs: number): Promise<string | null> {
+export async function ackSeen(store: DispatchStore, alarm: StoredAlarm, timeoutMs: number): Promise<string | null> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const seen = store.get(id)?.ackSeenAt ?? null;
+    const seen = store.get(alarm.id, alarm)?.ackSeenAt ?? null;
     if (seen !== null || Date.now() >= deadline) return seen;
     await sleep(100);
   }

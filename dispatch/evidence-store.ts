@@ -172,8 +172,9 @@ export class EvidenceStore {
     return this.q.bytesSince.get(ref.fleet, ref.vehicle, iso)?.n ?? 0;
   }
 
-  forAlarm(alarmId: string): StoredFile[] {
-    return this.q.forAlarm.all(alarmId).map(toFile);
+  /** A vehicle's files of one of its alarms (another vehicle naming the same alarm id is not this alarm's evidence). */
+  forAlarm(ref: VehicleRef, alarmId: string): StoredFile[] {
+    return this.q.forAlarm.all(ref.fleet, ref.vehicle, alarmId).map(toFile);
   }
 
   /** Where the bytes of a file still being received are kept. */
@@ -308,7 +309,7 @@ function statements(db: Db) {
     deleteRange: db.prepare(`DELETE FROM evidence_ranges WHERE ${k} AND start_byte = ?`),
     listAll: db.prepare<[], FileRow>('SELECT * FROM evidence_files ORDER BY received_at, file_id'),
     listVehicle: db.prepare<[string, string], FileRow>('SELECT * FROM evidence_files WHERE fleet = ? AND vehicle = ? ORDER BY received_at, file_id'),
-    forAlarm: db.prepare<[string], FileRow>('SELECT * FROM evidence_files WHERE alarm_id = ? ORDER BY received_at, file_id'),
+    forAlarm: db.prepare<[string, string, string], FileRow>('SELECT * FROM evidence_files WHERE fleet = ? AND vehicle = ? AND alarm_id = ? ORDER BY received_at, file_id'),
   };
 }
 

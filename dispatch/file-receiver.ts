@@ -211,8 +211,8 @@ export class FileReceiver extends EventEmitter<FileReceiverEvents> {
     return this.store.list(ref);
   }
 
-  forAlarm(alarmId: string): StoredFile[] {
-    return this.store.forAlarm(alarmId);
+  forAlarm(ref: VehicleRef, alarmId: string): StoredFile[] {
+    return this.store.forAlarm(ref, alarmId);
   }
 
   /** Where the bytes of a file still being received are kept. */

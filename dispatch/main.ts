@@ -84,7 +84,7 @@ export async function ackCommand(configFile: string, id: string, by: string, wai
     } else {
       process.stdout.write(`acknowledged ${what} ${a.id} (${a.fleet}/${a.vehicle}) by ${a.ackBy}\n`);
     }
-    const seen = await ackSeen(store, a.id, waitS * 1000);
+    const seen = await ackSeen(store, a, waitS * 1000);
     if (seen) process.stdout.write(`the bus showed it at ${seen}\n`);
     else if (waitS > 0) {
       process.stderr.write(`busguard dispatch ack: the bus has not confirmed it within ${waitS} s; it is recorded, and the running "busguard dispatch" keeps sending it until the bus does\n`);

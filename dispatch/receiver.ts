@@ -138,7 +138,7 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
   sendAck(alarm: StoredAlarm): void {
     if (!alarm.ackBy || !alarm.ackAt) return;
     const msg: AckMessage = { v: 1, alarmId: alarm.id, by: alarm.ackBy, at: alarm.ackAt };
-    if (this.command('ack', alarm, msg, alarm.ackBy)) this.lastSent.set(`ack:${alarm.id}`, monoMs());
+    if (this.command('ack', alarm, msg, alarm.ackBy)) this.lastSent.set(`ack:${alarm.fleet}/${alarm.vehicle}/${alarm.id}`, monoMs());
   }
 
   /** Sign a command (in the name of `by`, or of this receiver) and publish it to its bus (QoS 1); false when not connected or stopping: what matters is re-sent. */
@@ -164,8 +164,8 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     const now = monoMs();
     const pending = new Set<string>();
     for (const a of this.store.unseenAcks()) {
-      pending.add(`ack:${a.id}`);
-      const last = this.lastSent.get(`ack:${a.id}`);
+      pending.add(`ack:${a.fleet}/${a.vehicle}/${a.id}`);
+      const last = this.lastSent.get(`ack:${a.fleet}/${a.vehicle}/${a.id}`);
       if (last !== undefined && now - last < this.config.ack.resendS * 1000) continue;
       if (last !== undefined) this.log.info({ event: 'ack.resend', alarmId: a.id, fleet: a.fleet, vehicle: a.vehicle }, 're-sending acknowledgement');
       this.sendAck(a);

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { type Db, migrate, openDatabase } from '../common/sqlite.ts';
 import { DISPATCH_FILES_SCHEMA } from './files.ts';
 import { SIGNATURES_SCHEMA } from './signatures.ts';
+import { META_SCHEMA, PENDING_SCHEMA, REPEATS_SCHEMA, VEHICLE_KEYS_SCHEMA } from './store-schema.ts';
 import { DISPATCH_FOOTAGE_CAMERAS_SCHEMA, DISPATCH_FOOTAGE_SCHEMA, FootageBook } from './footage.ts';
 import type Database from 'better-sqlite3';
 import type { AlarmKind, AlarmMessage, DiagMessage, Envelope, Fix, PositionMessage, RepeatMessage, StatusMessage, TimeSource, TrackPoint } from '../protocol/messages.ts';
@@ -35,23 +36,6 @@ export interface StoredAlarm {
   lastRepeatAt: string | null;
 }
 
-/** Fifth step: repeated presses of an open alarm (up/repeat). */
-const REPEATS_SCHEMA = `
-CREATE TABLE alarm_repeats (
-  id TEXT PRIMARY KEY,
-  alarm_id TEXT NOT NULL,
-  fleet TEXT NOT NULL,
-  vehicle TEXT NOT NULL,
-  at TEXT NOT NULL,
-  held_ms INTEGER NOT NULL,
-  count INTEGER NOT NULL,
-  fix TEXT,
-  received_at TEXT NOT NULL
-);
-CREATE INDEX alarm_repeats_alarm ON alarm_repeats (alarm_id);
-ALTER TABLE alarms ADD COLUMN repeats INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE alarms ADD COLUMN last_repeat_at TEXT;
-`;
 
 /** Per vehicle, outbox epoch and lane: everything up to `upto` is held; seqs above it seen so far. */
 const LANE_SCHEMA = `
@@ -86,13 +70,6 @@ CREATE TABLE diags (
 );
 `;
 
-/** Values made once per database (the tail of the receiver's MQTT client id). */
-const META_SCHEMA = 'CREATE TABLE dispatch_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);';
-/** Receivers look for commands to send four times a second (a dispatcher's ack, a footage request): by index, not by scanning history. */
-const PENDING_SCHEMA = `
-CREATE INDEX alarms_ack_unseen ON alarms (ack_at) WHERE ack_at IS NOT NULL AND ack_seen_at IS NULL;
-CREATE INDEX footage_unanswered ON footage_requests (requested_at) WHERE answered_at IS NULL;
-`;
 
 const SCHEMA = `
 CREATE TABLE alarms (
@@ -180,7 +157,7 @@ export class DispatchStore {
   /** `mustExist`: for the commands that work on what a receiver stored: a missing file is an error, never a new empty database. */
   constructor(path: string, opts: { mustExist?: boolean } = {}) {
     this.db = openDatabase(path, { mustExist: opts.mustExist === true });
-    migrate(this.db, [SCHEMA + LANE_SCHEMA, DISPATCH_FILES_SCHEMA, DISPATCH_FOOTAGE_SCHEMA, DISPATCH_FOOTAGE_CAMERAS_SCHEMA, REPEATS_SCHEMA, META_SCHEMA, PENDING_SCHEMA, SIGNATURES_SCHEMA]);
+    migrate(this.db, [SCHEMA + LANE_SCHEMA, DISPATCH_FILES_SCHEMA, DISPATCH_FOOTAGE_SCHEMA, DISPATCH_FOOTAGE_CAMERAS_SCHEMA, REPEATS_SCHEMA, META_SCHEMA, PENDING_SCHEMA, SIGNATURES_SCHEMA, VEHICLE_KEYS_SCHEMA]);
     this.footage = new FootageBook(this.db);
   }
 
@@ -279,7 +256,7 @@ export class DispatchStore {
   addAlarm(a: AlarmMessage, receivedAt = new Date().toISOString()): boolean {
     const r = this.alarmStmts.insert.run(a.id, a.kind, a.fleet, a.vehicle, a.route, a.raisedAt, a.timeSource, a.heldMs, a.fix ? JSON.stringify(a.fix) : null, receivedAt);
     // Repeats that arrived before their alarm (re-sent out of order): rare, so only looked for, not recounted.
-    if (r.changes > 0 && this.alarmStmts.anyRepeat.get(a.id)) this.countRepeats(a.id);
+    if (r.changes > 0 && this.alarmStmts.anyRepeat.get(a.fleet, a.vehicle, a.id)) this.countRepeats(a, a.id);
     return r.changes > 0;
   }
 
@@ -290,33 +267,36 @@ export class DispatchStore {
         `INSERT OR IGNORE INTO alarms (id, kind, fleet, vehicle, route, raised_at, time_source, held_ms, fix, received_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
-      anyRepeat: this.db.prepare<[string], { x: number }>('SELECT 1 AS x FROM alarm_repeats WHERE alarm_id = ? LIMIT 1'),
+      anyRepeat: this.db.prepare<[string, string, string], { x: number }>('SELECT 1 AS x FROM alarm_repeats WHERE fleet = ? AND vehicle = ? AND alarm_id = ? LIMIT 1'),
     });
   }
-  private alarmStmtCache: { insert: Database.Statement; anyRepeat: Database.Statement<[string], { x: number }> } | undefined;
+  private alarmStmtCache: { insert: Database.Statement; anyRepeat: Database.Statement<[string, string, string], { x: number }> } | undefined;
 
   /**
-   * Store a repeated press (idempotent by its id). Returns 'new', 'duplicate',
-   * or the reason it is refused: a repeat of another vehicle's alarm, or of
-   * an alarm of another kind, changes nothing. A repeat of an alarm not (yet)
-   * here is kept: the alarm follows in the same lane.
+   * Store a repeated press (idempotent by its vehicle and id). Returns 'new',
+   * 'duplicate', or the reason it is refused: a repeat of an alarm of another
+   * kind changes nothing; a repeat names only its own vehicle's alarms (another
+   * vehicle's with the same id are not even seen). A repeat of an alarm not
+   * (yet) here is kept: the alarm follows in the same lane.
    */
   addRepeat(r: RepeatMessage, receivedAt = new Date().toISOString()): 'new' | 'duplicate' | { refused: string } {
-    const alarm = this.get(r.alarmId);
-    if (alarm && (alarm.fleet !== r.fleet || alarm.vehicle !== r.vehicle)) return { refused: `alarm ${r.alarmId} belongs to ${alarm.fleet}/${alarm.vehicle}` };
+    const alarm = this.get(r.alarmId, r);
     if (alarm && alarm.kind !== r.kind) return { refused: `alarm ${r.alarmId} is an ${alarm.kind}, the repeat says ${r.kind}` };
     const fresh =
       this.db
         .prepare('INSERT OR IGNORE INTO alarm_repeats (id, alarm_id, fleet, vehicle, at, held_ms, count, fix, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
         .run(r.id, r.alarmId, r.fleet, r.vehicle, r.at, r.heldMs, r.count, r.fix ? JSON.stringify(r.fix) : null, receivedAt).changes > 0;
-    if (fresh) this.countRepeats(r.alarmId);
+    if (fresh) this.countRepeats(r, r.alarmId);
     return fresh ? 'new' : 'duplicate';
   }
 
-  private countRepeats(alarmId: string): void {
+  private countRepeats(ref: VehicleRef, alarmId: string): void {
+    const mine = 'fleet = @fleet AND vehicle = @vehicle';
     this.db
-      .prepare('UPDATE alarms SET repeats = (SELECT count(*) FROM alarm_repeats WHERE alarm_id = @id), last_repeat_at = (SELECT max(at) FROM alarm_repeats WHERE alarm_id = @id) WHERE id = @id')
-      .run({ id: alarmId });
+      .prepare(
+        `UPDATE alarms SET repeats = (SELECT count(*) FROM alarm_repeats WHERE ${mine} AND alarm_id = @id), last_repeat_at = (SELECT max(at) FROM alarm_repeats WHERE ${mine} AND alarm_id = @id) WHERE ${mine} AND id = @id`,
+      )
+      .run({ id: alarmId, fleet: ref.fleet, vehicle: ref.vehicle });
   }
 
   /** Store every point of a track message in one transaction; returns how many were new. */
@@ -365,30 +345,38 @@ export class DispatchStore {
     return this.db.prepare<[string], AlarmRow>('SELECT * FROM alarms WHERE kind = ? ORDER BY received_at, id').all(kind).map(toAlarm);
   }
 
-  get(id: string): StoredAlarm | null {
-    const r = this.db.prepare<[string], AlarmRow>('SELECT * FROM alarms WHERE id = ?').get(id);
+  /** A vehicle's alarm; without the vehicle, the first alarm with that id (ids are the buses': two vehicles may share one). */
+  get(id: string, ref?: VehicleRef): StoredAlarm | null {
+    const r = ref
+      ? this.db.prepare<[string, string, string], AlarmRow>('SELECT * FROM alarms WHERE fleet = ? AND vehicle = ? AND id = ?').get(ref.fleet, ref.vehicle, id)
+      : this.db.prepare<[string], AlarmRow>('SELECT * FROM alarms WHERE id = ? ORDER BY received_at LIMIT 1').get(id);
     return r ? toAlarm(r) : null;
   }
 
-  /** Find by full id or a unique prefix (at least 4 characters), as a dispatcher types it. */
+  /** Find by full id or a unique prefix (at least 4 characters), as a dispatcher types it, optionally as FLEET/VEHICLE/ID. */
   find(idOrPrefix: string): StoredAlarm {
-    const needle = idOrPrefix.trim().toLowerCase();
-    if (!/^[0-9a-f-]{4,36}$/.test(needle)) {
-      throw new Error(`alarm id "${idOrPrefix}": give the id or at least its first 4 characters (hex), as "busguard dispatch alarms" prints it`);
+    const parts = idOrPrefix.trim().toLowerCase().split('/');
+    const needle = parts.at(-1)!;
+    const ref = parts.length === 3 ? { fleet: parts[0]!, vehicle: parts[1]! } : null;
+    if (!/^[0-9a-f-]{4,36}$/.test(needle) || (parts.length !== 1 && !ref)) {
+      throw new Error(`alarm id "${idOrPrefix}": give the id or at least its first 4 characters (hex), as "busguard dispatch alarms" prints it, or FLEET/VEHICLE/ID`);
     }
-    const rows = this.db
-      .prepare<[string], AlarmRow>("SELECT * FROM alarms WHERE id LIKE ? || '%' ORDER BY received_at LIMIT 5")
-      .all(needle);
+    const rows = (
+      ref
+        ? this.db.prepare<[string, string, string], AlarmRow>("SELECT * FROM alarms WHERE fleet = ? AND vehicle = ? AND id LIKE ? || '%' ORDER BY received_at LIMIT 5").all(ref.fleet, ref.vehicle, needle)
+        : this.db.prepare<[string], AlarmRow>("SELECT * FROM alarms WHERE id LIKE ? || '%' ORDER BY received_at LIMIT 5").all(needle)
+    );
     if (rows.length === 0) throw new Error(`alarm id "${idOrPrefix}": no such alarm or incident at dispatch`);
     if (rows.length > 1) {
-      throw new Error(`alarm id "${idOrPrefix}" is ambiguous: matches ${rows.map((r) => r.id).join(', ')}; type more of it`);
+      const sameId = rows.every((r) => r.id === rows[0]!.id);
+      throw new Error(`alarm id "${idOrPrefix}" is ambiguous: matches ${rows.map((r) => (sameId ? `${r.fleet}/${r.vehicle}/${r.id}` : r.id)).join(', ')}; ${sameId ? 'give it as FLEET/VEHICLE/ID' : 'type more of it'}`);
     }
     return toAlarm(rows[0]!);
   }
 
-  /** Record the acknowledgement; false if it was already acknowledged (the first one stands). */
-  acknowledge(id: string, by: string, at: string): boolean {
-    return this.db.prepare('UPDATE alarms SET ack_by = ?, ack_at = ? WHERE id = ? AND ack_at IS NULL').run(by, at, id).changes > 0;
+  /** Record the acknowledgement of a vehicle's alarm; false if it was already acknowledged (the first one stands). */
+  acknowledge(alarm: VehicleRef & { id: string }, by: string, at: string): boolean {
+    return this.db.prepare('UPDATE alarms SET ack_by = ?, ack_at = ? WHERE fleet = ? AND vehicle = ? AND id = ? AND ack_at IS NULL').run(by, at, alarm.fleet, alarm.vehicle, alarm.id).changes > 0;
   }
 
   /** The bus has these acknowledgements; only its own alarms (`ref`) are marked. */

@@ -40,14 +40,8 @@ export type UplinkHandlers = { [K in UplinkKind]: (msg: UplinkWire<K>, ref: Vehi
 export function uplinkHandlers(c: UplinkContext): UplinkHandlers {
   const alarm = (expected: 'emergency' | 'incident') => (m: UplinkWire<'alarm'>, ref: VehicleRef) => {
     if (m.kind !== expected) return c.reject(`kind "${m.kind}" on the ${expected === 'emergency' ? 'alarm' : 'incident'} topic`);
-    // Alarm ids are the buses' own (random UUIDs): one another vehicle already used means a hostile or
-    // broken bus. Taking it as a duplicate would receipt this bus's alarm and never store it; refused and
-    // not receipted, it stays on the bus (its LED does not say "delivered") and every re-send is logged.
-    const owner = c.store.get(m.id);
-    if (owner && (owner.fleet !== ref.fleet || owner.vehicle !== ref.vehicle)) {
-      c.log.error({ event: 'alarm.id-taken', alarmId: m.id, fleet: ref.fleet, vehicle: ref.vehicle, takenBy: `${owner.fleet}/${owner.vehicle}` }, 'alarm id already used by another vehicle');
-      return c.reject(`alarm id ${m.id} is already ${owner.fleet}/${owner.vehicle}'s: not stored, not receipted`);
-    }
+    // Alarms are keyed by (fleet, vehicle, id), the vehicle from the topic: an id another vehicle used
+    // (a hostile or broken bus) is another alarm, stored beside it (dispatch/store-schema.ts).
     let fresh = false;
     const { upTo } = c.store.accept(ref, m, () => {
       fresh = c.store.addAlarm(m);
@@ -65,7 +59,7 @@ export function uplinkHandlers(c: UplinkContext): UplinkHandlers {
       c.alarmReceived(m, at);
     } else {
       c.log.info({ event: 'alarm.duplicate', alarmId: m.id, fleet: ref.fleet, vehicle: ref.vehicle, seq: m.seq }, 'duplicate alarm, receipted again');
-      const stored = c.store.get(m.id);
+      const stored = c.store.get(m.id, ref);
       if (stored?.ackAt && !stored.ackSeenAt) c.sendAck(stored);
     }
     c.receipt(ref, m, upTo, m.id);
@@ -87,7 +81,7 @@ export function uplinkHandlers(c: UplinkContext): UplinkHandlers {
       if (typeof outcome === 'object') {
         c.reject(outcome.refused);
       } else if (outcome === 'new') {
-        const stored = c.store.get(m.alarmId);
+        const stored = c.store.get(m.alarmId, ref);
         c.log.warn(
           { event: `${m.kind}.repeat`, alarmId: m.alarmId, count: m.count, heldMs: m.heldMs, fleet: ref.fleet, vehicle: ref.vehicle, fix: m.fix, acknowledged: stored?.ackAt != null },
           `${m.kind === 'emergency' ? 'EMERGENCY' : 'incident'} button pressed again (press ${m.count})${stored?.ackAt ? ' after the acknowledgement was sent' : ''}`,

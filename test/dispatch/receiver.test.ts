@@ -73,14 +73,22 @@ describe('receiver', () => {
     expect(receiver.store.all('emergency')).toHaveLength(0);
   });
 
-  it("an alarm id another vehicle already used is refused and not receipted: the alarm stays on its bus, which sends it again", () => {
-    const stolen = alarm(1, { vehicle: 'bus-2' });
-    take('alarm', stolen, { fleet: 'city', vehicle: 'bus-2' });
-    take('alarm', { ...alarm(1), id: stolen.id });
-    expect(rejected).toEqual([`alarm id ${stolen.id} is already city/bus-2's: not stored, not receipted`]);
-    expect(receiver.store.get(stolen.id)?.vehicle).toBe('bus-2');
-    // bus-1's seq 1 was not taken: its progress did not move, so nothing was receipted.
-    expect(receiver.store.accept(ref, { lane: 'alarm', epoch: EPOCH, seq: 1, floor: 1 }, () => {}).fresh).toBe(true);
+  it('an alarm id another vehicle already used is another alarm: both are stored, each keyed by its vehicle; acking one leaves the other open', () => {
+    const stored: string[] = [];
+    receiver.on('alarm', (a) => stored.push(`${a.vehicle}:${a.id}`));
+    const first = alarm(1, { vehicle: 'bus-2' });
+    take('alarm', first, { fleet: 'city', vehicle: 'bus-2' });
+    take('alarm', { ...alarm(1), id: first.id });
+    expect(rejected).toEqual([]);
+    expect(stored).toEqual([`bus-2:${first.id}`, `bus-1:${first.id}`]);
+    expect(receiver.store.get(first.id, ref)?.route).toBe('603');
+    expect(receiver.store.get(first.id, { fleet: 'city', vehicle: 'bus-2' })?.vehicle).toBe('bus-2');
+    // bus-1's seq 1 was taken (and so receipted).
+    expect(receiver.store.accept(ref, { lane: 'alarm', epoch: EPOCH, seq: 1, floor: 1 }, () => {}).fresh).toBe(false);
+    expect(receiver.store.acknowledge({ ...ref, id: first.id }, 'officer-7', '2026-11-22T10:01:00.000Z')).toBe(true);
+    expect(receiver.store.openQueue('emergency').map((a) => a.vehicle)).toEqual(['bus-2']);
+    expect(() => receiver.store.find(first.id)).toThrow(/ambiguous: .*city\/bus-2\/.*city\/bus-1\/.*give it as FLEET\/VEHICLE\/ID/);
+    expect(receiver.store.find(`city/bus-2/${first.id.slice(0, 8)}`).vehicle).toBe('bus-2');
   });
 
   it('a floor above the seq is refused: it would have marked the lane settled and every later message of it dropped as old', () => {
@@ -101,7 +109,7 @@ describe('receiver', () => {
     expect(receiver.store.diags(ref).map((d) => d.event)).toEqual(['snapshot.failed']);
     const a = alarm(1);
     take('alarm', a);
-    receiver.store.acknowledge(a.id, 'officer-7', '2026-11-22T10:01:00.000Z');
+    receiver.store.acknowledge(a, 'officer-7', '2026-11-22T10:01:00.000Z');
     take('receipt', { v: 1, acks: [a.id] });
     expect(receiver.store.unseenAcks()).toHaveLength(0);
     take('status', { v: 1, state: 'online', at: '2026-11-22T10:05:00.000Z', agent: 'test', openAlarms: [a.id] });

@@ -43,8 +43,8 @@ describe('dispatch store (real SQLite file)', () => {
   it('records the first acknowledgement only, and tracks whether the bus has seen it', () => {
     const a = alarm();
     store.addAlarm(a);
-    expect(store.acknowledge(a.id, 'officer-1', '2026-11-22T10:00:00.000Z')).toBe(true);
-    expect(store.acknowledge(a.id, 'officer-2', '2026-11-22T10:01:00.000Z')).toBe(false);
+    expect(store.acknowledge(a, 'officer-1', '2026-11-22T10:00:00.000Z')).toBe(true);
+    expect(store.acknowledge(a, 'officer-2', '2026-11-22T10:01:00.000Z')).toBe(false);
     expect(store.get(a.id)?.ackBy).toBe('officer-1');
     expect(store.openQueue('emergency')).toHaveLength(0);
     expect(store.unseenAcks().map((x) => x.id)).toEqual([a.id]);
@@ -58,7 +58,7 @@ describe('dispatch store (real SQLite file)', () => {
     const other = alarm({ vehicle: 'bus-2' });
     for (const a of [mine, unacked, other]) store.addAlarm(a);
     for (const a of [mine, other]) {
-      store.acknowledge(a.id, 'officer-1', '2026-11-22T10:00:00.000Z');
+      store.acknowledge(a, 'officer-1', '2026-11-22T10:00:00.000Z');
       store.markAckSeen([a.id], a);
     }
     // bus-1 lists as open its own acked alarm, its own unacked one, and bus-2's acked one.

@@ -279,7 +279,7 @@ describe('evidence file transfer over MQTT', () => {
       expect(readFileSync(stored.path!).equals(f.data)).toBe(true);
       expect(sha256Hex(readFileSync(stored.path!))).toBe(f.sha256);
     }
-    expect(dispatch.files.forAlarm(alarmId).map((f) => f.kind).sort()).toEqual(['clip', 'snapshot']);
+    expect(dispatch.files.forAlarm(ref, alarmId).map((f) => f.kind).sort()).toEqual(['clip', 'snapshot']);
     // Every segment of the snapshot reached the broker before the first of the clip.
     const order = spy.seen.filter((s) => s.verb === 'segment' && (s.fileId === qs.id || s.fileId === qc.id)).map((s) => s.fileId);
     expect(order.lastIndexOf(qs.id)).toBeLessThan(order.indexOf(qc.id));

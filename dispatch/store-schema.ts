@@ -1,0 +1,117 @@
+// The later steps of dispatch's schema (dispatch/store.ts runs them in order).
+
+/** Fifth step: repeated presses of an open alarm (up/repeat). */
+export const REPEATS_SCHEMA = `
+CREATE TABLE alarm_repeats (
+  id TEXT PRIMARY KEY,
+  alarm_id TEXT NOT NULL,
+  fleet TEXT NOT NULL,
+  vehicle TEXT NOT NULL,
+  at TEXT NOT NULL,
+  held_ms INTEGER NOT NULL,
+  count INTEGER NOT NULL,
+  fix TEXT,
+  received_at TEXT NOT NULL
+);
+CREATE INDEX alarm_repeats_alarm ON alarm_repeats (alarm_id);
+ALTER TABLE alarms ADD COLUMN repeats INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE alarms ADD COLUMN last_repeat_at TEXT;
+`;
+
+/** Sixth step: values made once per database (no longer any: the MQTT client id is the identity now). */
+export const META_SCHEMA = 'CREATE TABLE dispatch_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);';
+
+/** Seventh step: receivers look for commands to send four times a second (a dispatcher's ack, a footage request): by index, not by scanning history. */
+export const PENDING_SCHEMA = `
+CREATE INDEX alarms_ack_unseen ON alarms (ack_at) WHERE ack_at IS NOT NULL AND ack_seen_at IS NULL;
+CREATE INDEX footage_unanswered ON footage_requests (requested_at) WHERE answered_at IS NULL;
+`;
+
+// Ninth step (the eighth is dispatch/signatures.ts): what a bus sends is keyed by (fleet,
+// vehicle, id), the vehicle taken from the topic. Ids are the buses' own
+// (random UUIDs), so one bus reusing another's id (a hostile one, or a
+// broken one) used to collide with it: the second was refused or taken for
+// a duplicate. Now each vehicle's alarms, repeats, track points and
+// diagnostics live side by side whatever their ids. SQLite cannot change a
+// primary key in place: each table is rebuilt, its rows copied.
+
+export const VEHICLE_KEYS_SCHEMA = `
+CREATE TABLE alarms_v9 (
+  id TEXT NOT NULL,
+  kind TEXT NOT NULL CHECK (kind IN ('emergency', 'incident')),
+  fleet TEXT NOT NULL,
+  vehicle TEXT NOT NULL,
+  route TEXT,
+  raised_at TEXT NOT NULL,
+  time_source TEXT NOT NULL,
+  held_ms INTEGER NOT NULL,
+  fix TEXT,
+  received_at TEXT NOT NULL,
+  ack_by TEXT,
+  ack_at TEXT,
+  ack_seen_at TEXT,
+  repeats INTEGER NOT NULL DEFAULT 0,
+  last_repeat_at TEXT,
+  PRIMARY KEY (fleet, vehicle, id)
+);
+INSERT INTO alarms_v9 SELECT id, kind, fleet, vehicle, route, raised_at, time_source, held_ms, fix, received_at, ack_by, ack_at, ack_seen_at, repeats, last_repeat_at FROM alarms;
+DROP TABLE alarms;
+ALTER TABLE alarms_v9 RENAME TO alarms;
+CREATE INDEX alarms_queue ON alarms (kind, ack_at, received_at);
+CREATE INDEX alarms_id ON alarms (id);
+CREATE INDEX alarms_ack_unseen ON alarms (ack_at) WHERE ack_at IS NOT NULL AND ack_seen_at IS NULL;
+
+CREATE TABLE alarm_repeats_v9 (
+  id TEXT NOT NULL,
+  alarm_id TEXT NOT NULL,
+  fleet TEXT NOT NULL,
+  vehicle TEXT NOT NULL,
+  at TEXT NOT NULL,
+  held_ms INTEGER NOT NULL,
+  count INTEGER NOT NULL,
+  fix TEXT,
+  received_at TEXT NOT NULL,
+  PRIMARY KEY (fleet, vehicle, id)
+);
+INSERT INTO alarm_repeats_v9 SELECT id, alarm_id, fleet, vehicle, at, held_ms, count, fix, received_at FROM alarm_repeats;
+DROP TABLE alarm_repeats;
+ALTER TABLE alarm_repeats_v9 RENAME TO alarm_repeats;
+CREATE INDEX alarm_repeats_alarm ON alarm_repeats (fleet, vehicle, alarm_id);
+
+CREATE TABLE positions_v9 (
+  id TEXT NOT NULL,
+  message_id TEXT NOT NULL,
+  lane TEXT,
+  seq INTEGER,
+  fleet TEXT NOT NULL,
+  vehicle TEXT NOT NULL,
+  at TEXT NOT NULL,
+  time_source TEXT NOT NULL,
+  alarm_id TEXT,
+  fix TEXT NOT NULL,
+  received_at TEXT NOT NULL,
+  PRIMARY KEY (fleet, vehicle, id)
+);
+INSERT INTO positions_v9 SELECT id, message_id, lane, seq, fleet, vehicle, at, time_source, alarm_id, fix, received_at FROM positions;
+DROP TABLE positions;
+ALTER TABLE positions_v9 RENAME TO positions;
+CREATE INDEX positions_vehicle ON positions (fleet, vehicle, at);
+
+CREATE TABLE diags_v9 (
+  id TEXT NOT NULL,
+  fleet TEXT NOT NULL,
+  vehicle TEXT NOT NULL,
+  at TEXT NOT NULL,
+  event TEXT NOT NULL,
+  lane TEXT,
+  count INTEGER,
+  bytes INTEGER,
+  ranges TEXT,
+  reason TEXT NOT NULL,
+  received_at TEXT NOT NULL,
+  PRIMARY KEY (fleet, vehicle, id)
+);
+INSERT INTO diags_v9 SELECT id, fleet, vehicle, at, event, lane, count, bytes, ranges, reason, received_at FROM diags;
+DROP TABLE diags;
+ALTER TABLE diags_v9 RENAME TO diags;
+`;
