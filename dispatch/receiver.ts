@@ -21,6 +21,7 @@ import type { DispatchConfig } from './config.ts';
 import { DispatchStore, type StoredAlarm } from './store.ts';
 import { FileReceiver } from './files.ts';
 import { SignatureBook } from './signatures.ts';
+import { RefusalLog } from './refusals.ts';
 import { parseFileTopic } from '../protocol/file-transfer.ts';
 
 /** How often a receiver looks for recorded commands to send: a dispatcher's ack reaches the bus within this. */
@@ -61,6 +62,8 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
   private readonly signer: DispatchSigner;
   /** The units' signatures of alarm records and evidence files, checked and kept. */
   readonly signatures: SignatureBook;
+  /** What dispatch refused from each vehicle, as its diagnostics. */
+  private readonly refusals: RefusalLog;
 
   constructor(
     private readonly config: DispatchConfig,
@@ -72,6 +75,7 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     this.signer = DispatchSigner.fromConfig(config, receiverIdentity());
     this.store = new DispatchStore(config.storage.path);
     this.signatures = new SignatureBook(this.store.db, config.trust.fleetCaFile);
+    this.refusals = new RefusalLog(this.store.db);
     this.handlers = this.makeHandlers();
     this.files = new FileReceiver({
       db: this.store.db,
@@ -81,6 +85,7 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
       // Not connected (or stopping): the bus asks again and gets the receipt then.
       sendReceipt: (ref, receipt) => this.command('file', ref, receipt),
     });
+    this.files.on('rejected', (topic, reason) => this.refusals.record(topic, reason));
     // A clip asked for with `busguard dispatch footage` is linked to its request by the requestId in its meta.
     this.files.on('stored', (f) => {
       try {
@@ -213,6 +218,7 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
 
   private reject(topic: string, reason: string): void {
     this.log.warn({ event: 'uplink.rejected', topic, reason }, 'rejected message');
+    this.refusals.record(topic, reason);
     this.emit('rejected', topic, reason);
   }
 

@@ -71,6 +71,10 @@ describe('receiver', () => {
       expect.stringMatching(/^id: /),
     ]);
     expect(receiver.store.all('emergency')).toHaveLength(0);
+    // Recorded as bus-1's diagnostics too: one row for the minute, counting all four, the last reason kept.
+    const refused = receiver.store.diags(ref).filter((d) => d.event === 'dispatch.refused');
+    expect(refused).toHaveLength(1);
+    expect(refused[0]).toMatchObject({ count: 4, reason: expect.stringMatching(/^up\/position: id: /) });
   });
 
   it('an alarm id another vehicle already used is another alarm: both are stored, each keyed by its vehicle; acking one leaves the other open', () => {
