@@ -4,6 +4,7 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DispatchSigner } from './command-signer.ts';
+import type { PersonSigner } from './person-signer.ts';
 import type { DispatchConfig } from './config.ts';
 import type { DispatchStore, StoredAlarm } from './store.ts';
 
@@ -13,11 +14,15 @@ export interface AckResult {
   recorded: boolean;
 }
 
-export function acknowledge(store: DispatchStore, config: DispatchConfig, idOrPrefix: string, by: string): AckResult {
+/** Record an acknowledgement by `by`; with `person`, signed by that person's own key (and `by` is theirs). */
+export function acknowledge(store: DispatchStore, config: DispatchConfig, idOrPrefix: string, by: string, person?: PersonSigner): AckResult {
   // The key first: a dispatcher whose acknowledgement could never be signed learns it before anything is recorded.
   DispatchSigner.fromConfig(config, by);
   const found = store.find(idOrPrefix);
-  const recorded = store.acknowledge(found, by, new Date().toISOString());
+  const who = person?.person ?? by;
+  const at = new Date().toISOString();
+  const command = person ? person.seal('ack', found, { v: 1, alarmId: found.id, by: who, at }).payload.toString() : null;
+  const recorded = store.acknowledge(found, who, at, command);
   return { alarm: store.get(found.id, found)!, recorded };
 }
 

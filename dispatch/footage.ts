@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { type FootageAnswer, type FootageRequest, FootageRequestSchema, footageWindowProblem } from '../protocol/messages.ts';
 import type { Db } from '../common/sqlite.ts';
 import type { VehicleRef } from '../protocol/topics.ts';
-import { DispatchSigner } from './command-signer.ts';
+import type { PersonSigner } from './person-signer.ts';
 import { printable } from './printable.ts';
 import type { DispatchConfig } from './config.ts';
 
@@ -64,8 +64,11 @@ export interface FootageStatus {
 export class FootageBook {
   constructor(private readonly db: Db) {}
 
-  add(ref: VehicleRef, req: FootageRequest, at = new Date().toISOString()): void {
-    this.db.prepare('INSERT OR IGNORE INTO footage_requests (id, fleet, vehicle, request, requested_at) VALUES (?, ?, ?, ?, ?)').run(req.id, ref.fleet, ref.vehicle, JSON.stringify(req), at);
+  /** `command`: the request as its person signed it (dispatch/person-signer.ts), sent as is while valid. */
+  add(ref: VehicleRef, req: FootageRequest, at = new Date().toISOString(), command: string | null = null): void {
+    this.db
+      .prepare('INSERT OR IGNORE INTO footage_requests (id, fleet, vehicle, request, requested_at, command) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(req.id, ref.fleet, ref.vehicle, JSON.stringify(req), at, command);
   }
 
   /**
@@ -92,9 +95,9 @@ export class FootageBook {
   }
 
   /** Every unanswered request of every vehicle, oldest first. */
-  pending(): { ref: VehicleRef; request: FootageRequest }[] {
-    const rows = this.db.prepare('SELECT fleet, vehicle, request FROM footage_requests WHERE answered_at IS NULL ORDER BY requested_at').all() as { fleet: string; vehicle: string; request: string }[];
-    return rows.map((r) => ({ ref: { fleet: r.fleet, vehicle: r.vehicle }, request: JSON.parse(r.request) as FootageRequest }));
+  pending(): { ref: VehicleRef; request: FootageRequest; command: string | null }[] {
+    const rows = this.db.prepare('SELECT fleet, vehicle, request, command FROM footage_requests WHERE answered_at IS NULL ORDER BY requested_at').all() as { fleet: string; vehicle: string; request: string; command: string | null }[];
+    return rows.map((r) => ({ ref: { fleet: r.fleet, vehicle: r.vehicle }, request: JSON.parse(r.request) as FootageRequest, command: r.command }));
   }
 
   get(id: string): FootageStatus | null {
@@ -154,6 +157,8 @@ export interface FootageCommandOptions {
   to: string;
   camera: string | null;
   by: string;
+  /** Signed with this person's own key (dispatch/person-signer.ts); `by` is then theirs. */
+  person?: PersonSigner;
   waitS: number;
   json: boolean;
 }
@@ -261,7 +266,7 @@ export async function footageCommand(
         `vehicle ${fleet}/${id} has never been seen by this dispatch (no status, alarm, position or file from it); check the name${near.length ? ` (fleet ${fleet} has: ${near.slice(0, 10).join(', ')}${near.length > 10 ? ', …' : ''})` : known.length ? '' : ' (no vehicle has been seen yet)'}`,
       );
     }
-    store.footage.add(ref, req.data);
+    store.footage.add(ref, req.data, undefined, o.person ? o.person.seal('footage', ref, req.data).payload.toString() : null);
   } finally {
     store.close();
   }

@@ -6,6 +6,7 @@ import { stopOnSignals } from '../common/lifecycle.ts';
 import { createLogger } from '../common/log.ts';
 import type { AlarmKind } from '../protocol/messages.ts';
 import { ackSeen, acknowledge } from './acknowledge.ts';
+import { PersonSigner } from './person-signer.ts';
 import { checkDispatchPaths, loadDispatchConfig } from './config.ts';
 import { Receiver } from './receiver.ts';
 import type { DispatchConfig } from './config.ts';
@@ -71,12 +72,22 @@ function formatRow(r: StoredAlarm): string {
   return [r.id, `${r.fleet}/${r.vehicle}`, r.route === null ? '-' : printable(r.route), r.raisedAt, presses, where, ack].join('\t');
 }
 
-export async function ackCommand(configFile: string, id: string, by: string, waitS = 10): Promise<void> {
+export async function ackCommand(configFile: string, id: string, by: string, waitS = 10, as?: string): Promise<void> {
   const config = loadDispatchConfig(configFile);
   // A command's logs go to stderr: stdout is what it says to the dispatcher.
   const store = openExistingStore(configFile, config);
   try {
-    const result = acknowledge(store, config, id, by);
+    let person: PersonSigner | undefined;
+    if (as !== undefined) {
+      try {
+        person = PersonSigner.load(as);
+      } catch (err) {
+        process.stderr.write(`busguard dispatch ack: --as ${as}: ${(err as Error).message}\n`);
+        process.exitCode = 2;
+        return;
+      }
+    }
+    const result = acknowledge(store, config, id, by, person);
     const a = result.alarm;
     const what = a.kind === 'emergency' ? 'alarm' : 'incident';
     if (!result.recorded) {
@@ -95,8 +106,15 @@ export async function ackCommand(configFile: string, id: string, by: string, wai
   }
 }
 
-export async function footageCliCommand(configFile: string, vehicle: string, opts: { from: string; to: string; camera?: string; by: string; wait: number; json?: boolean }): Promise<number> {
+export async function footageCliCommand(configFile: string, vehicle: string, opts: { from: string; to: string; camera?: string; by: string; wait: number; json?: boolean; as?: string }): Promise<number> {
   const config = loadDispatchConfig(configFile);
+  let person: PersonSigner | undefined;
+  try {
+    if (opts.as !== undefined) person = PersonSigner.load(opts.as);
+  } catch (err) {
+    process.stderr.write(`busguard dispatch footage: --as ${opts.as}: ${(err as Error).message}\n`);
+    return 2;
+  }
   const log = createLogger('dispatch-footage', 'error', {}, { stderr: true });
   const { footageCommand } = await import('./footage.ts');
   openExistingStore(configFile, config).close();
@@ -104,7 +122,7 @@ export async function footageCliCommand(configFile: string, vehicle: string, opt
     config,
     () => new DispatchStore(config.storage.path, { mustExist: true }),
     vehicle,
-    { from: opts.from, to: opts.to, camera: opts.camera ?? null, by: opts.by, waitS: opts.wait, json: opts.json === true },
+    { from: opts.from, to: opts.to, camera: opts.camera ?? null, by: person?.person ?? opts.by, waitS: opts.wait, json: opts.json === true, ...(person ? { person } : {}) },
     log,
     (line) => process.stdout.write(`${line}\n`),
   );

@@ -13,7 +13,7 @@ import { UPLINK, type UplinkKindSpec, type UplinkWire } from '../protocol/kinds.
 import { MqttSession } from '../common/mqtt-session.ts';
 import { DISPATCH_USER } from '../protocol/acl.ts';
 import type { Lane } from '../protocol/lanes.ts';
-import { type DownlinkKind, UPLINK_KINDS, type UplinkKind, type VehicleRef, dispatchUplinkFilter, parseTopic, sharedFilter } from '../protocol/topics.ts';
+import { type DownlinkKind, UPLINK_KINDS, type UplinkKind, type VehicleRef, dispatchUplinkFilter, downlinkTopic, parseTopic, sharedFilter } from '../protocol/topics.ts';
 import { DispatchSigner, receiverIdentity } from './command-signer.ts';
 import { type UplinkHandlers, uplinkHandlers } from './uplink-handlers.ts';
 import { createLogger, monoMs } from '../common/log.ts';
@@ -22,6 +22,7 @@ import { DispatchStore, type StoredAlarm } from './store.ts';
 import { FileReceiver } from './files.ts';
 import { SignatureBook } from './signatures.ts';
 import { RefusalLog } from './refusals.ts';
+import { commandExpiry } from './person-signer.ts';
 import { parseFileTopic } from '../protocol/file-transfer.ts';
 
 /** How often a receiver looks for recorded commands to send: a dispatcher's ack reaches the bus within this. */
@@ -143,7 +144,15 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
   sendAck(alarm: StoredAlarm): void {
     if (!alarm.ackBy || !alarm.ackAt) return;
     const msg: AckMessage = { v: 1, alarmId: alarm.id, by: alarm.ackBy, at: alarm.ackAt };
-    if (this.command('ack', alarm, msg, alarm.ackBy)) this.lastSent.set(`ack:${alarm.fleet}/${alarm.vehicle}/${alarm.id}`, monoMs());
+    const sent = this.personal('ack', alarm, alarm.ackCommand) || this.command('ack', alarm, msg, alarm.ackBy);
+    if (sent) this.lastSent.set(`ack:${alarm.fleet}/${alarm.vehicle}/${alarm.id}`, monoMs());
+  }
+
+  /** A command its person signed (dispatch/person-signer.ts), published as signed while it has a minute left; false: sign it here. */
+  private personal(kind: DownlinkKind, ref: VehicleRef, payload: string | null): boolean {
+    if (!this.session?.connected || this.stopping || commandExpiry(payload) < Date.now() + 60_000) return false;
+    this.session.client.publish(downlinkTopic({ fleet: ref.fleet, vehicle: ref.vehicle }, kind), payload!, { qos: 1 });
+    return true;
   }
 
   /** Sign a command (in the name of `by`, or of this receiver) and publish it to its bus (QoS 1); false when not connected or stopping: what matters is re-sent. */
@@ -154,8 +163,8 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     return true;
   }
 
-  private sendFootageRequest(ref: VehicleRef, req: FootageRequest): void {
-    if (this.command('footage', ref, req, req.by)) this.lastSent.set(`footage:${req.id}`, monoMs());
+  private sendFootageRequest(ref: VehicleRef, req: FootageRequest, signed: string | null): void {
+    if (this.personal('footage', ref, signed) || this.command('footage', ref, req, req.by)) this.lastSent.set(`footage:${req.id}`, monoMs());
   }
 
   /**
@@ -175,9 +184,9 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
       if (last !== undefined) this.log.info({ event: 'ack.resend', alarmId: a.id, fleet: a.fleet, vehicle: a.vehicle }, 're-sending acknowledgement');
       this.sendAck(a);
     }
-    for (const { ref, request } of this.store.footage.pending()) {
+    for (const { ref, request, command } of this.store.footage.pending()) {
       pending.add(`footage:${request.id}`);
-      if (!this.lastSent.has(`footage:${request.id}`)) this.sendFootageRequest(ref, request);
+      if (!this.lastSent.has(`footage:${request.id}`)) this.sendFootageRequest(ref, request, command);
     }
     // Confirmed or answered since: forgotten, so the map stays as small as what is pending.
     for (const k of this.lastSent.keys()) if (!pending.has(k)) this.lastSent.delete(k);
@@ -190,9 +199,10 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
       this.log.info({ event: 'ack.resend', alarmId: a.id, fleet: a.fleet, vehicle: a.vehicle }, 're-sending acknowledgement');
       this.sendAck(a);
     }
-    for (const req of this.store.footage.unanswered(ref)) {
-      this.log.info({ event: 'footage.resend', requestId: req.id, fleet: ref.fleet, vehicle: ref.vehicle }, 're-sending footage request');
-      this.sendFootageRequest(ref, req);
+    for (const p of this.store.footage.pending()) {
+      if (p.ref.fleet !== ref.fleet || p.ref.vehicle !== ref.vehicle) continue;
+      this.log.info({ event: 'footage.resend', requestId: p.request.id, fleet: ref.fleet, vehicle: ref.vehicle }, 're-sending footage request');
+      this.sendFootageRequest(ref, p.request, p.command);
     }
   }
 

@@ -27,6 +27,12 @@ CREATE INDEX alarms_ack_unseen ON alarms (ack_at) WHERE ack_at IS NOT NULL AND a
 CREATE INDEX footage_unanswered ON footage_requests (requested_at) WHERE answered_at IS NULL;
 `;
 
+/** Tenth step: a command a person signed with their own key (dispatch/person-signer.ts), sent as signed. */
+export const PERSONAL_COMMANDS_SCHEMA = `
+ALTER TABLE alarms ADD COLUMN ack_command TEXT;
+ALTER TABLE footage_requests ADD COLUMN command TEXT;
+`;
+
 // Ninth step (the eighth is dispatch/signatures.ts): what a bus sends is keyed by (fleet,
 // vehicle, id), the vehicle taken from the topic. Ids are the buses' own
 // (random UUIDs), so one bus reusing another's id (a hostile one, or a

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { type Db, migrate, openDatabase } from '../common/sqlite.ts';
 import { DISPATCH_FILES_SCHEMA } from './files.ts';
 import { SIGNATURES_SCHEMA } from './signatures.ts';
-import { META_SCHEMA, PENDING_SCHEMA, REPEATS_SCHEMA, VEHICLE_KEYS_SCHEMA } from './store-schema.ts';
+import { META_SCHEMA, PENDING_SCHEMA, PERSONAL_COMMANDS_SCHEMA, REPEATS_SCHEMA, VEHICLE_KEYS_SCHEMA } from './store-schema.ts';
 import { DISPATCH_FOOTAGE_CAMERAS_SCHEMA, DISPATCH_FOOTAGE_SCHEMA, FootageBook } from './footage.ts';
 import type Database from 'better-sqlite3';
 import type { AlarmKind, AlarmMessage, DiagMessage, Envelope, Fix, PositionMessage, RepeatMessage, StatusMessage, TimeSource, TrackPoint } from '../protocol/messages.ts';
@@ -30,6 +30,8 @@ export interface StoredAlarm {
   ackAt: string | null;
   /** When the bus confirmed it had the acknowledgement (its LED shows it). */
   ackSeenAt: string | null;
+  /** The acknowledgement as its person signed it, sent as is while valid (null: the receiver signs it in their name). */
+  ackCommand: string | null;
   /** Presses of the button while this alarm was open, after the first (each may be an escalation). */
   repeats: number;
   /** When the last of them was made (bus time). */
@@ -127,6 +129,7 @@ interface AlarmRow {
   ack_by: string | null;
   ack_at: string | null;
   ack_seen_at: string | null;
+  ack_command: string | null;
   repeats: number;
   last_repeat_at: string | null;
 }
@@ -145,6 +148,7 @@ const toAlarm = (r: AlarmRow): StoredAlarm => ({
   ackBy: r.ack_by,
   ackAt: r.ack_at,
   ackSeenAt: r.ack_seen_at,
+  ackCommand: r.ack_command ?? null,
   repeats: r.repeats,
   lastRepeatAt: r.last_repeat_at,
 });
@@ -157,7 +161,7 @@ export class DispatchStore {
   /** `mustExist`: for the commands that work on what a receiver stored: a missing file is an error, never a new empty database. */
   constructor(path: string, opts: { mustExist?: boolean } = {}) {
     this.db = openDatabase(path, { mustExist: opts.mustExist === true });
-    migrate(this.db, [SCHEMA + LANE_SCHEMA, DISPATCH_FILES_SCHEMA, DISPATCH_FOOTAGE_SCHEMA, DISPATCH_FOOTAGE_CAMERAS_SCHEMA, REPEATS_SCHEMA, META_SCHEMA, PENDING_SCHEMA, SIGNATURES_SCHEMA, VEHICLE_KEYS_SCHEMA]);
+    migrate(this.db, [SCHEMA + LANE_SCHEMA, DISPATCH_FILES_SCHEMA, DISPATCH_FOOTAGE_SCHEMA, DISPATCH_FOOTAGE_CAMERAS_SCHEMA, REPEATS_SCHEMA, META_SCHEMA, PENDING_SCHEMA, SIGNATURES_SCHEMA, VEHICLE_KEYS_SCHEMA, PERSONAL_COMMANDS_SCHEMA]);
     this.footage = new FootageBook(this.db);
   }
 
@@ -375,8 +379,12 @@ export class DispatchStore {
   }
 
   /** Record the acknowledgement of a vehicle's alarm; false if it was already acknowledged (the first one stands). */
-  acknowledge(alarm: VehicleRef & { id: string }, by: string, at: string): boolean {
-    return this.db.prepare('UPDATE alarms SET ack_by = ?, ack_at = ? WHERE fleet = ? AND vehicle = ? AND id = ? AND ack_at IS NULL').run(by, at, alarm.fleet, alarm.vehicle, alarm.id).changes > 0;
+  acknowledge(alarm: VehicleRef & { id: string }, by: string, at: string, command: string | null = null): boolean {
+    return (
+      this.db
+        .prepare('UPDATE alarms SET ack_by = ?, ack_at = ?, ack_command = ? WHERE fleet = ? AND vehicle = ? AND id = ? AND ack_at IS NULL')
+        .run(by, at, command, alarm.fleet, alarm.vehicle, alarm.id).changes > 0
+    );
   }
 
   /** The bus has these acknowledgements; only its own alarms (`ref`) are marked. */

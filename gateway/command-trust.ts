@@ -29,6 +29,9 @@ export class CommandTrust {
       this.o.log.warn({ event: 'downlink.refused', topic, kind, reason: opened.error }, `${kind} command refused`);
       return null;
     }
+    // Who signed it, on the record: a dispatch server, or a person with a key of their own under its grant.
+    const { key, by, personal } = opened.value;
+    this.o.log.debug({ event: 'downlink.signed', topic, kind, key, by, personal }, `${kind} command signed by ${by}${personal ? ` (own key, grant of ${key})` : ` (key ${key})`}`);
     return opened.value.msg;
   }
 }

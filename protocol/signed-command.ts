@@ -15,8 +15,16 @@
 // and every other field, one per line (none of them can hold a newline: the
 // schemas below and JSON.stringify see to it), so no field can be moved into
 // another. Ed25519 through node:crypto; keys are PEM files (common/keys.ts).
+//
+// A person (a dispatcher, an officer) signs with a key of their own: the
+// command then carries a grant, `{person, pub, key, exp, sig}`, in which a
+// dispatch key the bus trusts vouches for that person's public key until
+// `exp`. The bus checks the grant with the trusted key, that `by` is the
+// person it names, and the command with the person's key. A person leaving
+// is a grant not renewed (they last 30 days by default) or a dispatch key
+// rotated; no bus needs a list of people.
 
-import { type KeyObject, sign, verify } from 'node:crypto';
+import { type KeyObject, createPublicKey, sign, verify } from 'node:crypto';
 import { z } from 'zod';
 import { type Decoded, decode } from './messages.ts';
 import { DOWNLINK_KINDS, type DownlinkKind, ID_PATTERN, type VehicleRef } from './topics.ts';
@@ -35,6 +43,37 @@ export const MAX_COMMAND_TTL_S = 86_400;
 
 const MAX_MSG_BYTES = 200_000;
 
+/** What a grant's signature is for. */
+const GRANT_CONTEXT = 'busguard/v1 grant';
+
+/** A grant lasts at most this long: a person's key outlives nobody's job by more. */
+export const MAX_GRANT_DAYS = 400;
+
+export const GrantSchema = z
+  .object({
+    v: z.literal(1),
+    person: z.string().regex(SIGNER_PATTERN, 'text without control characters, 1 to 128 characters'),
+    /** The person's Ed25519 public key, SPKI DER in base64. */
+    pub: z.string().regex(/^[A-Za-z0-9+/]{59}=$/, 'an Ed25519 public key (SPKI DER, base64)'),
+    key: z.string().regex(KEY_ID_PATTERN, 'a key id'),
+    exp: z.iso.datetime({ offset: true }),
+    sig: z.string().regex(/^[A-Za-z0-9+/]{86}==$/, 'an Ed25519 signature in base64'),
+  })
+  .strict();
+export type Grant = z.infer<typeof GrantSchema>;
+
+function grantBytes(g: Omit<Grant, 'sig'>): Buffer {
+  return Buffer.from([GRANT_CONTEXT, String(g.v), g.person, g.pub, g.key, g.exp].join('\n'));
+}
+
+/** A trusted dispatch key vouches for a person's public key until `exp`. */
+export function signGrant(issuer: { keyId: string; privateKey: KeyObject }, person: string, personKey: KeyObject, exp: Date): Grant {
+  if (!SIGNER_PATTERN.test(person)) throw new Error(`person ${JSON.stringify(person)}: text without control characters, 1 to 128 characters`);
+  const pub = createPublicKey(personKey).export({ type: 'spki', format: 'der' }).toString('base64');
+  const unsigned = { v: 1 as const, person, pub, key: issuer.keyId, exp: exp.toISOString() };
+  return { ...unsigned, sig: sign(null, grantBytes(unsigned), issuer.privateKey).toString('base64') };
+}
+
 export const SignedCommandSchema = z
   .object({
     v: z.literal(1),
@@ -45,6 +84,8 @@ export const SignedCommandSchema = z
     exp: z.iso.datetime({ offset: true }),
     msg: z.string().max(MAX_MSG_BYTES),
     sig: z.string().regex(/^[A-Za-z0-9+/]{86}==$/, 'an Ed25519 signature in base64'),
+    /** Signed by a person: the grant that vouches for their key. */
+    grant: GrantSchema.optional(),
   })
   .strict();
 export type SignedCommand = z.infer<typeof SignedCommandSchema>;
@@ -59,7 +100,7 @@ function target(ref: VehicleRef): string {
   return `${ref.fleet}/${ref.vehicle}`;
 }
 
-function signedBytes(c: Omit<SignedCommand, 'sig'>): Buffer {
+function signedBytes(c: Omit<SignedCommand, 'sig' | 'grant'>): Buffer {
   return Buffer.from([CONTEXT, String(c.v), c.to, c.kind, c.key, c.by, c.exp, c.msg].join('\n'));
 }
 
@@ -70,12 +111,15 @@ export interface CommandSigner {
   privateKey: KeyObject;
   /** Who signs: this dispatch instance (receipts) or the person acting (acks, footage requests). */
   by: string;
+  /** A person signing with their own key (`privateKey`): their grant; `by` must be its person and `keyId` its key. */
+  grant?: Grant;
 }
 
 /** Sign `message` (the command's JSON object) for one vehicle and kind, valid `ttlS` seconds from `now`. */
 export function signCommand(signer: CommandSigner, kind: DownlinkKind, to: VehicleRef, message: object, now: Date, ttlS: number): Buffer {
   if (!KEY_ID_PATTERN.test(signer.keyId)) throw new Error(`signing key id "${signer.keyId}": letters, digits, ".", "_" or "-", 1 to 64 characters`);
   if (!SIGNER_PATTERN.test(signer.by)) throw new Error(`signer ${JSON.stringify(signer.by)}: text without control characters, 1 to 128 characters`);
+  if (signer.grant && (signer.grant.person !== signer.by || signer.grant.key !== signer.keyId)) throw new Error(`the grant is ${signer.grant.person}'s from key ${signer.grant.key}, not ${signer.by}'s from ${signer.keyId}`);
   const unsigned = {
     v: 1 as const,
     to: target(to),
@@ -86,7 +130,7 @@ export function signCommand(signer: CommandSigner, kind: DownlinkKind, to: Vehic
     msg: JSON.stringify(message),
   };
   const sig = sign(null, signedBytes(unsigned), signer.privateKey).toString('base64');
-  return Buffer.from(JSON.stringify({ ...unsigned, sig }));
+  return Buffer.from(JSON.stringify({ ...unsigned, sig, ...(signer.grant ? { grant: signer.grant } : {}) }));
 }
 
 export interface OpenedCommand {
@@ -94,6 +138,8 @@ export interface OpenedCommand {
   msg: string;
   key: string;
   by: string;
+  /** Signed by `by` with their own key, under a grant of `key`; false: signed by `key` itself. */
+  personal: boolean;
 }
 
 export interface CommandCheck {
@@ -119,16 +165,22 @@ export function openCommand(payload: Buffer, check: CommandCheck): Decoded<Opene
   const c = env.value;
   if (c.to !== target(check.self)) return { ok: false, error: `signed for ${c.to}, this is ${target(check.self)}` };
   if (c.kind !== check.kind) return { ok: false, error: `signed as a ${c.kind} command, came on the ${check.kind} topic` };
-  const key = check.keys.get(c.key);
-  if (!key) return { ok: false, error: `signed with key "${c.key}", which this bus does not trust (it trusts ${[...check.keys.keys()].join(', ') || 'none'})` };
-  const { sig, ...unsigned } = c;
-  let good = false;
-  try {
-    good = verify(null, signedBytes(unsigned), key, Buffer.from(sig, 'base64'));
-  } catch {
-    good = false;
+  const trusted = check.keys.get(c.key);
+  if (!trusted) return { ok: false, error: `signed with key "${c.key}", which this bus does not trust (it trusts ${[...check.keys.keys()].join(', ') || 'none'})` };
+  const { sig, grant, ...unsigned } = c;
+  let key: KeyObject = trusted;
+  if (grant) {
+    if (grant.key !== c.key || grant.person !== c.by) return { ok: false, error: `the grant is ${grant.person}'s from key "${grant.key}", the command says ${c.by} under "${c.key}"` };
+    const { sig: grantSig, ...g } = grant;
+    if (!goodSignature(grantBytes(g), trusted, grantSig)) return { ok: false, error: `bad grant signature for key "${c.key}" (person ${grant.person})` };
+    if (check.now !== null && check.now.getTime() > Date.parse(grant.exp) + check.skewS * 1000) return { ok: false, error: `${grant.person}'s grant expired at ${grant.exp} (this bus's clock reads ${check.now.toISOString()})` };
+    try {
+      key = createPublicKey({ key: Buffer.from(grant.pub, 'base64'), format: 'der', type: 'spki' });
+    } catch {
+      return { ok: false, error: `${grant.person}'s grant holds no public key` };
+    }
   }
-  if (!good) return { ok: false, error: `bad signature for key "${c.key}"` };
+  if (!goodSignature(signedBytes(unsigned), key, sig)) return { ok: false, error: grant ? `bad signature for ${grant.person}'s key (grant of "${c.key}")` : `bad signature for key "${c.key}"` };
   // Without a time it can trust (a head unit's clock before GPS time, perhaps 1970) the bus cannot
   // judge expiry, and refusing would leave it without receipts and acks; every command is bound to
   // this vehicle and idempotent by id, so a replay in that window changes nothing.
@@ -137,5 +189,13 @@ export function openCommand(payload: Buffer, check: CommandCheck): Decoded<Opene
     if (check.now.getTime() > expires + check.skewS * 1000) return { ok: false, error: `expired at ${c.exp} (this bus's clock reads ${check.now.toISOString()})` };
     if (expires - check.now.getTime() > (MAX_COMMAND_TTL_S + check.skewS) * 1000) return { ok: false, error: `valid until ${c.exp}, more than ${MAX_COMMAND_TTL_S} s ahead of this bus's clock (${check.now.toISOString()})` };
   }
-  return { ok: true, value: { msg: c.msg, key: c.key, by: c.by } };
+  return { ok: true, value: { msg: c.msg, key: c.key, by: c.by, personal: grant !== undefined } };
+}
+
+function goodSignature(bytes: Buffer, key: KeyObject, sig: string): boolean {
+  try {
+    return verify(null, bytes, key, Buffer.from(sig, 'base64'));
+  } catch {
+    return false;
+  }
 }

@@ -117,9 +117,10 @@ dispatch
     if (!Number.isFinite(n) || n < 0 || n > 3600) throw new InvalidArgumentError(`--wait must be 0 to 3600 seconds (got "${v}")`);
     return n;
   }, 10)
-  .action(async (id: string, opts: { config: string; by: string; wait: number }) => {
+  .option('--as <prefix>', 'sign with your own key: PREFIX.key and PREFIX.grant (busguard pki grant); --by is then the grant\'s person')
+  .action(async (id: string, opts: { config: string; by: string; wait: number; as?: string }) => {
     const { ackCommand } = await import('../dispatch/main.ts');
-    await ackCommand(opts.config, id, opts.by, opts.wait);
+    await ackCommand(opts.config, id, opts.by, opts.wait, opts.as);
   });
 
 dispatch
@@ -137,7 +138,8 @@ dispatch
     return n;
   }, 120)
   .option('--json', 'one JSON object per line')
-  .action(async (vehicle: string, opts: { from: string; to: string; camera?: string; config: string; by: string; wait: number; json?: boolean }) => {
+  .option('--as <prefix>', 'sign with your own key: PREFIX.key and PREFIX.grant (busguard pki grant)')
+  .action(async (vehicle: string, opts: { from: string; to: string; camera?: string; config: string; by: string; wait: number; json?: boolean; as?: string }) => {
     const { footageCliCommand } = await import('../dispatch/main.ts');
     process.exitCode = await footageCliCommand(opts.config, vehicle, opts);
   });

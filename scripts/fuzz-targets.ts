@@ -5,7 +5,7 @@
 // handler that must never throw threw, a refusal without a reason, a command
 // acted on that was not signed, another vehicle's alarm changed.
 
-import { X509Certificate, createPrivateKey, createPublicKey, randomUUID } from 'node:crypto';
+import { X509Certificate, createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,7 +25,7 @@ import { FixAssembler } from '../hal/gps/fix-assembler.ts';
 import { isNmeaError, nmeaChecksum, parseSentence } from '../hal/gps/nmea.ts';
 import { parseFileTopic } from '../protocol/file-transfer.ts';
 import { encode } from '../protocol/messages.ts';
-import { openCommand, signCommand } from '../protocol/signed-command.ts';
+import { openCommand, signCommand, signGrant } from '../protocol/signed-command.ts';
 import { EvidenceSignatureSchema, EvidenceSigner, verifyEvidence } from '../protocol/signed-evidence.ts';
 import { aclAllows, identityOf } from '../protocol/acl.ts';
 import * as pkiModule from '../common/pki.ts';
@@ -198,7 +198,25 @@ export function fuzzTargets(): FuzzBed {
   };
   const signers = { bus1: unit('city/bus-1'), bus2: unit('city/bus-2') };
 
+  // A person's key under a grant of the trusted dispatch key: a command acted on only with the grant as issued.
+  const person = generateKeyPairSync('ed25519');
+  const grant = signGrant({ keyId: 'fuzz-dispatch', privateKey }, 'officer', person.privateKey, new Date(Date.now() + 86_400_000));
+
   const targets: FuzzTarget[] = [
+    {
+      name: 'bus: commands signed by a person under a grant',
+      input: fc.record({ field: fc.constantFrom('none', ...Object.keys(grant)), value: hostile, by: fc.constantFrom('officer', 'someone') }),
+      check: ({ field, value, by }: { field: string; value: unknown; by: string }) => {
+        const g = field === 'none' ? grant : { ...grant, [field]: value };
+        const env = JSON.parse(signCommand({ keyId: 'fuzz-dispatch', privateKey: person.privateKey, by: 'officer', grant }, 'ack', bus1, { v: 1, alarmId: randomUUID(), by: 'officer', at: new Date().toISOString() }, new Date(), 600).toString()) as Record<string, unknown>;
+        const payload = encode({ ...env, by, grant: g });
+        const before = acted;
+        takeDownlink(bus1, trust, handlers, silent, downlinkTopic(bus1, 'ack'), payload);
+        const untouched = JSON.stringify(g) === JSON.stringify(grant) && by === 'officer';
+        if (acted > before && !untouched) throw new Error(`acted on a command whose grant's ${field} was ${JSON.stringify(value)} (by ${by})`);
+        if (acted === before && untouched) throw new Error('refused a command its grant allows');
+      },
+    } as FuzzTarget,
     {
       name: 'evidence: signatures of alarm records and files',
       input: fc.record({

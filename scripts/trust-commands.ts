@@ -87,6 +87,24 @@ export function registerTrustCommands(program: Command, pki: Command): void {
     .requiredOption('--ca <dir>', 'the CA folder')
     .action((o: { ca: string }) => pkiAction('pki crl', (p) => `CRL ${p.gencrl(o.ca)} re-issued: copy it to the broker's crlfile and send the broker SIGHUP\n`));
 
+  pki
+    .command('grant')
+    .description('a dispatcher\'s or officer\'s own signing key, vouched for by a dispatch key the buses trust (busguard dispatch ack --as DIR/PERSON)')
+    .requiredOption('--person <name>', 'who: shown to the fleet in every command they sign')
+    .requiredOption('--signing-key <file>', 'the dispatch private key that vouches (signing.privateKeyFile)')
+    .requiredOption('--key-id <id>', 'its id, as the buses\' trust.dispatchKeys name it (signing.keyId)')
+    .option('--days <n>', 'how long the grant lasts (a person leaving is a grant not renewed)', '30')
+    .option('--out <dir>', 'where to write PERSON.key (0600: give it to them only) and PERSON.grant', '.')
+    .action(async (o: { person: string; signingKey: string; keyId: string; days: string; out: string }) => {
+      const { makePersonKey } = await import('../dispatch/person-signer.ts');
+      try {
+        const r = makePersonKey(o.out, o.person, { keyId: o.keyId, privateKeyFile: o.signingKey }, Number(o.days));
+        process.stdout.write(`key ${r.key} (mode 0600: ${o.person}'s alone)\ngrant ${r.grant}, ${o.days} days\nsign with: busguard dispatch ack ID --as ${r.key.replace(/\.key$/, '')}\n`);
+      } catch (err) {
+        fail('pki grant', (err as Error).message);
+      }
+    });
+
   const IdentitiesSchema = z.array(z.object({ id: z.string().min(1), passwordFile: z.string().min(1).optional() }).strict()).min(1);
   program
     .command('broker')

@@ -5,13 +5,13 @@
 // this vehicle and this kind, unexpired (protocol/signed-command.ts), is
 // logged as downlink.refused and changes nothing either.
 
-import { randomUUID } from 'node:crypto';
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { type DownlinkHandlers, takeDownlink } from '../../gateway/downlink.ts';
 import { encode } from '../../protocol/messages.ts';
 import { downlinkTopic, vehicleBase } from '../../protocol/topics.ts';
-import { signCommand } from '../../protocol/signed-command.ts';
+import { type Grant, signCommand, signGrant } from '../../protocol/signed-command.ts';
 import { TEST_KEY_ID, sealed, strangerKey, testKey, testTrust } from '../helpers/command-keys.ts';
 
 const ref = { fleet: 'city', vehicle: 'bus-1' };
@@ -103,5 +103,44 @@ describe('downlink: only signed commands are acted on', () => {
     // With GPS time, the same old command is refused as expired.
     takeDownlink(ref, testTrust(ref, log), handlers, log, topic, old);
     expect(refusals(lines)[1]).toMatch(/^expired at 2020-01-01T00:10:00.000Z/);
+  });
+});
+
+describe('downlink: a person signing with their own key, under a grant of a trusted dispatch key', () => {
+  const topic = downlinkTopic(ref, 'ack');
+  const refusals = (lines: Record<string, unknown>[]) => lines.filter((l) => l.event === 'downlink.refused').map((l) => l.reason as string);
+  const wang = generateKeyPairSync('ed25519');
+  const day = new Date(Date.now() + 86_400_000);
+  const grant = signGrant({ keyId: TEST_KEY_ID, privateKey: testKey.privateKey }, '王警官', wang.privateKey, day);
+  const personal = (o: { by?: string; g?: Grant; key?: typeof wang.privateKey; keyId?: string } = {}) =>
+    signCommand({ keyId: o.keyId ?? TEST_KEY_ID, privateKey: o.key ?? wang.privateKey, by: o.by ?? '王警官', grant: o.g ?? grant }, 'ack', ref, { ...ackMessage, by: '王警官' }, new Date(), 600);
+
+  it('acts on the person\'s command and logs who signed it; refuses one whose grant, person, key or signature does not hold', () => {
+    const h = harness();
+    h.take(topic, personal());
+    expect(h.calls).toEqual(['ack']);
+    expect(h.lines.find((l) => l.event === 'downlink.signed')).toMatchObject({ by: '王警官', personal: true, key: TEST_KEY_ID });
+    const other = generateKeyPairSync('ed25519');
+    const payload = (p: Buffer) => JSON.parse(p.toString()) as Record<string, unknown>;
+    const good = payload(personal());
+    // Another person's name on the command; a grant made by a key nobody trusts; an expired grant; the person's
+    // signature from another key; the grant's key swapped for the attacker's (the grant's signature breaks).
+    h.take(topic, encode({ ...good, by: '李警官' }));
+    h.take(topic, personal({ g: signGrant({ keyId: TEST_KEY_ID, privateKey: strangerKey.privateKey }, '王警官', wang.privateKey, day) }));
+    h.take(topic, personal({ g: signGrant({ keyId: TEST_KEY_ID, privateKey: testKey.privateKey }, '王警官', wang.privateKey, new Date(Date.now() - 3600_000)) }));
+    h.take(topic, personal({ key: other.privateKey }));
+    const swapped = { ...grant, pub: other.publicKey.export({ type: 'spki', format: 'der' }).toString('base64') };
+    h.take(topic, personal({ key: other.privateKey, g: swapped }));
+    expect(h.calls).toEqual(['ack']);
+    const reasons = refusals(h.lines);
+    expect(reasons).toEqual([
+      'the grant is 王警官\'s from key "test-dispatch", the command says 李警官 under "test-dispatch"',
+      'bad grant signature for key "test-dispatch" (person 王警官)',
+      expect.stringMatching(/^王警官's grant expired at /),
+      'bad signature for 王警官\'s key (grant of "test-dispatch")',
+      'bad grant signature for key "test-dispatch" (person 王警官)',
+    ]);
+    // Signing refuses a grant that is not the signer's.
+    expect(() => personal({ by: '李警官' })).toThrow(/the grant is 王警官's/);
   });
 });

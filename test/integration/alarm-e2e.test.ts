@@ -2,7 +2,9 @@
 // the agent and dispatch as separate processes, NMEA through a socat pair,
 // the sim panel driven through its control socket like a person would.
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { simDouble, simLed, simPress } from '../../hal/panel/sim-client.ts';
 import { busguardRun } from '../helpers/process.ts';
 import { BusFixture, until } from './fixture.ts';
@@ -12,9 +14,43 @@ describe('one-key alarm, end to end', () => {
   beforeAll(() => bus.start(), 60_000);
   afterAll(() => bus.stop());
 
+  /** Set while a test has the broker stopped: if it fails before starting it again, afterEach does. */
+  let brokerDown = false;
+  async function brokerUp(): Promise<void> {
+    await bus.broker.start();
+    brokerDown = false;
+  }
+
+  // One failing test must not take the next ones down with it: they need the
+  // broker (a stopped one was never seen to go, so their wait for
+  // mqtt.disconnected timed out) and no alarm left open (their holds would be
+  // taken as repeats of it and store no alarm).
+  afterEach(async (ctx) => {
+    const agent = bus.agent;
+    const agentAlive = agent.child.exitCode === null && agent.child.signalCode === null;
+    if (brokerDown) {
+      const from = agent.mark();
+      await brokerUp();
+      if (agentAlive) await agent.waitForEvent('mqtt.connected', () => true, 15_000, from);
+    }
+    if (ctx.task.result?.state !== 'fail' || !agentAlive) return;
+    const bdb = new Database(join(bus.dir, 'bus', 'outbox.db'), { readonly: true, fileMustExist: true });
+    let open: string[];
+    try {
+      open = (bdb.prepare("SELECT id FROM alarms WHERE state != 'acknowledged'").all() as { id: string }[]).map((r) => r.id);
+    } finally {
+      bdb.close();
+    }
+    for (const id of open) {
+      await until(() => bus.dispatchAlarms().some((a) => a.id === id), 20_000, `alarm ${id} left open by the failed test, at dispatch`);
+      await bus.ackAndSee(id);
+    }
+  });
+
   /** Stop the broker, wait until the agent has seen it go, then hold: the alarm is stored on the bus only. */
   async function holdWithBrokerDown() {
     const from = bus.agent.mark();
+    brokerDown = true;
     await bus.broker.stop();
     await bus.agent.waitForEvent('mqtt.disconnected', () => true, 15_000, from);
     return bus.holdAndStore();
@@ -105,12 +141,15 @@ describe('one-key alarm, end to end', () => {
     const listed = await busguardRun(['dispatch', 'alarms', '--config', bus.dispatchConfigPath]);
     expect(listed.stdout).toMatch(new RegExp(`${first.alarmId}\t.*\t2 \\(last `));
     await bus.ackAndSee(first.alarmId as string);
+    // The repeat showed the 'registered' flurry (one LED cycle, 2 s). Wait for it to end, so the
+    // next test's press, however soon it comes, reads the LED of its own alarm and not this flurry.
+    await until(async () => (await simLed(bus.socket)) === 'acknowledged', 10_000, 'the flurry of the repeat over: LED acknowledged');
   });
 
   it('broker down at the press → LED stored → the alarm arrives after the broker returns', async () => {
     const stored = await holdWithBrokerDown();
     expect(await simLed(bus.socket)).toBe('stored');
-    await bus.broker.start();
+    await brokerUp();
     await bus.dispatch.waitForEvent('emergency.received', (l) => l.alarmId === stored.alarmId, 20_000);
     await bus.agent.waitForEvent('alarm.delivered', (l) => l.alarmId === stored.alarmId, 20_000);
     expect(await simLed(bus.socket)).toBe('delivered');
@@ -121,7 +160,7 @@ describe('one-key alarm, end to end', () => {
     // Broker down so the kill surely lands before delivery.
     const stored = await holdWithBrokerDown();
     await bus.agent.kill('SIGKILL');
-    await bus.broker.start();
+    await brokerUp();
     const agent = await bus.startAgent();
     await agent.waitForEvent('alarm.delivered', (l) => l.alarmId === stored.alarmId, 20_000);
     expect(bus.dispatchAlarms().filter((a) => a.id === stored.alarmId)).toHaveLength(1);

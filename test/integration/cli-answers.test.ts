@@ -8,7 +8,7 @@
 
 import { generateKeyFiles } from '../../common/keys.ts';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -62,6 +62,32 @@ describe('what the command line answers', () => {
     expect(ghost.code).toBe(2);
     expect(ghost.stdout).toContain('vehicle city/bus-99 has never been seen by this dispatch');
     expect(ghost.stdout).toContain('fleet city has: city/bus-1');
+  });
+
+  it('a dispatcher acks with a key of their own (pki grant, ack --as): the bus acts on it and logs who signed; an expired grant is refused before anything is recorded', async () => {
+    const from = bus.agent.mark();
+    const r0 = await busguardRun(['sim', 'press', '--hold', '700', '--config', bus.agentConfigPath]);
+    const id = /emergency ([0-9a-f-]{36}) raised/.exec(r0.stdout)![1]!;
+    await bus.dispatch.waitForEvent('emergency.received', (l) => l.alarmId === id, 10_000);
+    const people = join(bus.dir, 'people');
+    mkdirSync(people);
+    const g = await busguardRun(['pki', 'grant', '--person', '王警官', '--signing-key', bus.dispatchKey.privateKeyFile, '--key-id', 'testbed-dispatch', '--days', '7', '--out', people]);
+    expect(g.code, g.stderr).toBe(0);
+    const prefix = /--as (\S+)/.exec(g.stdout)![1]!;
+    expect(prefix).toMatch(/people\/person-[0-9a-f]{12}$/);
+    // A grant past its end: refused at once (exit 2), and the alarm stays unacknowledged.
+    const grant = JSON.parse(readFileSync(`${prefix}.grant`, 'utf8')) as Record<string, string>;
+    writeFileSync(join(people, 'old.grant'), JSON.stringify({ ...grant, exp: '2020-01-01T00:00:00.000Z' }));
+    copyFileSync(`${prefix}.key`, join(people, 'old.key'));
+    const old = await busguardRun(['dispatch', 'ack', id, '--as', join(people, 'old'), '--config', bus.dispatchConfigPath]);
+    expect(old.code).toBe(2);
+    expect(old.stderr).toMatch(/old\.grant expired at 2020-01-01/);
+    const r = await busguardRun(['dispatch', 'ack', id, '--as', prefix, '--config', bus.dispatchConfigPath]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`acknowledged alarm ${id} \\(city/bus-1\\) by 王警官\\nthe bus showed it at `));
+    const signed = await bus.agent.waitForEvent('downlink.signed', (l) => l.kind === 'ack' && l.personal === true, 10_000, from);
+    expect(signed).toMatchObject({ by: '王警官', key: 'testbed-dispatch' });
+    await bus.agent.waitForEvent('alarm.acknowledged', (l) => l.alarmId === id, 10_000, from);
   });
 
   it('dispatch ack while the broker is down: recorded, stdout has no log lines, exit 4 saying the bus has not shown it yet; the running receiver sends it once the broker is back', async () => {
