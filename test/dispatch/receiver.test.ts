@@ -13,6 +13,7 @@ import { DispatchConfigSchema } from '../../dispatch/config.ts';
 import { Receiver } from '../../dispatch/receiver.ts';
 import { encode } from '../../protocol/messages.ts';
 import { uplinkTopic } from '../../protocol/topics.ts';
+import { initTopic } from '../../protocol/file-transfer.ts';
 
 const ref = { fleet: 'city', vehicle: 'bus-1' };
 const EPOCH = '00000000000000ab';
@@ -119,5 +120,40 @@ describe('receiver', () => {
     take('status', { v: 1, state: 'online', at: '2026-11-22T10:05:00.000Z', agent: 'test', openAlarms: [a.id] });
     expect(receiver.store.unseenAcks().map((x) => x.id)).toEqual([a.id]);
     expect(rejected).toEqual([]);
+  });
+});
+
+describe('receiver: one bus at its upload quotas', () => {
+  it('a bus that has filled its quotas of files in progress and of the day gets no more in; another bus\'s alarm is stored and announced as ever', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bg-receiver-quota-'));
+    const receiver = new Receiver(
+      DispatchConfigSchema.parse({
+        mqtt: { url: 'mqtt://127.0.0.1:1' },
+        storage: { path: join(dir, 'd.db') },
+        signing: { keyId: TEST_KEY_ID, privateKeyFile: writeTestKeyFiles(dir).privateKeyFile },
+        files: { maxReceivingBytesPerVehicle: 2 * 1024 * 1024, maxBytesPerVehiclePerDay: 3 * 1024 * 1024 },
+      }),
+      pino({ level: 'silent' }),
+    );
+    try {
+      const meta = { v: 1, kind: 'clip', fleet: 'city', vehicle: 'bus-1', alarmId: null, capturedAt: '2026-12-03T10:00:00.000Z', timeSource: 'gps', geotag: null };
+      for (let i = 0; i < 20; i++) {
+        receiver.files.handle(initTopic('vehicle', ref, `flood-${i}`), encode({ name: `f${i}.mp4`, size: 1024 * 1024, checksum: '0'.repeat(64), user_data: meta }));
+      }
+      await receiver.files.idle();
+      const taken = receiver.store.db.prepare("SELECT count(*) AS n FROM evidence_files WHERE vehicle = 'bus-1'").get() as { n: number };
+      expect(taken.n).toBe(2);
+      const seen: string[] = [];
+      receiver.on('alarm', (a) => seen.push(`${a.vehicle}:${a.id}`));
+      const other = { fleet: 'city', vehicle: 'bus-2' };
+      const a = { ...alarm(1), ...other };
+      (receiver as unknown as { onMessage(t: string, p: Buffer): void }).onMessage(uplinkTopic(other, 'alarm'), encode(a));
+      expect(seen).toEqual([`bus-2:${a.id}`]);
+      expect(receiver.store.get(a.id, other)?.vehicle).toBe('bus-2');
+    } finally {
+      await receiver.files.idle();
+      receiver.store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
