@@ -43,14 +43,18 @@ export function uplinkHandlers(c: UplinkContext): UplinkHandlers {
     // Alarms are keyed by (fleet, vehicle, id), the vehicle from the topic: an id another vehicle used
     // (a hostile or broken bus) is another alarm, stored beside it (dispatch/store-schema.ts).
     let fresh = false;
+    let verdict = '';
     const { upTo } = c.store.accept(ref, m, () => {
       fresh = c.store.addAlarm(m);
+      // In the alarm's own transaction: one fsync for the alarm and its signature, not two on the alarm's path.
+      // The record as the unit made it: the message's own fields, not the envelope's.
+      if (fresh) {
+        const record = Object.fromEntries(Object.keys(AlarmMessageSchema.shape).map((k) => [k, (m as Record<string, unknown>)[k]]));
+        verdict = c.signatures.record('alarm', ref, m.id, alarmSigningText(record), m.signature, new Date(m.raisedAt));
+      }
     });
     const at = monoMs();
     if (fresh) {
-      // The record as the unit made it: the message's own fields, not the envelope's.
-      const record = Object.fromEntries(Object.keys(AlarmMessageSchema.shape).map((k) => [k, (m as Record<string, unknown>)[k]]));
-      const verdict = c.signatures.record('alarm', ref, m.id, alarmSigningText(record), m.signature, new Date(m.raisedAt));
       if (!verdict.startsWith('verified')) c.log.warn({ event: 'alarm.signature', alarmId: m.id, fleet: ref.fleet, vehicle: ref.vehicle, verdict }, `alarm record ${verdict}`);
       c.log.info(
         { event: `${m.kind}.received`, alarmId: m.id, fleet: ref.fleet, vehicle: ref.vehicle, route: m.route, fix: m.fix, seq: m.seq, stepMonoMs: at, arrivedMonoMs: c.arrivedMonoMs() },
