@@ -77,6 +77,7 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     this.store = new DispatchStore(config.storage.path);
     this.signatures = new SignatureBook(this.store.db, config.trust.fleetCaFile);
     this.refusals = new RefusalLog(this.store.db);
+    this.signatures.checkPending();
     this.handlers = this.makeHandlers();
     this.files = new FileReceiver({
       db: this.store.db,

@@ -9,7 +9,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
-import type { Db } from '../common/sqlite.ts';
+import { type Db, writeTx } from '../common/sqlite.ts';
 import { type EvidenceSignature, type Verdict, verifyEvidence } from '../protocol/signed-evidence.ts';
 import type { VehicleRef } from '../protocol/topics.ts';
 
@@ -41,6 +41,8 @@ export interface Sidecar {
   verdict: string;
 }
 
+const UNCHECKED = 'unchecked';
+
 export function verdictText(v: Verdict, caKnown: boolean): string {
   if (!v.ok) return `invalid: ${v.reason}`;
   return caKnown ? `verified: ${v.identity}, certificate sha256 ${v.fingerprint}` : `signature good, issuer unchecked (no trust.fleetCaFile): ${v.identity}`;
@@ -58,12 +60,39 @@ export class SignatureBook {
 
   /** Check a signature (or its absence), keep it, and return the verdict: "verified: …", "invalid: …" or "unsigned". */
   record(subject: 'alarm' | 'file', ref: VehicleRef, id: string, signedText: string, signature: EvidenceSignature | undefined, at?: Date): string {
-    const verdict = signature ? verdictText(verifyEvidence(signedText, signature, `${ref.fleet}/${ref.vehicle}`, this.ca, at), this.ca !== null) : 'unsigned';
-    // The first record of an id stands: a later copy cannot replace what was verified.
+    this.keep(subject, ref, id, signedText, signature);
+    return this.check(subject, ref, id, at);
+  }
+
+  /**
+   * Keep what was signed and the signature, unchecked (cheap: inside the
+   * alarm's own transaction, so the evidence is as durable as the alarm);
+   * check() gives the verdict once the alarm is committed and receipted.
+   * The first record of an id stands: a later copy cannot replace it.
+   */
+  keep(subject: 'alarm' | 'file', ref: VehicleRef, id: string, signedText: string, signature: EvidenceSignature | undefined): void {
     this.db
       .prepare('INSERT OR IGNORE INTO evidence_signatures (fleet, vehicle, subject, subject_id, signed_text, signature, verdict) VALUES (?, ?, ?, ?, ?, ?, ?)')
-      .run(ref.fleet, ref.vehicle, subject, id, signedText, signature ? JSON.stringify(signature) : null, verdict);
-    return this.get(subject, ref, id)?.verdict ?? verdict;
+      .run(ref.fleet, ref.vehicle, subject, id, signedText, signature ? JSON.stringify(signature) : null, signature ? UNCHECKED : 'unsigned');
+  }
+
+  /** The verdict on a kept signature, checked now if it was not yet (recorded without fsync: a verdict lost is checked again at start). */
+  check(subject: 'alarm' | 'file', ref: VehicleRef, id: string, at?: Date): string {
+    const rec = this.get(subject, ref, id);
+    if (!rec) return 'unsigned';
+    if (rec.verdict !== UNCHECKED || !rec.signature) return rec.verdict;
+    const verdict = verdictText(verifyEvidence(rec.signedText, rec.signature, `${ref.fleet}/${ref.vehicle}`, this.ca, at), this.ca !== null);
+    writeTx(this.db, 'NORMAL', () =>
+      this.db.prepare('UPDATE evidence_signatures SET verdict = ? WHERE fleet = ? AND vehicle = ? AND subject = ? AND subject_id = ?').run(verdict, ref.fleet, ref.vehicle, subject, id),
+    );
+    return verdict;
+  }
+
+  /** Signatures kept and never checked (a receiver stopped in between): checked now. */
+  checkPending(): number {
+    const rows = this.db.prepare('SELECT fleet, vehicle, subject, subject_id FROM evidence_signatures WHERE verdict = ?').all(UNCHECKED) as { fleet: string; vehicle: string; subject: 'alarm' | 'file'; subject_id: string }[];
+    for (const r of rows) this.check(r.subject, { fleet: r.fleet, vehicle: r.vehicle }, r.subject_id);
+    return rows.length;
   }
 
   get(subject: 'alarm' | 'file', ref: VehicleRef, id: string): { signedText: string; signature: EvidenceSignature | null; verdict: string } | null {

@@ -43,19 +43,17 @@ export function uplinkHandlers(c: UplinkContext): UplinkHandlers {
     // Alarms are keyed by (fleet, vehicle, id), the vehicle from the topic: an id another vehicle used
     // (a hostile or broken bus) is another alarm, stored beside it (dispatch/store-schema.ts).
     let fresh = false;
-    let verdict = '';
     const { upTo } = c.store.accept(ref, m, () => {
       fresh = c.store.addAlarm(m);
-      // In the alarm's own transaction: one fsync for the alarm and its signature, not two on the alarm's path.
-      // The record as the unit made it: the message's own fields, not the envelope's.
+      // The record as the unit made it (the message's own fields, not the envelope's) and its signature, kept in the
+      // alarm's own transaction: one fsync on the alarm's path. Checked once the receipt is on its way (below).
       if (fresh) {
         const record = Object.fromEntries(Object.keys(AlarmMessageSchema.shape).map((k) => [k, (m as Record<string, unknown>)[k]]));
-        verdict = c.signatures.record('alarm', ref, m.id, alarmSigningText(record), m.signature, new Date(m.raisedAt));
+        c.signatures.keep('alarm', ref, m.id, alarmSigningText(record), m.signature);
       }
     });
     const at = monoMs();
     if (fresh) {
-      if (!verdict.startsWith('verified')) c.log.warn({ event: 'alarm.signature', alarmId: m.id, fleet: ref.fleet, vehicle: ref.vehicle, verdict }, `alarm record ${verdict}`);
       c.log.info(
         { event: `${m.kind}.received`, alarmId: m.id, fleet: ref.fleet, vehicle: ref.vehicle, route: m.route, fix: m.fix, seq: m.seq, stepMonoMs: at, arrivedMonoMs: c.arrivedMonoMs() },
         m.kind === 'emergency' ? 'EMERGENCY alarm received' : 'incident received',
@@ -67,6 +65,13 @@ export function uplinkHandlers(c: UplinkContext): UplinkHandlers {
       if (stored?.ackAt && !stored.ackSeenAt) c.sendAck(stored);
     }
     c.receipt(ref, m, upTo, m.id);
+    // After the receipt's flush (queued first): the verdict costs the alarm nothing.
+    if (fresh) {
+      setImmediate(() => {
+        const verdict = c.signatures.check('alarm', ref, m.id, new Date(m.raisedAt));
+        if (!verdict.startsWith('verified')) c.log.warn({ event: 'alarm.signature', alarmId: m.id, fleet: ref.fleet, vehicle: ref.vehicle, verdict }, `alarm record ${verdict}`);
+      });
+    }
   };
 
   return {
