@@ -138,6 +138,7 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     if (this.expireTimer) clearInterval(this.expireTimer);
     await this.files.idle();
     await this.session?.stop();
+    this.refusals.flush();
     this.store.close();
   }
 

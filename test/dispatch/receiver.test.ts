@@ -72,7 +72,8 @@ describe('receiver', () => {
       expect.stringMatching(/^id: /),
     ]);
     expect(receiver.store.all('emergency')).toHaveLength(0);
-    // Recorded as bus-1's diagnostics too: one row for the minute, counting all four, the last reason kept.
+    // Recorded as bus-1's diagnostics too: one row for the minute, counting all four, the last reason kept (counts written a second later, or at stop).
+    (receiver as unknown as { refusals: { flush(): void } }).refusals.flush();
     const refused = receiver.store.diags(ref).filter((d) => d.event === 'dispatch.refused');
     expect(refused).toHaveLength(1);
     expect(refused[0]).toMatchObject({ count: 4, reason: expect.stringMatching(/^up\/position: id: /) });
