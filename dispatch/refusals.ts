@@ -60,7 +60,8 @@ export class RefusalLog {
     if (this.flushTimer) clearTimeout(this.flushTimer);
     this.flushTimer = null;
     const dirty = [...this.open.values()].filter((v) => v.dirty);
-    if (dirty.length === 0) return;
+    // Nothing to write, or the store already closed (a count lost is a diagnostic, not evidence).
+    if (dirty.length === 0 || !this.db.open) return;
     writeTx(this.db, 'NORMAL', () => {
       const update = this.db.prepare('UPDATE diags SET count = ?, reason = ? WHERE fleet = ? AND vehicle = ? AND id = ?');
       for (const v of dirty) {

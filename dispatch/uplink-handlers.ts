@@ -68,6 +68,8 @@ export function uplinkHandlers(c: UplinkContext): UplinkHandlers {
     // After the receipt's flush (queued first): the verdict costs the alarm nothing.
     if (fresh) {
       setImmediate(() => {
+        // The store closed in between (the receiver stopping): checked at the next start (SignatureBook.checkPending).
+        if (!c.store.db.open) return;
         const verdict = c.signatures.check('alarm', ref, m.id, new Date(m.raisedAt));
         if (!verdict.startsWith('verified')) c.log.warn({ event: 'alarm.signature', alarmId: m.id, fleet: ref.fleet, vehicle: ref.vehicle, verdict }, `alarm record ${verdict}`);
       });

@@ -17,7 +17,7 @@ import { laneItem } from '../../gateway/lane-item.ts';
 import type { AlarmMessage, Fix, PositionMessage, TrackPoint } from '../../protocol/messages.ts';
 import { monoMs } from '../../common/log.ts';
 import { migrate, openDatabase } from '../../common/sqlite.ts';
-import { type Mosquitto, USERS, certLogin } from '../lib/mosquitto.ts';
+import { USERS } from '../lib/mosquitto.ts';
 import { Testbed } from '../lib/testbed.ts';
 import { round } from './stats.ts';
 
@@ -75,12 +75,12 @@ function countAtDispatch(path: string): { points: number; alarms: number } {
   }
 }
 
-/** The same path as the bus's: bus-2 over mutual TLS, to a read-only tap on loopback (the receiver's identity is its own). */
+/** Bare mqtt.js on loopback: bus-2 with its password to a read-only tap (the receiver's identity is its own). busguard's bus goes over mutual TLS, so the peer has the easier path. */
 async function rawMqtt(bed: Testbed, n: number, payloadBytes: number): Promise<number> {
   // A kind no receiver subscribes to: the peer is the broker and a subscriber alone.
   const topic = 'busguard/v1/city/bus-2/up/floor';
   const sub = await mqtt.connectAsync(bed.broker.url, { protocolVersion: 5, username: 'monitor/test', password: USERS['monitor/test'], clientId: 'monitor/test', clean: true });
-  const pub = await mqtt.connectAsync((bed.broker as Mosquitto).tlsUrl, { protocolVersion: 5, ...certLogin(bed.pki!, 'city/bus-2'), clean: true });
+  const pub = await mqtt.connectAsync(bed.broker.url, { protocolVersion: 5, username: 'city/bus-2', password: USERS['city/bus-2'], clientId: 'city/bus-2', clean: true });
   await sub.subscribeAsync(topic, { qos: 1 });
   const body = Buffer.alloc(payloadBytes, 'x');
   let got = 0;
