@@ -17,6 +17,8 @@ describe('fix age, no fix, and vehicle status', () => {
 
   it('a bus that vanishes (SIGKILL) is reported offline by its last will; online again after restart', async () => {
     await bus.agent.waitForEvent('gps.first-fix', () => true, 15_000);
+    // A last will exists once the bus is connected (over TLS that can come after the first fix): online first.
+    await bus.dispatch.waitForEvent('vehicle.status', (l) => l.vehicle === 'bus-1' && l.state === 'online', 15_000);
     const from = bus.dispatch.mark();
     await bus.agent.kill('SIGKILL');
     await bus.dispatch.waitForEvent('vehicle.status', (l) => l.vehicle === 'bus-1' && l.state === 'offline', 15_000, from);
