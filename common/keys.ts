@@ -50,7 +50,8 @@ function readKey(which: 'private' | 'public', key: string, path: string, problem
   return k;
 }
 
-function writeNew(path: string, text: string, mode: number): void {
+/** Write a new file with fsync; 'wx': never overwrite one that exists (a lost private key is a re-provisioning of the fleet). */
+export function writeNew(path: string, text: string, mode: number): void {
   // 'wx': never overwrite a key that exists (a lost private key is a re-provisioning of the fleet).
   const fd = openSync(path, 'wx', mode);
   try {

@@ -6,9 +6,9 @@
 // dispatch server.
 
 import { type KeyObject, createHash, createPublicKey, generateKeyPairSync } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { readPrivateKey } from '../common/keys.ts';
+import { readPrivateKey, writeNew } from '../common/keys.ts';
 import { type Grant, GrantSchema, MAX_COMMAND_TTL_S, MAX_GRANT_DAYS, signCommand, signGrant } from '../protocol/signed-command.ts';
 import { type DownlinkKind, type VehicleRef, downlinkTopic } from '../protocol/topics.ts';
 
@@ -58,16 +58,6 @@ export function commandExpiry(payload: string | null): number {
     return Date.parse((JSON.parse(payload) as { exp?: string }).exp ?? '') || 0;
   } catch {
     return 0;
-  }
-}
-
-function writeNew(path: string, text: string, mode: number): void {
-  const fd = openSync(path, 'wx', mode);
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
   }
 }
 

@@ -50,6 +50,15 @@ function positiveInt(name: string, max: number) {
   };
 }
 
+/** `--wait`: seconds from 0 to `max`. */
+function waitSeconds(max: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0 || n > max) throw new InvalidArgumentError(`--wait must be 0 to ${max} seconds (got "${v}")`);
+    return n;
+  };
+}
+
 program
   .command('agent')
   .description('run the on-bus agent')
@@ -112,11 +121,7 @@ dispatch
   .argument('<id>', 'alarm id, or a unique prefix of it (at least 4 characters)')
   .requiredOption('-c, --config <file>', 'dispatch config file (JSON)')
   .option('--by <name>', 'who acknowledges (shown to the fleet)', process.env.USER ?? 'dispatcher')
-  .option('--wait <seconds>', 'wait this long for the bus to show it (0: only record it); exit 4 if it has not', (v) => {
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < 0 || n > 3600) throw new InvalidArgumentError(`--wait must be 0 to 3600 seconds (got "${v}")`);
-    return n;
-  }, 10)
+  .option('--wait <seconds>', 'wait this long for the bus to show it (0: only record it); exit 4 if it has not', waitSeconds(3600), 10)
   .option('--as <prefix>', 'sign with your own key: PREFIX.key and PREFIX.grant (busguard pki grant); --by is then the grant\'s person')
   .action(async (id: string, opts: { config: string; by: string; wait: number; as?: string }) => {
     const { ackCommand } = await import('../dispatch/main.ts');
@@ -132,11 +137,7 @@ dispatch
   .option('--camera <name>', 'one video camera (default: every camera of the bus)')
   .requiredOption('-c, --config <file>', 'dispatch config file (JSON)')
   .option('--by <name>', 'who asks (recorded in the clip)', process.env.USER ?? 'dispatcher')
-  .option('--wait <seconds>', 'wait this long for the answer and the clip (0: only queue the request)', (v) => {
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < 0 || n > 86_400) throw new InvalidArgumentError(`--wait must be 0 to 86400 seconds (got "${v}")`);
-    return n;
-  }, 120)
+  .option('--wait <seconds>', 'wait this long for the answer and the clip (0: only queue the request)', waitSeconds(86_400), 120)
   .option('--json', 'one JSON object per line')
   .option('--as <prefix>', 'sign with your own key: PREFIX.key and PREFIX.grant (busguard pki grant)')
   .action(async (vehicle: string, opts: { from: string; to: string; camera?: string; config: string; by: string; wait: number; json?: boolean; as?: string }) => {
