@@ -8,6 +8,9 @@ import { checkSecretFile, checkTlsFiles, checkWritableDir } from '../common/conf
 import { FilesConfigSchema } from './files.ts';
 import { KEY_ID_PATTERN, MAX_COMMAND_TTL_S } from '../protocol/signed-command.ts';
 import { readPrivateKey } from '../common/keys.ts';
+import { readFileSync } from 'node:fs';
+import { IdentitiesFileSchema, vehiclesOf } from '../protocol/acl.ts';
+import type { VehicleRef } from '../protocol/topics.ts';
 
 export const DispatchConfigSchema = z
   .object({
@@ -52,6 +55,13 @@ export const DispatchConfigSchema = z
       })
       .strict()
       .prefault({}),
+    fleet: z
+      .object({
+        /** The fleet's identities file (the one `busguard broker acl` reads): its buses are the registered ones in `busguard dispatch vehicles`, listed even before they are first heard from. */
+        identitiesFile: z.string().min(1).nullable().default(null),
+      })
+      .strict()
+      .prefault({}),
     log: LogConfigSchema,
   })
   .strict();
@@ -71,5 +81,19 @@ export function checkDispatchPaths(c: DispatchConfig): string[] {
   if (c.files.dir !== null) checkWritableDir('files.dir', c.files.dir, problems);
   readPrivateKey('signing.privateKeyFile', c.signing.privateKeyFile, problems);
   if (c.trust.fleetCaFile !== null) checkTlsFiles({ caFile: c.trust.fleetCaFile }, problems, 'trust.fleetCaFile');
+  if (c.fleet.identitiesFile !== null) {
+    try {
+      registeredVehicles(c.fleet.identitiesFile);
+    } catch (err) {
+      problems.push(`key "fleet.identitiesFile" = ${JSON.stringify(c.fleet.identitiesFile)}: ${(err as Error).message}`);
+    }
+  }
   return problems;
+}
+
+/** The buses the fleet's identities file lists; throws saying what is wrong with it. */
+export function registeredVehicles(file: string): VehicleRef[] {
+  const parsed = IdentitiesFileSchema.safeParse(JSON.parse(readFileSync(file, 'utf8')));
+  if (!parsed.success) throw new Error(parsed.error.issues.map((i) => `${i.path.join('.') || 'file'}: ${i.message}`).join('; '));
+  return vehiclesOf(parsed.data);
 }

@@ -232,7 +232,7 @@ export function probeClip(path: string, timeoutMs = 10_000): Promise<{ durationS
  */
 export async function footageCommand(
   config: DispatchConfig,
-  openStore: () => { footage: FootageBook; knowsVehicle(ref: VehicleRef): boolean; vehicles(): VehicleRef[]; close(): void },
+  openStore: () => { footage: FootageBook; knowsVehicle(ref: VehicleRef): boolean; vehicles: { refs(): VehicleRef[] }; close(): void },
   vehicle: string,
   o: FootageCommandOptions,
   log: Logger,
@@ -260,7 +260,7 @@ export async function footageCommand(
   try {
     // A vehicle this dispatch has never heard from (a typo, a bus never installed) would wait for ever: say so now.
     if (!store.knowsVehicle(ref)) {
-      const known = store.vehicles();
+      const known = store.vehicles.refs();
       const near = known.filter((v) => v.fleet === fleet).map((v) => `${v.fleet}/${v.vehicle}`);
       return usage(
         `vehicle ${fleet}/${id} has never been seen by this dispatch (no status, alarm, position or file from it); check the name${near.length ? ` (fleet ${fleet} has: ${near.slice(0, 10).join(', ')}${near.length > 10 ? ', …' : ''})` : known.length ? '' : ' (no vehicle has been seen yet)'}`,

@@ -60,6 +60,37 @@ export function listQueue(configFile: string, kind: AlarmKind, opts: { all?: boo
   }
 }
 
+/** `busguard dispatch vehicles`: the vehicle table, most urgent first (dispatch/vehicles.ts). */
+export function listVehicles(configFile: string, opts: { json?: boolean; offline?: boolean; faulty?: boolean }): void {
+  const config = loadDispatchConfig(configFile);
+  const store = openExistingStore(configFile, config);
+  try {
+    const rows = store.vehicles.list(opts);
+    if (opts.json) {
+      for (const r of rows) process.stdout.write(`${JSON.stringify(r)}\n`);
+      return;
+    }
+    const which = [opts.offline ? 'offline' : '', opts.faulty ? 'faulty' : ''].filter(Boolean).join(' and ');
+    if (rows.length === 0) {
+      process.stdout.write(`no ${which ? `${which} ` : ''}vehicles\n`);
+      return;
+    }
+    const offline = rows.filter((r) => r.state !== 'online').length;
+    const faulty = rows.filter((r) => r.faults.length > 0).length;
+    process.stdout.write(`${rows.length} ${which ? `${which} ` : ''}vehicle(s): ${offline} not online, ${faulty} with faults\n`);
+    process.stdout.write(`${['VEHICLE', 'STATE', 'SINCE', 'FAULTS', 'LAST POSITION', 'OPEN', 'AGENT'].join('\t')}\n`);
+    for (const r of rows) {
+      const where = r.lastFix ? `${r.lastFix.lat.toFixed(5)},${r.lastFix.lon.toFixed(5)} at ${r.lastFixAt}` : '-';
+      const open = r.attention ?? (r.openIncidents ? `${r.openIncidents} incident(s)` : '-');
+      // Fault codes and the agent string are the bus's word: escaped like every other.
+      const faults = r.faults.length ? printable(r.faults.join(',')) : '-';
+      process.stdout.write(`${[`${r.fleet}/${r.vehicle}`, r.state, r.since ?? '-', faults, where, open, r.agent === null ? '-' : printable(r.agent)].join('\t')}\n`);
+    }
+  } finally {
+    store.close();
+  }
+}
+
 function formatRow(r: StoredAlarm): string {
   const f = r.fix;
   const where = f

@@ -17,7 +17,7 @@ import { type DownlinkKind, UPLINK_KINDS, type UplinkKind, type VehicleRef, disp
 import { DispatchSigner, receiverIdentity } from './command-signer.ts';
 import { type UplinkHandlers, uplinkHandlers } from './uplink-handlers.ts';
 import { createLogger, monoMs } from '../common/log.ts';
-import type { DispatchConfig } from './config.ts';
+import { type DispatchConfig, registeredVehicles } from './config.ts';
 import { DispatchStore, type StoredAlarm } from './store.ts';
 import { FileReceiver } from './files.ts';
 import { SignatureBook } from './signatures.ts';
@@ -78,6 +78,10 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     this.signatures = new SignatureBook(this.store.db, config.trust.fleetCaFile);
     this.refusals = new RefusalLog(this.store.db);
     this.signatures.checkPending();
+    if (config.fleet.identitiesFile !== null) {
+      const r = this.store.vehicles.register(registeredVehicles(config.fleet.identitiesFile));
+      this.log.info({ event: 'vehicles.registered', file: config.fleet.identitiesFile, ...r }, `registered buses from ${config.fleet.identitiesFile}: ${r.added} added, ${r.removed} removed`);
+    }
     this.handlers = this.makeHandlers();
     this.files = new FileReceiver({
       db: this.store.db,

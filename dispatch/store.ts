@@ -8,9 +8,10 @@ import { type Db, migrate, openDatabase } from '../common/sqlite.ts';
 import { DISPATCH_FILES_SCHEMA } from './files.ts';
 import { SIGNATURES_SCHEMA } from './signatures.ts';
 import { META_SCHEMA, PENDING_SCHEMA, PERSONAL_COMMANDS_SCHEMA, REPEATS_SCHEMA, VEHICLE_KEYS_SCHEMA } from './store-schema.ts';
+import { VEHICLES_SCHEMA, VehicleBook } from './vehicles.ts';
 import { DISPATCH_FOOTAGE_CAMERAS_SCHEMA, DISPATCH_FOOTAGE_SCHEMA, FootageBook } from './footage.ts';
 import type Database from 'better-sqlite3';
-import type { AlarmKind, AlarmMessage, DiagMessage, Envelope, Fix, PositionMessage, RepeatMessage, StatusMessage, TimeSource, TrackPoint } from '../protocol/messages.ts';
+import type { AlarmKind, AlarmMessage, DiagMessage, Envelope, Fix, PositionMessage, RepeatMessage, TimeSource, TrackPoint } from '../protocol/messages.ts';
 import type { Lane } from '../protocol/lanes.ts';
 import type { VehicleRef } from '../protocol/topics.ts';
 
@@ -157,12 +158,15 @@ export class DispatchStore {
   readonly db: Db;
   /** Footage requests to buses and their answers. */
   readonly footage: FootageBook;
+  /** The vehicle table: status, health, faults, registration (dispatch/vehicles.ts). */
+  readonly vehicles: VehicleBook;
 
   /** `mustExist`: for the commands that work on what a receiver stored: a missing file is an error, never a new empty database. */
   constructor(path: string, opts: { mustExist?: boolean } = {}) {
     this.db = openDatabase(path, { mustExist: opts.mustExist === true });
-    migrate(this.db, [SCHEMA + LANE_SCHEMA, DISPATCH_FILES_SCHEMA, DISPATCH_FOOTAGE_SCHEMA, DISPATCH_FOOTAGE_CAMERAS_SCHEMA, REPEATS_SCHEMA, META_SCHEMA, PENDING_SCHEMA, SIGNATURES_SCHEMA, VEHICLE_KEYS_SCHEMA, PERSONAL_COMMANDS_SCHEMA]);
+    migrate(this.db, [SCHEMA + LANE_SCHEMA, DISPATCH_FILES_SCHEMA, DISPATCH_FOOTAGE_SCHEMA, DISPATCH_FOOTAGE_CAMERAS_SCHEMA, REPEATS_SCHEMA, META_SCHEMA, PENDING_SCHEMA, SIGNATURES_SCHEMA, VEHICLE_KEYS_SCHEMA, PERSONAL_COMMANDS_SCHEMA, VEHICLES_SCHEMA]);
     this.footage = new FootageBook(this.db);
+    this.vehicles = new VehicleBook(this.db);
   }
 
   /**
@@ -321,20 +325,6 @@ export class DispatchStore {
   knowsVehicle(ref: VehicleRef): boolean {
     const q = (table: string) => this.db.prepare(`SELECT 1 FROM ${table} WHERE fleet = ? AND vehicle = ? LIMIT 1`).get(ref.fleet, ref.vehicle) !== undefined;
     return q('vehicle_status') || q('alarms') || q('positions') || q('evidence_files');
-  }
-
-  /** Every vehicle with a status, sorted. */
-  vehicles(): VehicleRef[] {
-    return this.db.prepare<[], VehicleRef>('SELECT fleet, vehicle FROM vehicle_status ORDER BY fleet, vehicle').all();
-  }
-
-  setStatus(ref: VehicleRef, s: StatusMessage): void {
-    this.db
-      .prepare(
-        `INSERT INTO vehicle_status (fleet, vehicle, state, at, agent, updated_at) VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT (fleet, vehicle) DO UPDATE SET state = excluded.state, at = excluded.at, agent = excluded.agent, updated_at = excluded.updated_at`,
-      )
-      .run(ref.fleet, ref.vehicle, s.state, s.at, s.agent, new Date().toISOString());
   }
 
   /** The queue a dispatcher works from: not yet acknowledged, oldest first. */

@@ -152,8 +152,12 @@ export function uplinkHandlers(c: UplinkContext): UplinkHandlers {
     },
 
     status: (m, ref) => {
-      c.store.setStatus(ref, m);
-      c.log.info({ event: 'vehicle.status', fleet: ref.fleet, vehicle: ref.vehicle, state: m.state }, `vehicle ${m.state}`);
+      c.store.vehicles.setStatus(ref, m);
+      const faults = m.health?.faults;
+      c.log[faults?.length ? 'warn' : 'info'](
+        { event: 'vehicle.status', fleet: ref.fleet, vehicle: ref.vehicle, state: m.state, ...(faults ? { faults } : {}) },
+        `vehicle ${m.state}${faults?.length ? ` with faults: ${faults.join(', ')}` : ''}`,
+      );
       if (m.state !== 'online') return;
       // The bus lists the alarms its journal holds open: any dispatch acknowledged lost its ack on the bus
       // (a write lost to a power cut, a journal restored from a backup), so it is sent again.

@@ -34,6 +34,7 @@ import { ledFor } from './led-policy.ts';
 import { describeFix } from './position.ts';
 import { PressPattern } from './press-pattern.ts';
 import { TrackReporter } from './track-reporter.ts';
+import { HealthMonitor } from './health.ts';
 
 export type { JourneyEvent, JourneyStep } from './alarms.ts';
 
@@ -58,6 +59,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private readonly track: TrackReporter;
   private readonly pattern: PressPattern;
   private readonly footage: FootageHandler;
+  private readonly health: HealthMonitor;
   private gps: NmeaReader | null = null;
   private panel: Panel | null = null;
   private ledTimer: NodeJS.Timeout | null = null;
@@ -87,6 +89,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       agent: AGENT_VERSION,
       log: this.log,
       openAlarms: () => this.alarms.openIds(),
+      health: () => this.health.current(),
       // The unit's TLS identity signs its evidence too (protocol/signed-evidence.ts).
       signer: config.mqtt.keyFile !== undefined && config.mqtt.certFile !== undefined ? new EvidenceSigner(createPrivateKey(readFileSync(config.mqtt.keyFile)), readFileSync(config.mqtt.certFile, 'utf8')) : null,
       trust: new CommandTrust({
@@ -143,6 +146,21 @@ export class Agent extends EventEmitter<AgentEvents> {
       log: this.log,
     });
     this.pattern = new PressPattern(config.alarm);
+    this.health = new HealthMonitor({
+      config: config.health,
+      storageDir: config.storage.dir,
+      gps: () => this.gps,
+      checkCameras: () => this.evidence.snapshots.check(),
+      recorders: () => this.evidence.recorders.values(),
+      outbox: this.outbox,
+      mediaBytes: () => this.evidence.waitingBytes(),
+      mediaQuotaBytes: config.media.maxBytes,
+      clockOffsetMs: () => this.clock.offset(),
+      fixStaleS: config.position.staleAfterS,
+      now: () => this.clock.now().iso,
+      publish: () => this.uplink.publishStatus(),
+      log: this.log,
+    });
     this.footage = new FootageHandler({
       ref,
       db: this.db,
@@ -186,7 +204,10 @@ export class Agent extends EventEmitter<AgentEvents> {
         this.track.offer(f);
       });
       // An unplugged or silent receiver is a warning a technician must see; recovery is news, not a fault.
-      gps.on('status', (st) => log[st.level]({ event: `gps.${st.state}`, detail: st.detail }, st.detail));
+      gps.on('status', (st) => {
+        log[st.level]({ event: `gps.${st.state}`, detail: st.detail }, st.detail);
+        this.health.poke();
+      });
       gps.start();
     } else {
       log.warn({ event: 'gps.none' }, 'no GPS configured: alarms will say they have no fix');
@@ -224,6 +245,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.expireTimer.unref();
     this.uplink.start();
     this.evidence.start();
+    for (const rec of this.evidence.recorders.values()) rec.on('status', () => this.health.poke());
+    this.health.start();
     log.info(
       { event: 'agent.started', panel: panel.driver, gps: config.gps?.port ?? null, pending: this.outbox.size(), openAlarms: this.alarms.openIds() },
       'agent started',
@@ -252,6 +275,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   async stop(): Promise<void> {
     this.pattern.dispose();
+    await this.health.stop();
     if (this.ledTimer) clearTimeout(this.ledTimer);
     if (this.expireTimer) clearInterval(this.expireTimer);
     // Points still in memory go to the outbox: a clean stop (the engine switched off with a shutdown) keeps them.

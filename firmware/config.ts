@@ -9,6 +9,7 @@ import { PanelConfigSchema } from '../hal/panel/config.ts';
 import { FileUploadConfigSchema } from '../gateway/file-upload.ts';
 import { ClipsConfigSchema, MediaConfigSchema, VideoConfigSchema } from './evidence.ts';
 import { CamerasConfigSchema } from './snapshots.ts';
+import { HealthConfigSchema } from './health.ts';
 import { MqttConnectionSchema } from '../common/mqtt-session.ts';
 import { ID_PATTERN } from '../protocol/topics.ts';
 import { KEY_ID_PATTERN } from '../protocol/signed-command.ts';
@@ -97,6 +98,8 @@ export const AgentConfigSchema = z
     media: MediaConfigSchema,
     /** Evidence file transfer over MQTT (gateway/file-upload.ts). */
     files: FileUploadConfigSchema.prefault({}),
+    /** The unit's health in its retained status (firmware/health.ts). */
+    health: HealthConfigSchema.prefault({}),
     /** Whose commands this bus acts on (protocol/signed-command.ts). */
     trust: z
       .object({

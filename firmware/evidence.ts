@@ -119,7 +119,7 @@ export interface EvidenceOptions {
 
 export class Evidence {
   readonly dir: string;
-  private readonly snapshots: SnapshotTaker;
+  readonly snapshots: SnapshotTaker;
   /** One recorder per video camera, by name. */
   readonly recorders = new Map<string, VideoRecorder>();
   /** Recent fixes at their monotonic arrival, for the clips' GeoJSON track (UTC read when a clip asks). */
@@ -372,6 +372,11 @@ export class Evidence {
     }
   }
 
+  /** Bytes of evidence files waiting for dispatch (counted against media.maxBytes). */
+  waitingBytes(): number {
+    return this.upload?.list('pending').reduce((sum, q) => sum + q.size, 0) ?? 0;
+  }
+
   /** Queue a finished evidence file for upload, after the quota check. */
   async enqueue(
     f: { path: string; name: string; kind: 'snapshot' | 'clip'; alarmId: string | null; capturedAt: string; timeSource: TimeSource; geotag: Fix | null; mime: string; requestId?: string },
@@ -379,7 +384,7 @@ export class Evidence {
   ): Promise<QueuedFile | null> {
     const upload = this.upload;
     if (!upload) return null;
-    const waiting = upload.list('pending').reduce((sum, q) => sum + q.size, 0);
+    const waiting = this.waitingBytes();
     if (waiting + bytes > this.o.media.maxBytes && f.alarmId === null) {
       // Footage asked for without an alarm gives way: the quota keeps room for alarm evidence.
       this.o.log.warn({ event: 'media.full', waiting, bytes, maxBytes: this.o.media.maxBytes, file: f.name }, 'media quota full: footage not queued');

@@ -14,7 +14,8 @@
 // clear error for that camera only: the alarm has already been stored and
 // sent before any of this runs, and the other cameras carry on. A camera
 // that failed to connect, or whose way to it failed ('io': the port went
-// away), is opened and connected again at the next alarm; any other failure
+// away), is opened and connected again at the next alarm and by the health
+// check between alarms (check(), backing off); any other failure
 // keeps it, and its driver sees to the next snapshot (the VC0706 driver
 // looks for a camera that stopped answering at every rate first).
 
@@ -23,11 +24,12 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { type CameraConfig, CameraConfigSchema, openCamera } from '../hal/camera/drivers.ts';
-import { type Camera, CameraError } from '../hal/camera/types.ts';
+import { type Camera, CameraError, type CameraReady } from '../hal/camera/types.ts';
 import { writeFileDurably } from '../common/durable-file.ts';
 import { sha256Hex } from '../common/hash.ts';
 import type { Fix } from '../protocol/messages.ts';
 import { geotagJpeg } from './geotag.ts';
+import type { DeviceHealth } from '../protocol/health.ts';
 
 export { CameraConfigSchema };
 export type { CameraConfig };
@@ -46,7 +48,18 @@ interface Slot {
   cfg: CameraConfig;
   cam: Camera | null;
   opening: Promise<Camera> | null;
+  /** What the last open, check or snapshot found (the unit's health, firmware/health.ts). */
+  health: DeviceHealth;
+  /** A snapshot or check is under way: the health check does not queue behind it. */
+  busy: boolean;
+  /** A camera that would not open is tried again by the health check from then (Date.now() ms), backing off. */
+  retryAt: number;
+  retryMs: number;
 }
+
+/** The health check's retries of a camera that will not open: 5 s, doubling to 5 min. */
+const RETRY_MIN_MS = 5_000;
+const RETRY_MAX_MS = 300_000;
 
 export class SnapshotTaker {
   private readonly slots: Slot[];
@@ -57,7 +70,15 @@ export class SnapshotTaker {
     private readonly dir: string,
     private readonly log: Logger,
   ) {
-    this.slots = cameras.map((cfg) => ({ cfg, cam: null, opening: null }));
+    this.slots = cameras.map((cfg) => ({
+      cfg,
+      cam: null,
+      opening: null,
+      health: { name: cfg.name, kind: 'camera', state: 'starting', detail: 'not opened yet' },
+      busy: false,
+      retryAt: 0,
+      retryMs: RETRY_MIN_MS,
+    }));
   }
 
   get cameras(): string[] {
@@ -77,8 +98,9 @@ export class SnapshotTaker {
     const { cfg } = slot;
     slot.opening = (async () => {
       const cam = await openCamera(cfg, this.log);
+      let ready: CameraReady;
       try {
-        const ready = await cam.connect();
+        ready = await cam.connect();
         this.log.info({ event: 'camera.ready', camera: cfg.name, driver: cfg.driver, ...ready.fields }, `camera ${cfg.name} ${ready.summary}`);
       } catch (err) {
         await cam.close().catch(() => {});
@@ -89,11 +111,16 @@ export class SnapshotTaker {
         throw new Error('snapshots closed');
       }
       slot.cam = cam;
+      slot.retryMs = RETRY_MIN_MS;
+      this.mark(slot, 'ok', `ready: ${ready.summary}`);
       return cam;
     })()
       .catch((err: unknown) => {
+        this.mark(slot, 'fault', (err as Error).message);
+        slot.retryAt = Date.now() + slot.retryMs;
+        slot.retryMs = Math.min(RETRY_MAX_MS, slot.retryMs * 2);
         const where = err instanceof CameraError ? err.detail.path : undefined;
-        this.log.warn({ event: 'camera.unavailable', camera: cfg.name, driver: cfg.driver, where, err: (err as Error).message }, 'camera not ready; retried at the next alarm');
+        this.log.warn({ event: 'camera.unavailable', camera: cfg.name, driver: cfg.driver, where, err: (err as Error).message }, 'camera not ready; retried by the health check and at the next alarm');
         throw err;
       })
       .finally(() => {
@@ -115,6 +142,7 @@ export class SnapshotTaker {
   private async takeOne(slot: Slot, alarmId: string, fix: Fix | null, takenAt: () => Date): Promise<SnapshotResult> {
     const camera = slot.cfg.name;
     const t0 = performance.now();
+    slot.busy = true;
     try {
       const cam = await this.ensureOpen(slot);
       let jpeg: Buffer;
@@ -148,13 +176,69 @@ export class SnapshotTaker {
         ms: Math.round(performance.now() - t0),
       };
       this.log.info({ event: 'snapshot.taken', alarmId, camera, bytes: result.bytes, ms: result.ms, geotagged: fix !== null });
+      this.mark(slot, 'ok', `snapshot taken (${result.bytes} bytes)`);
       return result;
     } catch (err) {
       const kind = err instanceof CameraError ? err.kind : ((err as NodeJS.ErrnoException).code ?? 'error');
       const error = (err as Error).message;
+      this.mark(slot, 'fault', `snapshot failed: ${error}`);
       this.log.error({ event: 'snapshot.failed', alarmId, camera, kind, err: error }, 'snapshot failed; the alarm is not affected');
       return { camera, ok: false, error, kind };
+    } finally {
+      slot.busy = false;
     }
+  }
+
+  /**
+   * The health check between alarms: each camera that is open is asked
+   * (Camera.check) unless a snapshot is under way; one that would not open is
+   * opened again when its back-off is over. Never rejects.
+   */
+  async check(timeoutMs = 15_000): Promise<DeviceHealth[]> {
+    await Promise.all(
+      this.slots.map(async (slot) => {
+        if (this.closed || slot.busy || slot.opening) return;
+        if (!slot.cam) {
+          if (Date.now() >= slot.retryAt) await this.ensureOpen(slot).catch(() => {}); // marked and logged in ensureOpen
+          return;
+        }
+        const cam = slot.cam;
+        if (!cam.check) return;
+        slot.busy = true;
+        let timer: NodeJS.Timeout | undefined;
+        try {
+          const answer = await Promise.race([
+            cam.check(),
+            new Promise<never>((_, reject) => {
+              timer = setTimeout(() => reject(new Error(`no answer to the health check within ${timeoutMs} ms`)), timeoutMs);
+            }),
+          ]);
+          this.mark(slot, 'ok', answer);
+        } catch (err) {
+          this.mark(slot, 'fault', (err as Error).message);
+          if (err instanceof CameraError && err.kind === 'io' && slot.cam === cam) {
+            slot.cam = null;
+            await cam.close().catch(() => {});
+          }
+        } finally {
+          clearTimeout(timer);
+          slot.busy = false;
+        }
+      }),
+    );
+    return this.health();
+  }
+
+  /** Each camera's state as last found. */
+  health(): DeviceHealth[] {
+    return this.slots.map((s) => ({ ...s.health }));
+  }
+
+  private mark(slot: Slot, state: DeviceHealth['state'], detail: string): void {
+    const was = slot.health.state;
+    slot.health = { name: slot.cfg.name, kind: 'camera', state, detail: detail.slice(0, 300) };
+    if (was !== state && state === 'fault') this.log.warn({ event: 'camera.fault', camera: slot.cfg.name, detail }, `camera ${slot.cfg.name}: ${detail}`);
+    else if (was === 'fault' && state === 'ok') this.log.info({ event: 'camera.recovered', camera: slot.cfg.name, detail }, `camera ${slot.cfg.name} answers again`);
   }
 
   async close(): Promise<void> {

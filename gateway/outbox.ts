@@ -152,6 +152,7 @@ export class Outbox {
       count: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM outbox'),
       countLane: db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM outbox WHERE lane = ?'),
       used: db.prepare<[], { b: number | null; n: number }>('SELECT sum(length(payload)) AS b, count(*) AS n FROM outbox'),
+      lanes: db.prepare<[], { lane: Lane; depth: number; oldestMs: number }>('SELECT lane, count(*) AS depth, min(created_ms) AS oldestMs FROM outbox GROUP BY lane'),
     };
     this.epoch = persistentTag(db, 'epoch');
     const used = this.q.used.get()!;
@@ -291,6 +292,11 @@ export class Outbox {
 
   size(lane?: Lane): number {
     return (lane ? this.q.countLane.get(lane) : this.q.count.get())!.n;
+  }
+
+  /** Each lane with messages waiting: how many, and when the oldest was stored (the unit's health). */
+  laneSummary(): { lane: Lane; depth: number; oldestMs: number }[] {
+    return this.q.lanes.all();
   }
 
   /** Bytes held, as counted against maxBytes. */

@@ -14,6 +14,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { type VehicleRef, mqttUsername, uplinkTopic, vehicleDownlinkFilter } from '../protocol/topics.ts';
 import { type AckMessage, type FootageRequest, type StatusMessage, encode } from '../protocol/messages.ts';
+import type { Health } from '../protocol/health.ts';
 import { LANES, LANE_TABLE, type Lane } from '../protocol/lanes.ts';
 import { type MqttConnection, MqttSession } from '../common/mqtt-session.ts';
 import type { CommandTrust } from './command-trust.ts';
@@ -31,6 +32,8 @@ export interface UplinkOptions {
   log: Logger;
   /** Ids of the alarms the bus holds open, listed in the "online" status so dispatch can re-send a lost ack. */
   openAlarms?: () => string[];
+  /** The unit's latest health (firmware/health.ts), sent with every "online" status. */
+  health?: () => Health | null;
   /** The check every command from dispatch passes before the bus acts on it. */
   trust: CommandTrust;
   /** Signs alarm records and evidence files with the unit's key (its TLS identity); null on a unit without a certificate. */
@@ -72,6 +75,8 @@ export class Uplink extends EventEmitter<UplinkEvents> {
   private readonly taken = new Set<string>();
   /** Alarms the disk could not hold: sent from memory with seq 0 until receipted by id. */
   private readonly volatile = new Map<string, { item: OutboxItem; sentAt: number | null }>();
+  /** When the current connection came up (ISO). */
+  private onlineAt = '';
 
   constructor(private readonly o: UplinkOptions) {
     super();
@@ -137,6 +142,12 @@ export class Uplink extends EventEmitter<UplinkEvents> {
     this.session.client.publish(uplinkTopic(this.o.ref, 'receipt'), encode({ v: 1, acks: alarmIds }), { qos: 1 });
   }
 
+  /** The unit's health changed: the retained status says so now (when connected; else at the next connect). */
+  publishStatus(): void {
+    if (!this.session?.connected) return;
+    this.session.client.publish(uplinkTopic(this.o.ref, 'status'), this.status('online'), { qos: 1, retain: true });
+  }
+
   async stop(): Promise<void> {
     if (this.resendTimer) clearInterval(this.resendTimer);
     await this.session?.stop({ topic: uplinkTopic(this.o.ref, 'status'), payload: this.status('offline'), retain: true });
@@ -161,12 +172,16 @@ export class Uplink extends EventEmitter<UplinkEvents> {
         this.o.log.error({ event: 'status.open-alarms-failed', err: (err as Error).message }, 'cannot list open alarms for dispatch');
       }
     }
-    return encode({ v: 1, state, at: new Date().toISOString(), agent: this.o.agent, ...(open ? { openAlarms: open } : {}) } satisfies StatusMessage);
+    const health = state === 'online' ? this.o.health?.() : null;
+    // Online: when this connection came up, the same in every status sent on it (dispatch's "online since").
+    const at = state === 'online' && this.onlineAt ? this.onlineAt : new Date().toISOString();
+    return encode({ v: 1, state, at, agent: this.o.agent, ...(open ? { openAlarms: open } : {}), ...(health ? { health } : {}) } satisfies StatusMessage);
   }
 
   private onConnect(sessionPresent: boolean): void {
     const client = this.session!.client;
     this.o.log.info({ event: 'mqtt.connected', url: this.o.mqtt.url, sessionPresent, pending: this.o.outbox.size() }, 'connected to broker');
+    this.onlineAt = new Date().toISOString();
     client.publish(uplinkTopic(this.o.ref, 'status'), this.status('online'), { qos: 1, retain: true });
     this.session!.subscribeChecked(vehicleDownlinkFilter(this.o.ref), 'our command topics: receipts and acks cannot arrive; check the broker ACL');
     // Whatever was in flight on the old connection may be lost: start over.

@@ -21,6 +21,7 @@
 // so one identity cannot take over another's session.
 
 import { createHash, pbkdf2Sync, randomBytes } from 'node:crypto';
+import { z } from 'zod';
 import { dispatchFileFilter, fileReceiptTopic } from './file-transfer.ts';
 import { UPLINK } from './kinds.ts';
 import { DOWNLINK_KINDS, ID_PATTERN, ROOT, UPLINK_KINDS, VERSION, type VehicleRef, dispatchUplinkFilter, sharedFilter, vehicleBase, vehicleDownlinkFilter } from './topics.ts';
@@ -86,6 +87,17 @@ function matches(filter: string, topic: string): boolean {
     if (i >= t.length || (f[i] !== '+' && f[i] !== t[i]) || (t[i] === '#' && f[i] !== '#')) return false;
   }
   return f.length === t.length;
+}
+
+/** The fleet's identities file (`busguard broker acl --identities`; dispatch's fleet.identitiesFile): one entry per bus, receiver and tap. */
+export const IdentitiesFileSchema = z.array(z.object({ id: z.string().min(1), passwordFile: z.string().min(1).optional() }).strict()).min(1);
+
+/** The buses an identities file lists (its other entries are receivers and taps). */
+export function vehiclesOf(list: z.infer<typeof IdentitiesFileSchema>): VehicleRef[] {
+  return list.flatMap((i) => {
+    const id = identityOf(i.id);
+    return id?.role === 'vehicle' ? [id.ref] : [];
+  });
 }
 
 export interface BrokerIdentity {

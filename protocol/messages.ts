@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { ID_PATTERN } from './topics.ts';
 import { LANES } from './lanes.ts';
 import { EvidenceSignatureSchema } from './signed-evidence.ts';
+import { HealthSchema } from './health.ts';
 
 const isoTime = z.iso.datetime({ offset: true });
 const uuid = z.uuid();
@@ -192,6 +193,8 @@ export const StatusMessageSchema = z.object({
    * leave the button refusing new alarms. Absent from buses before it was added.
    */
   openAlarms: z.array(uuid).max(100).optional(),
+  /** With "online": the unit's health (protocol/health.ts), sent again whenever a fault comes or goes. */
+  health: HealthSchema.optional(),
 });
 export type StatusMessage = z.infer<typeof StatusMessageSchema>;
 

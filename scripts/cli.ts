@@ -116,6 +116,17 @@ for (const [name, kind, description] of [
     });
 }
 dispatch
+  .command('vehicles')
+  .description('the vehicle table: online or not and since when, faults, last position, open alarms; an offline bus with an open emergency first')
+  .requiredOption('-c, --config <file>', 'dispatch config file (JSON)')
+  .option('--offline', 'only vehicles not online (offline, or registered and never seen)')
+  .option('--faulty', 'only vehicles reporting faults')
+  .option('--json', 'one JSON object per line, with the full health each bus last reported')
+  .action(async (opts: { config: string; offline?: boolean; faulty?: boolean; json?: boolean }) => {
+    const { listVehicles } = await import('../dispatch/main.ts');
+    listVehicles(opts.config, opts);
+  });
+dispatch
   .command('ack')
   .description('acknowledge an alarm or incident; the bus\'s LED shows it')
   .argument('<id>', 'alarm id, or a unique prefix of it (at least 4 characters)')

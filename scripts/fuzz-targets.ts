@@ -99,7 +99,23 @@ function uplinkTemplate(kind: (typeof UPLINK_KINDS)[number]): Record<string, unk
     case 'receipt':
       return { v: 1, acks: [randomUUID()] };
     case 'status':
-      return { v: 1, state: 'online', at: '2026-11-22T10:00:00.000Z', agent: 'busguard/0.1.0', openAlarms: [] };
+      return {
+        v: 1,
+        state: 'online',
+        at: '2026-11-22T10:00:00.000Z',
+        agent: 'busguard/0.1.0',
+        openAlarms: [],
+        health: {
+          at: '2026-11-22T10:00:00.000Z',
+          uptimeS: 120,
+          gnss: { state: 'fix', satellites: 9, lastFixAgeS: 0.5 },
+          devices: [{ name: 'front', kind: 'camera', state: 'fault', detail: 'no answer within 1000 ms' }],
+          disk: { freeBytes: 1e9, totalBytes: 3.2e10, mediaBytes: 0, mediaQuotaBytes: 1073741824, outboxBytes: 2048, outboxQuotaBytes: 268435456 },
+          outbox: { track: { depth: 3, oldestAgeS: 40 } },
+          clockOffsetMs: -12,
+          faults: ['camera:front'],
+        },
+      };
   }
 }
 

@@ -105,7 +105,6 @@ export function registerTrustCommands(program: Command, pki: Command): void {
       }
     });
 
-  const IdentitiesSchema = z.array(z.object({ id: z.string().min(1), passwordFile: z.string().min(1).optional() }).strict()).min(1);
   program
     .command('broker')
     .description('the fleet broker (Mosquitto 2 with its dynamic-security plugin)')
@@ -116,9 +115,10 @@ export function registerTrustCommands(program: Command, pki: Command): void {
     .option('--group <name>', 'the receivers\' shared-subscription group (dispatch config sharedGroup)', 'dispatch')
     .action(async (o: { identities: string; out: string; group: string }) => {
       const { dynamicSecurityConfig } = await import('../protocol/acl.ts');
-      let list: z.infer<typeof IdentitiesSchema>;
+      const { IdentitiesFileSchema } = await import('../protocol/acl.ts');
+      let list: z.infer<typeof IdentitiesFileSchema>;
       try {
-        list = IdentitiesSchema.parse(JSON.parse(readFileSync(o.identities, 'utf8')));
+        list = IdentitiesFileSchema.parse(JSON.parse(readFileSync(o.identities, 'utf8')));
       } catch (err) {
         return fail('broker acl', `${o.identities}: ${err instanceof z.ZodError ? err.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') : (err as Error).message}`);
       }

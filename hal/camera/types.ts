@@ -76,6 +76,13 @@ export interface Camera {
    * behind one under way.
    */
   snapshot(): Promise<Buffer>;
+  /**
+   * A cheap question that proves the camera answers now (the health check
+   * between alarms): what it answered, in a few words. Absent where the only
+   * proof is a picture (a GStreamer source): such a camera is judged by its
+   * last connect() or snapshot().
+   */
+  check?(): Promise<string>;
   /** Release the camera (close the port, kill a capture under way). A call under way fails with 'io'. */
   close(): Promise<void>;
 }

@@ -155,6 +155,11 @@ export class Vc0706Camera implements Camera {
     return this.run('GEN_VERSION', async () => (await this.link.exchange(VC0706_CMD.GEN_VERSION, [])).toString('latin1').trim());
   }
 
+  /** The health check: the version answer (after looking for the camera at every rate if it went quiet). */
+  async check(): Promise<string> {
+    return `answers: ${await this.version()}`;
+  }
+
   /**
    * Look for the camera at every VC0706 rate: the port's current rate first,
    * then the power-on rate, the transfer rate, and the rest. The port is left

@@ -199,6 +199,11 @@ export class NmeaReader extends EventEmitter<NmeaReaderEvents> {
     return this.lastValidFix ?? this.lastFix;
   }
 
+  /** The last state reported ('status' event); null before the port was first tried. */
+  get readerState(): NmeaReaderState | null {
+    return this.state;
+  }
+
   stats(): NmeaReaderStats {
     return { ...this.counts };
   }

@@ -197,6 +197,43 @@ export class Testbed {
     return p;
   }
 
+  /**
+   * Another bus on the same broker and dispatch: its own config, storage,
+   * panel socket and (with TLS) certificate, no GPS and no camera.
+   */
+  async startSecondAgent(vehicle: string): Promise<{ process: LoggedProcess; socket: string; configPath: string }> {
+    const base = this.agentConfig() as { mqtt: Record<string, unknown>; vehicle: Record<string, unknown> };
+    const dir = join(this.dir, vehicle);
+    mkdirSync(dir, { recursive: true });
+    const socket = join(dir, 'panel.sock');
+    const id = this.pki?.clients[`city/${vehicle}`];
+    const configPath = join(dir, 'agent.json');
+    writeFileSync(
+      configPath,
+      JSON.stringify({
+        ...base,
+        vehicle: { ...base.vehicle, id: vehicle },
+        mqtt: { ...base.mqtt, ...(id ? { certFile: id.cert, keyFile: id.key } : { password: (this.o.users ?? USERS)[`city/${vehicle}`] }) },
+        storage: { dir: join(dir, 'bus') },
+        panel: { driver: 'sim', socket },
+        gps: null,
+        cameras: [],
+      }),
+    );
+    const p = busguard(['agent', '--config', configPath]);
+    this.started.push(p);
+    await p.waitForEvent('agent.started', () => true, 20_000);
+    return { process: p, socket, configPath };
+  }
+
+  /** Stop dispatch, merge these keys into its config, and start it again. */
+  async restartDispatchWith(overrides: Record<string, unknown>): Promise<LoggedProcess> {
+    await this.dispatch.killTree();
+    const config = JSON.parse(readFileSync(this.dispatchConfigPath, 'utf8')) as Record<string, unknown>;
+    writeFileSync(this.dispatchConfigPath, JSON.stringify({ ...config, ...overrides }));
+    return this.startDispatch();
+  }
+
   async startDispatch(): Promise<LoggedProcess> {
     const p = busguard(['dispatch', '--config', this.dispatchConfigPath]);
     this.started.push(p);

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { AlarmMessageSchema, ReceiptMessageSchema, decode, encode } from '../../protocol/messages.ts';
+import { AlarmMessageSchema, ReceiptMessageSchema, StatusMessageSchema, decode, encode } from '../../protocol/messages.ts';
 import { anAlarm } from '../helpers/messages.ts';
 
 const alarm = anAlarm({
@@ -51,6 +51,39 @@ describe('message decoding', () => {
     for (const [msg, reason] of bad) {
       const r = decode(ReceiptMessageSchema, encode(msg as object));
       expect(r.ok, JSON.stringify(msg).slice(0, 80)).toBe(false);
+      if (!r.ok) expect(r.error).toMatch(reason);
+    }
+  });
+
+  it('checks the health in a status: a malformed one refuses the status whole, with the field that is wrong', () => {
+    const health = {
+        at: '2026-11-22T10:00:00.000Z',
+        uptimeS: 120,
+        gnss: { state: 'fix', satellites: 9, lastFixAgeS: 0.5 },
+        devices: [{ name: 'front', kind: 'camera', state: 'fault', detail: 'no answer within 1000 ms' }],
+        disk: { freeBytes: 1e9, totalBytes: 3.2e10, mediaBytes: 0, mediaQuotaBytes: 1073741824, outboxBytes: 2048, outboxQuotaBytes: 268435456 },
+        outbox: { track: { depth: 3, oldestAgeS: 40 } },
+        clockOffsetMs: -12,
+        faults: ['camera:front'],
+      };
+    const status = { v: 1, state: 'online', at: '2026-11-22T10:00:00.000Z', agent: 'busguard-agent/0.1.0', health };
+    const ok = decode(StatusMessageSchema, encode(status));
+    expect(ok.ok && ok.value.health?.faults).toEqual(['camera:front']);
+    // Without health (agents before it, and every will): still a status.
+    expect(decode(StatusMessageSchema, encode({ ...status, health: undefined })).ok).toBe(true);
+    const bad: [unknown, RegExp][] = [
+      [{ ...health, faults: ['camera:front\u001b[2J'] }, /health\.faults\.0/],
+      [{ ...health, faults: Array.from({ length: 41 }, (_, i) => `camera:c${i}`) }, /health\.faults/],
+      [{ ...health, uptimeS: -1 }, /health\.uptimeS/],
+      [{ ...health, gnss: { ...health.gnss, state: 'great' } }, /health\.gnss\.state/],
+      [{ ...health, devices: [{ ...health.devices[0], name: '../x' }] }, /health\.devices\.0\.name/],
+      [{ ...health, devices: [{ ...health.devices[0], detail: 'x'.repeat(301) }] }, /health\.devices\.0\.detail/],
+      [{ ...health, outbox: { video: { depth: 1, oldestAgeS: 1 } } }, /health\.outbox/],
+      [{ ...health, disk: { ...health.disk, freeBytes: 1.5 } }, /health\.disk\.freeBytes/],
+    ];
+    for (const [h, reason] of bad) {
+      const r = decode(StatusMessageSchema, encode({ ...status, health: h }));
+      expect(r.ok, JSON.stringify(h).slice(0, 120)).toBe(false);
       if (!r.ok) expect(r.error).toMatch(reason);
     }
   });
