@@ -95,8 +95,8 @@ export function checkSecretFile(key: string, path: string, problems: string[]): 
 }
 
 /** The broker CA, this end's certificate and its key (0600, an X.509 certificate that is not expired): each problem names its key. */
-export function checkTlsFiles(m: { caFile?: string; certFile?: string; keyFile?: string }, problems: string[], caKey = 'mqtt.caFile'): void {
-  for (const [key, path] of [[caKey, m.caFile], ['mqtt.certFile', m.certFile]] as const) {
+export function checkTlsFiles(m: { caFile?: string; certFile?: string; keyFile?: string }, problems: string[], caKey = 'mqtt.caFile', section = 'mqtt'): void {
+  for (const [key, path] of [[caKey, m.caFile], [`${section}.certFile`, m.certFile]] as const) {
     if (path === undefined) continue;
     const shown = `key "${key}" = ${JSON.stringify(path)}`;
     try {
@@ -107,5 +107,5 @@ export function checkTlsFiles(m: { caFile?: string; certFile?: string; keyFile?:
       problems.push(`${shown}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'may not read it' : 'not a PEM certificate'}`);
     }
   }
-  if (m.keyFile !== undefined) readPrivateKey('mqtt.keyFile', m.keyFile, problems);
+  if (m.keyFile !== undefined) readPrivateKey(`${section}.keyFile`, m.keyFile, problems);
 }

@@ -124,6 +124,8 @@ export interface MqttSessionEvents {
   connected: [sessionPresent: boolean];
   disconnected: [];
   message: [topic: string, payload: Buffer];
+  /** The broker gave this session to another client with the same client id (MQTT 5 DISCONNECT 0x8E). */
+  takenOver: [];
 }
 
 /**
@@ -162,6 +164,9 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
       else this.log.warn({ event: 'mqtt.error', err: err.message, url: conn.url }, 'MQTT error');
     });
     this.client.on('message', (topic, payload) => this.emit('message', topic, payload));
+    this.client.on('disconnect', (packet) => {
+      if (packet.reasonCode === 0x8e) this.emit('takenOver');
+    });
   }
 
   get connected(): boolean {

@@ -27,6 +27,16 @@ export const DispatchConfigSchema = z
         path: z.string().min(1),
       })
       .strict(),
+    /**
+     * The receiver's second connection, for alarms and incidents only (they never wait behind the fleet's track):
+     * it logs in as "{username}/alarms" with the same password. Over TLS with a certificate it needs one of its own,
+     * issued for that identity (busguard pki server dispatch/NAME/alarms): give it here.
+     */
+    alarmConnection: z
+      .object({ certFile: z.string().min(1), keyFile: z.string().min(1) })
+      .strict()
+      .nullable()
+      .default(null),
     /** Evidence files from the buses; `dir` defaults to "evidence" beside storage.path. */
     files: FilesConfigSchema.extend({ dir: z.string().min(1).nullable().default(null) }).prefault({}),
     ack: z
@@ -77,6 +87,10 @@ export function checkDispatchPaths(c: DispatchConfig): string[] {
   const problems: string[] = [];
   if (c.mqtt.passwordFile !== undefined) checkSecretFile('mqtt.passwordFile', c.mqtt.passwordFile, problems);
   checkTlsFiles(c.mqtt, problems);
+  if (c.alarmConnection !== null) checkTlsFiles(c.alarmConnection, problems, 'alarmConnection.caFile', 'alarmConnection');
+  else if (c.mqtt.certFile !== undefined && /^(mqtts|wss):/i.test(c.mqtt.url)) {
+    problems.push('key "alarmConnection": this receiver logs in with a certificate; its alarm connection needs one of its own, issued for "{identity}/alarms" (busguard pki server), given as alarmConnection.certFile and keyFile');
+  }
   checkWritableDir('storage.path', dirname(c.storage.path), problems, c.storage.path);
   if (c.files.dir !== null) checkWritableDir('files.dir', c.files.dir, problems);
   readPrivateKey('signing.privateKeyFile', c.signing.privateKeyFile, problems);

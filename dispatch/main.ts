@@ -9,6 +9,7 @@ import { ackSeen, acknowledge } from './acknowledge.ts';
 import { PersonSigner } from './person-signer.ts';
 import { checkDispatchPaths, loadDispatchConfig } from './config.ts';
 import { Receiver } from './receiver.ts';
+import { DuplicateReceiverError } from './receivers.ts';
 import type { DispatchConfig } from './config.ts';
 import { printable } from './printable.ts';
 import { DispatchStore, type StoredAlarm } from './store.ts';
@@ -33,7 +34,18 @@ export async function runReceiver(configFile: string): Promise<void> {
   const problems = checkDispatchPaths(config);
   if (problems.length) throw new ConfigError(configFile, problems);
   const receiver = new Receiver(config);
-  receiver.start();
+  try {
+    receiver.start();
+  } catch (err) {
+    receiver.store.close();
+    if (!(err instanceof DuplicateReceiverError)) throw err;
+    receiver.log.fatal({ event: 'dispatch.identity-in-use', err: err.message }, err.message);
+    process.stderr.write(`busguard dispatch: ${err.message}\n`);
+    process.exitCode = 3;
+    return;
+  }
+  // Its session taken over by another receiver with its identity: stop (exit 3), never take it back.
+  receiver.once('fatal', () => void receiver.stop().finally(() => process.exit(3)));
   receiver.log.info({ event: 'dispatch.started', db: config.storage.path }, 'dispatch receiver started');
   stopOnSignals(receiver.log, () => receiver.stop());
 }

@@ -4,6 +4,12 @@
 // the bus its receipt. Duplicates (a bus re-sending after a lost receipt or a
 // crash) are stored once and receipted again. Acknowledgements are re-sent
 // until the bus confirms it has them.
+//
+// Two connections: alarms and incidents (protocol/kinds.ts `connection`)
+// come on one of their own, as "{identity}/alarms", and are committed and
+// receipted the moment they arrive; everything else comes on the bulk one and
+// is committed in batches (dispatch/bulk-ingest.ts). At the broker each has
+// its own session queue, so an alarm never waits behind the fleet's track.
 
 import { EventEmitter } from 'node:events';
 import { dirname, join } from 'node:path';
@@ -11,7 +17,9 @@ import type { Logger } from 'pino';
 import { type AckMessage, type AlarmMessage, type FootageRequest, type Decoded, type Envelope, type ReceiptMessage, type RepeatMessage, decode } from '../protocol/messages.ts';
 import { UPLINK, type UplinkKindSpec, type UplinkWire } from '../protocol/kinds.ts';
 import { MqttSession } from '../common/mqtt-session.ts';
-import { DISPATCH_USER } from '../protocol/acl.ts';
+import { DISPATCH_USER, alarmConnectionIdentity } from '../protocol/acl.ts';
+import { BulkIngest } from './bulk-ingest.ts';
+import { RECEIVER_BEAT_MS, ReceiverRegistry } from './receivers.ts';
 import type { Lane } from '../protocol/lanes.ts';
 import { type DownlinkKind, UPLINK_KINDS, type UplinkKind, type VehicleRef, dispatchUplinkFilter, downlinkTopic, parseTopic, sharedFilter } from '../protocol/topics.ts';
 import { DispatchSigner, receiverIdentity } from './command-signer.ts';
@@ -36,23 +44,42 @@ export interface ReceiverEvents {
   receiptSent: [receipt: ReceiptMessage, atMonoMs: number];
   ackSeen: [alarmIds: string[]];
   rejected: [topic: string, reason: string];
+  /** The receiver cannot go on (its identity was taken over): stop it and exit. */
+  fatal: [reason: string];
 }
+
+interface PendingReceipt {
+  ref: VehicleRef;
+  epoch: string;
+  lanes: Map<Lane, number>;
+  ids: string[];
+}
+
+/** The lanes whose receipts go out on the alarm connection. */
+const ALARM_LANES: readonly Lane[] = ['alarm', 'incident'];
 
 export class Receiver extends EventEmitter<ReceiverEvents> {
   readonly log: Logger;
   readonly store: DispatchStore;
   /** Evidence files (snapshots, clips) from the buses: reassembled, verified, stored with their alarm. */
   readonly files: FileReceiver;
+  /** The bulk connection (track, diagnostics, statuses, files) and the alarm connection. */
   private session: MqttSession | null = null;
+  private alarmSession: MqttSession | null = null;
+  /** The bulk connection's messages, committed in batches. */
+  readonly ingest: BulkIngest;
   /** Four times a second: commands recorded in the store (by `dispatch ack`, `dispatch footage`, this process) go out. */
   private commandTimer: NodeJS.Timeout | null = null;
   /** When this process last sent each pending command ("ack:ID", "footage:ID"), monotonic ms. */
   private readonly lastSent = new Map<string, number>();
   /** Hourly: evidence files left unfinished past files.unfinishedExpiryS are forgotten. */
   private expireTimer: NodeJS.Timeout | null = null;
-  /** Receipts per vehicle, gathered within one tick so a burst costs one message. */
-  private pendingReceipts = new Map<string, { ref: VehicleRef; epoch: string; lanes: Map<Lane, number>; ids: string[] }>();
+  /** Receipts per connection and vehicle: alarms' gathered within one tick, the rest per committed batch. */
+  private readonly pendingReceipts = { alarms: new Map<string, PendingReceipt>(), bulk: new Map<string, PendingReceipt>() };
   private receiptFlushScheduled = false;
+  /** This receiver's row in the receivers table, refreshed while it runs (a second one with its identity is refused). */
+  private heartbeat: NodeJS.Timeout | null = null;
+  private readonly receivers: ReceiverRegistry;
   /** stop() has begun: nothing more is published (the bus re-sends, and is answered by the next receiver). */
   private stopping = false;
   /** When the message being handled came off the socket (for the alarm-latency bench's breakdown). */
@@ -77,12 +104,23 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     this.store = new DispatchStore(config.storage.path);
     this.signatures = new SignatureBook(this.store.db, config.trust.fleetCaFile);
     this.refusals = new RefusalLog(this.store.db);
+    this.receivers = new ReceiverRegistry(this.store.db);
     this.signatures.checkPending();
     if (config.fleet.identitiesFile !== null) {
       const r = this.store.vehicles.register(registeredVehicles(config.fleet.identitiesFile));
       this.log.info({ event: 'vehicles.registered', file: config.fleet.identitiesFile, ...r }, `registered buses from ${config.fleet.identitiesFile}: ${r.added} added, ${r.removed} removed`);
     }
     this.handlers = this.makeHandlers();
+    this.ingest = new BulkIngest({
+      db: this.store.db,
+      log: this.log,
+      handle: (topic, payload, arrived) => {
+        this.arrivedMonoMs = arrived;
+        this.handle(topic, payload);
+      },
+      committed: () => this.flushReceipts('bulk'),
+      failed: () => this.pendingReceipts.bulk.clear(),
+    });
     this.files = new FileReceiver({
       db: this.store.db,
       signatures: this.signatures,
@@ -107,24 +145,58 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     });
   }
 
+  /** This receiver's MQTT identity (the username; over TLS the certificate's CN is what the broker takes). */
+  get identity(): string {
+    return this.config.mqtt.username ?? DISPATCH_USER;
+  }
+
   start(): void {
+    // Two receivers with one identity would take each other's sessions over for ever: the second is refused here.
+    this.receivers.claim(this.identity);
+    this.heartbeat = setInterval(() => this.receivers.beat(this.identity), RECEIVER_BEAT_MS);
+    this.heartbeat.unref();
     const session = new MqttSession(this.config.mqtt, { username: DISPATCH_USER }, this.log);
     this.session = session;
-    session.on('connected', (sessionPresent) => {
-      this.log.info({ event: 'mqtt.connected', url: this.config.mqtt.url, sessionPresent, sharedGroup: this.config.sharedGroup }, 'dispatch connected');
-      // Every kind of the table, shared among the group's receivers or not as the table says.
+    const alarmLogin = {
+      ...this.config.mqtt,
+      username: alarmConnectionIdentity(this.identity),
+      clientId: alarmConnectionIdentity(this.config.mqtt.clientId ?? this.identity),
+      ...(this.config.alarmConnection ?? {}),
+    };
+    const alarms = new MqttSession(alarmLogin, { username: DISPATCH_USER }, this.log);
+    this.alarmSession = alarms;
+    const subscribe = (s: MqttSession, connection: 'alarms' | 'bulk') => {
+      // The table's kinds for this connection, shared among the group's receivers or not as the table says.
       const filters: Record<string, { qos: 1 }> = {};
       for (const kind of UPLINK_KINDS) {
+        if (UPLINK[kind].connection !== connection) continue;
         const filter = dispatchUplinkFilter(kind);
         filters[UPLINK[kind].subscribe === 'shared' ? sharedFilter(this.config.sharedGroup, filter) : filter] = { qos: 1 };
       }
-      session.subscribeChecked(filters, 'the uplink topics; check the broker ACL for user "dispatch"');
+      s.subscribeChecked(filters, `the uplink topics (${connection}); check the broker ACL for user "${connection === 'alarms' ? alarmLogin.username : this.identity}"`);
+    };
+    session.on('connected', (sessionPresent) => {
+      this.log.info({ event: 'mqtt.connected', url: this.config.mqtt.url, sessionPresent, sharedGroup: this.config.sharedGroup }, 'dispatch connected');
+      subscribe(session, 'bulk');
       // Everything pending goes out again on a new connection.
       this.lastSent.clear();
       this.sendPending();
     });
+    alarms.on('connected', (sessionPresent) => {
+      this.log.info({ event: 'mqtt.alarms-connected', url: this.config.mqtt.url, sessionPresent, identity: alarmLogin.username }, 'dispatch alarm connection up');
+      subscribe(alarms, 'alarms');
+      this.lastSent.clear();
+      this.sendPending();
+    });
     session.on('disconnected', () => this.log.warn({ event: 'mqtt.disconnected' }, 'dispatch disconnected from broker'));
-    session.on('message', (topic, payload) => this.onMessage(topic, payload));
+    alarms.on('disconnected', () => this.log.warn({ event: 'mqtt.alarms-disconnected' }, 'dispatch alarm connection lost'));
+    for (const s of [session, alarms]) s.on('takenOver', () => this.takenOver(s === alarms ? alarmLogin.username : this.identity));
+    // Alarms at once; the rest in batches (file transfers are the file receiver's, below).
+    alarms.on('message', (topic, payload) => this.onMessage(topic, payload));
+    this.ingest.attach(session.client);
+    session.on('message', (topic, payload) => {
+      if (!parseFileTopic(topic)) this.ingest.push(topic, payload);
+    });
     // Subscribes to the file topics on each connect and takes their messages itself.
     this.files.attach(session, this.config.sharedGroup);
     this.commandTimer = setInterval(() => this.sendPending(), COMMAND_POLL_MS);
@@ -136,13 +208,31 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     this.expireTimer.unref();
   }
 
+  /**
+   * The broker handed this receiver's session to another client with its
+   * identity: two receivers were started with one identity. This one stops
+   * (exit 3) rather than take the session back, which the other would do in
+   * turn, for ever, each losing what was in flight.
+   */
+  private takenOver(identity: string): void {
+    if (this.stopping) return;
+    this.log.fatal(
+      { event: 'dispatch.identity-taken', identity },
+      `another client logged in as "${identity}" and took this receiver's session over: two receivers share one identity. Give each its own (mqtt.username dispatch/NAME, and its password or certificate); this one stops`,
+    );
+    this.emit('fatal', `identity ${identity} taken over by another client`);
+  }
+
   async stop(): Promise<void> {
     this.stopping = true;
     if (this.commandTimer) clearInterval(this.commandTimer);
     if (this.expireTimer) clearInterval(this.expireTimer);
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    await this.ingest.idle();
     await this.files.idle();
-    await this.session?.stop();
+    await Promise.all([this.session?.stop(), this.alarmSession?.stop()]);
     this.refusals.flush();
+    if (this.store.db.open) this.receivers.release(this.identity);
     this.store.close();
   }
 
@@ -156,16 +246,23 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
 
   /** A command its person signed (dispatch/person-signer.ts), published as signed while it has a minute left; false: sign it here. */
   private personal(kind: DownlinkKind, ref: VehicleRef, payload: string | null): boolean {
-    if (!this.session?.connected || this.stopping || commandExpiry(payload) < Date.now() + 60_000) return false;
-    this.session.client.publish(downlinkTopic({ fleet: ref.fleet, vehicle: ref.vehicle }, kind), payload!, { qos: 1 });
+    const session = this.via(kind);
+    if (!session?.connected || this.stopping || commandExpiry(payload) < Date.now() + 60_000) return false;
+    session.client.publish(downlinkTopic({ fleet: ref.fleet, vehicle: ref.vehicle }, kind), payload!, { qos: 1 });
     return true;
   }
 
+  /** Acknowledgements (and alarms' receipts) go out on the alarm connection: not behind a backlog of track receipts. */
+  private via(kind: DownlinkKind, connection?: 'alarms' | 'bulk'): MqttSession | null {
+    return (connection ?? (kind === 'ack' ? 'alarms' : 'bulk')) === 'alarms' ? this.alarmSession : this.session;
+  }
+
   /** Sign a command (in the name of `by`, or of this receiver) and publish it to its bus (QoS 1); false when not connected or stopping: what matters is re-sent. */
-  private command(kind: DownlinkKind, ref: VehicleRef, msg: object, by?: string): boolean {
-    if (!this.session?.connected || this.stopping) return false;
+  private command(kind: DownlinkKind, ref: VehicleRef, msg: object, by?: string, connection?: 'alarms' | 'bulk'): boolean {
+    const session = this.via(kind, connection);
+    if (!session?.connected || this.stopping) return false;
     const { topic, payload } = (by === undefined ? this.signer : this.signer.as(by)).seal(kind, { fleet: ref.fleet, vehicle: ref.vehicle }, msg);
-    this.session.client.publish(topic, payload, { qos: 1 });
+    session.client.publish(topic, payload, { qos: 1 });
     return true;
   }
 
@@ -275,33 +372,43 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     this.handlers[kind](m.value, ref);
   }
 
-  /** Receipts per vehicle and epoch, gathered within one tick so a burst costs one message. */
+  /**
+   * Receipts per vehicle and epoch: an alarm lane's gathered within one tick
+   * (a burst costs one message) and sent on the alarm connection; the rest
+   * gathered over a committed batch and sent when it commits.
+   */
   private queueReceipt(ref: VehicleRef, env: Envelope, upTo: number, id: string): void {
+    const connection = ALARM_LANES.includes(env.lane) ? 'alarms' : 'bulk';
+    const pending = this.pendingReceipts[connection];
     const key = `${ref.fleet}/${ref.vehicle}/${env.epoch}`;
-    let entry = this.pendingReceipts.get(key);
+    let entry = pending.get(key);
     if (!entry) {
       entry = { ref, epoch: env.epoch, lanes: new Map(), ids: [] };
-      this.pendingReceipts.set(key, entry);
+      pending.set(key, entry);
     }
     if (env.seq === 0) entry.ids.push(id);
     else entry.lanes.set(env.lane, Math.max(upTo, entry.lanes.get(env.lane) ?? 0));
-    if (this.receiptFlushScheduled) return;
+    if (connection === 'bulk' || this.receiptFlushScheduled) return;
     this.receiptFlushScheduled = true;
     setImmediate(() => {
       this.receiptFlushScheduled = false;
-      const batches = [...this.pendingReceipts.values()];
-      this.pendingReceipts.clear();
-      for (const b of batches) {
-        const lanes = Object.fromEntries(b.lanes) as ReceiptMessage['lanes'];
-        for (let i = 0; i === 0 || i < b.ids.length; i += 1000) {
-          const ids = b.ids.slice(i, i + 1000);
-          const receipt: ReceiptMessage = { v: 1, epoch: b.epoch, lanes: i === 0 ? lanes : {}, ...(ids.length ? { ids } : {}) };
-          if (!this.command('receipt', b.ref, receipt)) continue; // not receipted: the bus sends it again
-          const at = monoMs();
-          this.log.debug({ event: 'receipt.sent', ...receipt, fleet: b.ref.fleet, vehicle: b.ref.vehicle, stepMonoMs: at }, 'receipt sent');
-          this.emit('receiptSent', receipt, at);
-        }
-      }
+      this.flushReceipts('alarms');
     });
+  }
+
+  private flushReceipts(connection: 'alarms' | 'bulk'): void {
+    const batches = [...this.pendingReceipts[connection].values()];
+    this.pendingReceipts[connection].clear();
+    for (const b of batches) {
+      const lanes = Object.fromEntries(b.lanes) as ReceiptMessage['lanes'];
+      for (let i = 0; i === 0 || i < b.ids.length; i += 1000) {
+        const ids = b.ids.slice(i, i + 1000);
+        const receipt: ReceiptMessage = { v: 1, epoch: b.epoch, lanes: i === 0 ? lanes : {}, ...(ids.length ? { ids } : {}) };
+        if (!this.command('receipt', b.ref, receipt, undefined, connection)) continue; // not receipted: the bus sends it again
+        const at = monoMs();
+        this.log.debug({ event: 'receipt.sent', ...receipt, fleet: b.ref.fleet, vehicle: b.ref.vehicle, stepMonoMs: at }, 'receipt sent');
+        this.emit('receiptSent', receipt, at);
+      }
+    }
   }
 }

@@ -9,6 +9,7 @@ import { DISPATCH_FILES_SCHEMA } from './files.ts';
 import { SIGNATURES_SCHEMA } from './signatures.ts';
 import { META_SCHEMA, PENDING_SCHEMA, PERSONAL_COMMANDS_SCHEMA, REPEATS_SCHEMA, VEHICLE_KEYS_SCHEMA } from './store-schema.ts';
 import { VEHICLES_SCHEMA, VehicleBook } from './vehicles.ts';
+import { RECEIVERS_SCHEMA } from './receivers.ts';
 import { DISPATCH_FOOTAGE_CAMERAS_SCHEMA, DISPATCH_FOOTAGE_SCHEMA, FootageBook } from './footage.ts';
 import type Database from 'better-sqlite3';
 import type { AlarmKind, AlarmMessage, DiagMessage, Envelope, Fix, PositionMessage, RepeatMessage, TimeSource, TrackPoint } from '../protocol/messages.ts';
@@ -164,7 +165,7 @@ export class DispatchStore {
   /** `mustExist`: for the commands that work on what a receiver stored: a missing file is an error, never a new empty database. */
   constructor(path: string, opts: { mustExist?: boolean } = {}) {
     this.db = openDatabase(path, { mustExist: opts.mustExist === true });
-    migrate(this.db, [SCHEMA + LANE_SCHEMA, DISPATCH_FILES_SCHEMA, DISPATCH_FOOTAGE_SCHEMA, DISPATCH_FOOTAGE_CAMERAS_SCHEMA, REPEATS_SCHEMA, META_SCHEMA, PENDING_SCHEMA, SIGNATURES_SCHEMA, VEHICLE_KEYS_SCHEMA, PERSONAL_COMMANDS_SCHEMA, VEHICLES_SCHEMA]);
+    migrate(this.db, [SCHEMA + LANE_SCHEMA, DISPATCH_FILES_SCHEMA, DISPATCH_FOOTAGE_SCHEMA, DISPATCH_FOOTAGE_CAMERAS_SCHEMA, REPEATS_SCHEMA, META_SCHEMA, PENDING_SCHEMA, SIGNATURES_SCHEMA, VEHICLE_KEYS_SCHEMA, PERSONAL_COMMANDS_SCHEMA, VEHICLES_SCHEMA, RECEIVERS_SCHEMA]);
     this.footage = new FootageBook(this.db);
     this.vehicles = new VehicleBook(this.db);
   }

@@ -7,7 +7,10 @@
 //   {fleet}/{vehicle}      a bus: publishes under its own .../up/, subscribes
 //                          to exactly its own .../down/+ and nothing else.
 //   dispatch, dispatch/{name}
-//                          a receiver: subscribes to exactly the uplink filters
+//   dispatch/alarms, dispatch/{name}/alarms
+//                          a receiver, and its alarm connection (each receiver
+//                          takes alarms on a connection of its own, so they
+//                          never queue behind track): subscribes to exactly the uplink filters
 //                          the receiver uses (in its shared group), publishes
 //                          commands to any one vehicle's .../down/{kind}.
 //   monitor, monitor/{name}
@@ -40,10 +43,19 @@ export function identityOf(username: string | undefined): Identity | null {
   if (parts[0] === DISPATCH_USER || parts[0] === MONITOR_USER) {
     const role = parts[0] === DISPATCH_USER ? 'receiver' : 'monitor';
     if (parts.length === 1) return { role, name: username };
+    if (role === 'receiver' && parts.length === 3 && parts[2] === ALARM_CONNECTION) return ID_PATTERN.test(parts[1]!) ? { role, name: username } : null;
     return parts.length === 2 && ID_PATTERN.test(parts[1]!) ? { role, name: username } : null;
   }
   if (parts.length !== 2 || !ID_PATTERN.test(parts[0]!) || !ID_PATTERN.test(parts[1]!)) return null;
   return { role: 'vehicle', ref: { fleet: parts[0]!, vehicle: parts[1]! } };
+}
+
+/** The last level of a receiver's alarm-connection identity. */
+const ALARM_CONNECTION = 'alarms';
+
+/** The identity of a receiver's alarm connection: "dispatch" → "dispatch/alarms", "dispatch/east" → "dispatch/east/alarms". */
+export function alarmConnectionIdentity(receiver: string): string {
+  return `${receiver}/${ALARM_CONNECTION}`;
 }
 
 /** Every filter a receiver subscribes to, exactly as it sends it (dispatch/receiver.ts, dispatch/file-receiver.ts). */
@@ -144,6 +156,14 @@ export function dynamicSecurityConfig(identities: BrokerIdentity[], group: strin
     }
     return { username: c.id, textname: c.id, roles: [{ rolename, priority: 0 }], ...(c.password !== undefined ? passwordFields(c.password) : {}) };
   });
+  // A receiver that logs in with a password has its alarm connection log in with the same one, unless listed itself.
+  const listed = new Set(identities.map((c) => c.id));
+  for (const c of identities) {
+    const id = identityOf(c.id);
+    const companion = alarmConnectionIdentity(c.id);
+    if (id?.role !== 'receiver' || c.password === undefined || listed.has(companion) || !identityOf(companion)) continue;
+    clients.push({ username: companion, textname: `${c.id}'s alarm connection`, roles: [{ rolename: 'receiver', priority: 0 }], ...passwordFields(c.password) });
+  }
   const seen = new Set<string>();
   for (const c of identities) {
     if (seen.has(c.id)) throw new Error(`"${c.id}" is listed twice`);

@@ -31,18 +31,25 @@ export interface UplinkKindSpec {
    * shared subscriptions, MQTT 5 §4.8.2).
    */
   subscribe: 'shared' | 'plain';
+  /**
+   * Which of a receiver's two connections takes it: 'alarms', its own
+   * connection, handled and receipted at once, so an alarm never waits
+   * behind the fleet's track at the broker or in dispatch; 'bulk', the rest,
+   * committed in batches (dispatch/bulk-ingest.ts).
+   */
+  connection: 'alarms' | 'bulk';
 }
 
 /** Bus → dispatch (…/up/{kind}). Evidence files travel as file transfers (protocol/file-transfer.ts), not as a kind. */
 export const UPLINK = {
-  alarm: { wire: AlarmWireSchema, lanes: ['alarm'], subscribe: 'shared' },
-  incident: { wire: AlarmWireSchema, lanes: ['incident'], subscribe: 'shared' },
-  repeat: { wire: RepeatWireSchema, lanes: ['alarm', 'incident'], subscribe: 'shared' },
-  position: { wire: PositionWireSchema, lanes: ['track', 'followup'], subscribe: 'shared' },
-  diag: { wire: DiagWireSchema, lanes: ['diag', 'ledger'], subscribe: 'shared' },
-  footage: { wire: FootageAnswerWireSchema, lanes: ['clip'], subscribe: 'shared' },
-  receipt: { wire: BusReceiptMessageSchema, lanes: null, subscribe: 'shared' },
-  status: { wire: StatusMessageSchema, lanes: null, subscribe: 'plain' },
+  alarm: { wire: AlarmWireSchema, lanes: ['alarm'], subscribe: 'shared', connection: 'alarms' },
+  incident: { wire: AlarmWireSchema, lanes: ['incident'], subscribe: 'shared', connection: 'alarms' },
+  repeat: { wire: RepeatWireSchema, lanes: ['alarm', 'incident'], subscribe: 'shared', connection: 'alarms' },
+  position: { wire: PositionWireSchema, lanes: ['track', 'followup'], subscribe: 'shared', connection: 'bulk' },
+  diag: { wire: DiagWireSchema, lanes: ['diag', 'ledger'], subscribe: 'shared', connection: 'bulk' },
+  footage: { wire: FootageAnswerWireSchema, lanes: ['clip'], subscribe: 'shared', connection: 'bulk' },
+  receipt: { wire: BusReceiptMessageSchema, lanes: null, subscribe: 'shared', connection: 'bulk' },
+  status: { wire: StatusMessageSchema, lanes: null, subscribe: 'plain', connection: 'bulk' },
 } as const satisfies Record<UplinkKind, UplinkKindSpec>;
 
 /** The payload of an uplink kind as it travels. */

@@ -33,7 +33,9 @@ export class InProcessBroker {
     const broker = await Aedes.createBroker({
       authenticate: (client, username, password, done) => {
         // As the fleet broker binds client ids to identities (use_username_as_clientid), the demo's refuses any other id.
-        const ok = username !== undefined && users[username] !== undefined && password?.toString() === users[username] && client.id === username;
+        // A receiver's alarm connection ("dispatch/alarms") logs in with its receiver's password, as the fleet broker's config has it (protocol/acl.ts).
+        const secret = username === undefined ? undefined : (users[username] ?? (username.endsWith('/alarms') ? users[username.slice(0, -'/alarms'.length)] : undefined));
+        const ok = secret !== undefined && password?.toString() === secret && client.id === username;
         if (ok) (client as unknown as Authed).busguardUser = username!;
         done(null, ok);
       },
