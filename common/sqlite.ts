@@ -77,7 +77,7 @@ const openTx = new WeakMap<Db, Durability>();
  * had already reported to dispatch). A write nested in another's transaction
  * commits with it, so it may not ask for more than the outer one gives.
  */
-export function writeTx<T>(db: Db, level: Durability, fn: () => T): T {
+export function writeTx<T>(db: Db, level: Durability, fn: () => T, begin: 'deferred' | 'immediate' = 'deferred'): T {
   const outer = openTx.get(db);
   if (outer !== undefined || db.inTransaction) {
     if (level === 'FULL' && outer !== 'FULL') {
@@ -92,10 +92,23 @@ export function writeTx<T>(db: Db, level: Durability, fn: () => T): T {
   }
   openTx.set(db, level);
   try {
-    return db.transaction(fn)();
+    // IMMEDIATE takes the write lock at BEGIN (writers sharing a file: none fails half-way on a busy lock).
+    return begin === 'immediate' ? db.transaction(fn).immediate() : db.transaction(fn)();
   } finally {
     openTx.delete(db);
   }
+}
+
+/**
+ * Run `fn` inside the transaction under way if there is one (it commits with
+ * it, at its level: a batch that answers for its own durability, as
+ * dispatch's bulk ingest does), else in a transaction of its own at `level`.
+ * Never inherits whatever level the connection's previous write left.
+ */
+export function joinTx<T>(db: Db, level: Durability, fn: () => T, begin: 'deferred' | 'immediate' = 'deferred'): T {
+  // Nested: a savepoint, so a failure undoes this part only and leaves the rest of the batch.
+  if (openTx.get(db) !== undefined || db.inTransaction) return db.transaction(fn)();
+  return writeTx(db, level, fn, begin);
 }
 
 /** The level the connection commits at now (for tests and diagnostics). */

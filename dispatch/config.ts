@@ -6,6 +6,7 @@ import { dirname } from 'node:path';
 import { loadConfigFile, LogConfigSchema } from '../common/config-file.ts';
 import { checkSecretFile, checkTlsFiles, checkWritableDir } from '../common/config-paths.ts';
 import { FilesConfigSchema } from './files.ts';
+import { RetentionConfigSchema } from './retention.ts';
 import { KEY_ID_PATTERN, MAX_COMMAND_TTL_S } from '../protocol/signed-command.ts';
 import { readPrivateKey } from '../common/keys.ts';
 import { readFileSync } from 'node:fs';
@@ -65,6 +66,8 @@ export const DispatchConfigSchema = z
       })
       .strict()
       .prefault({}),
+    /** How long each kind is kept; an open or held alarm's evidence and track never go (dispatch/retention.ts). */
+    retention: RetentionConfigSchema.prefault({}),
     fleet: z
       .object({
         /** The fleet's identities file (the one `busguard broker acl` reads): its buses are the registered ones in `busguard dispatch vehicles`, listed even before they are first heard from. */

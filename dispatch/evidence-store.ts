@@ -9,7 +9,7 @@ import { constants, existsSync } from 'node:fs';
 import { mkdir, open, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { renameDurably } from '../common/durable-file.ts';
-import type { Db } from '../common/sqlite.ts';
+import { type Db, joinTx } from '../common/sqlite.ts';
 import { type EvidenceKind, type InitPayload, type Range, hashFile } from '../protocol/file-transfer.ts';
 import type { Fix, TimeSource } from '../protocol/messages.ts';
 import type { VehicleRef } from '../protocol/topics.ts';
@@ -156,10 +156,10 @@ export class EvidenceStore {
   async forget(ref: VehicleRef, fileId: string): Promise<void> {
     await rm(this.partialPath(ref, fileId), { force: true });
     const key = keyOf(ref, fileId);
-    this.db.transaction(() => {
+    joinTx(this.db, 'FULL', () => {
       this.q.deleteRanges.run(...key);
       this.q.deleteReceiving.run(...key);
-    })();
+    });
   }
 
   /** The announced sizes of a vehicle's files still being received. */
@@ -223,8 +223,10 @@ export class EvidenceStore {
    * O(log n) a segment, where reading and rewriting every range made it quadratic (290 ms a segment).
    */
   private addRange(key: Key, [start, end]: Range): void {
-    this.db
-      .transaction(() => {
+    joinTx(
+      this.db,
+      'FULL',
+      () => {
         let s = start;
         let e = end;
         // Ranges are disjoint and do not touch: those meeting [start, end] are a run ending at the
@@ -238,8 +240,9 @@ export class EvidenceStore {
           bound = r.start_byte - 1;
         }
         this.q.insertRange.run(...key, s, e);
-      })
-      .immediate();
+      },
+      'immediate',
+    );
   }
 
   /** Hash what was received of a file every byte of which is held (null: its bytes are gone from disk). */
@@ -257,10 +260,10 @@ export class EvidenceStore {
   async discard(ref: VehicleRef, fileId: string): Promise<void> {
     const key = keyOf(ref, fileId);
     await rm(this.partialPath(ref, fileId), { force: true });
-    this.db.transaction(() => {
+    joinTx(this.db, 'FULL', () => {
       this.q.deleteRanges.run(...key);
       this.q.nextAttempt.run(...key);
-    })();
+    });
   }
 
   /**
@@ -276,12 +279,12 @@ export class EvidenceStore {
       await renameDurably(this.partialPath(ref, file.fileId), final);
     }
     let stored: StoredFile | null = null;
-    this.db.transaction(() => {
+    joinTx(this.db, 'FULL', () => {
       if (this.q.complete.run(sha256, final, new Date().toISOString(), ...key).changes > 0) {
         this.q.deleteRanges.run(...key);
         stored = toFile(this.q.get.get(...key)!);
       }
-    })();
+    });
     return stored;
   }
 }

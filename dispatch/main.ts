@@ -13,6 +13,8 @@ import { DuplicateReceiverError } from './receivers.ts';
 import type { DispatchConfig } from './config.ts';
 import { printable } from './printable.ts';
 import { DispatchStore, type StoredAlarm } from './store.ts';
+import { Retention } from './retention.ts';
+import { writeTx } from '../common/sqlite.ts';
 
 /**
  * The store a receiver wrote, for the commands that read or act on it. A
@@ -67,6 +69,52 @@ export function listQueue(configFile: string, kind: AlarmKind, opts: { all?: boo
     process.stdout.write(`${rows.length} ${opts.all ? '' : 'open '}${label}\n`);
     process.stdout.write(`${['ID', 'VEHICLE', 'ROUTE', 'RAISED (UTC)', 'PRESSES', 'POSITION', 'ACK'].join('\t')}\n`);
     for (const r of rows) process.stdout.write(`${formatRow(r)}\n`);
+  } finally {
+    store.close();
+  }
+}
+
+/** `busguard dispatch retention`: one pass now (or, --dry-run, what it would delete). */
+export async function retentionCommand(configFile: string, opts: { dryRun?: boolean; json?: boolean }): Promise<void> {
+  const config = loadDispatchConfig(configFile);
+  const store = openExistingStore(configFile, config);
+  try {
+    const log = createLogger('dispatch-retention', config.log.level, {}, { stderr: true });
+    const result = await new Retention(store.db, config.retention, log).run({ dryRun: opts.dryRun });
+    if (opts.json) {
+      for (const r of result) process.stdout.write(`${JSON.stringify({ ...r, dryRun: opts.dryRun === true })}\n`);
+      return;
+    }
+    const kept = (['track', 'diags', 'footage', 'evidence'] as const).filter((k) => !result.some((r) => r.kind === k));
+    for (const r of result) {
+      const span = r.count ? ` (${r.oldest} to ${r.newest})` : '';
+      process.stdout.write(`${r.kind}: ${opts.dryRun ? 'would delete' : 'deleted'} ${r.count}, ${r.bytes} bytes${span}; older than ${r.cutoff}\n`);
+    }
+    for (const k of kept) process.stdout.write(`${k}: kept for ever (retention.${k}Days is null)\n`);
+  } finally {
+    store.close();
+  }
+}
+
+/** `busguard dispatch hold ID` / `--release`: keep (or stop keeping) everything of one alarm from retention. */
+export function holdCommand(configFile: string, id: string, opts: { reason?: string; by: string; release?: boolean }): void {
+  const config = loadDispatchConfig(configFile);
+  const store = openExistingStore(configFile, config);
+  try {
+    const a = store.find(id);
+    const ref = `${a.fleet}/${a.vehicle}/${a.id}`;
+    if (opts.release) {
+      const n = writeTx(store.db, 'FULL', () => store.db.prepare('DELETE FROM alarm_holds WHERE fleet = ? AND vehicle = ? AND alarm_id = ?').run(a.fleet, a.vehicle, a.id).changes);
+      process.stdout.write(n ? `hold on ${ref} released: retention applies to it again\n` : `${ref} was not held\n`);
+      return;
+    }
+    if (!opts.reason) throw new ConfigError(configFile, ['--reason: say why it is held (a case number, a court order)']);
+    writeTx(store.db, 'FULL', () =>
+      store.db
+        .prepare('INSERT INTO alarm_holds (fleet, vehicle, alarm_id, reason, held_by, held_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (fleet, vehicle, alarm_id) DO UPDATE SET reason = excluded.reason, held_by = excluded.held_by, held_at = excluded.held_at')
+        .run(a.fleet, a.vehicle, a.id, opts.reason, opts.by, new Date().toISOString()),
+    );
+    process.stdout.write(`${ref} held (${opts.reason}): its evidence and track are kept until the hold is released\n`);
   } finally {
     store.close();
   }

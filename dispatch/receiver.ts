@@ -19,6 +19,8 @@ import { UPLINK, type UplinkKindSpec, type UplinkWire } from '../protocol/kinds.
 import { MqttSession } from '../common/mqtt-session.ts';
 import { DISPATCH_USER, alarmConnectionIdentity } from '../protocol/acl.ts';
 import { BulkIngest } from './bulk-ingest.ts';
+import { Checkpointer } from './checkpointer.ts';
+import { Retention } from './retention.ts';
 import { RECEIVER_BEAT_MS, ReceiverRegistry } from './receivers.ts';
 import type { Lane } from '../protocol/lanes.ts';
 import { type DownlinkKind, UPLINK_KINDS, type UplinkKind, type VehicleRef, dispatchUplinkFilter, downlinkTopic, parseTopic, sharedFilter } from '../protocol/topics.ts';
@@ -67,7 +69,7 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
   private session: MqttSession | null = null;
   private alarmSession: MqttSession | null = null;
   /** The bulk connection's messages, committed in batches. */
-  readonly ingest: BulkIngest;
+  readonly ingest: BulkIngest<Map<string, PendingReceipt>>;
   /** Four times a second: commands recorded in the store (by `dispatch ack`, `dispatch footage`, this process) go out. */
   private commandTimer: NodeJS.Timeout | null = null;
   /** When this process last sent each pending command ("ack:ID", "footage:ID"), monotonic ms. */
@@ -75,13 +77,17 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
   /** Hourly: evidence files left unfinished past files.unfinishedExpiryS are forgotten. */
   private expireTimer: NodeJS.Timeout | null = null;
   /** Receipts per connection and vehicle: alarms' gathered within one tick, the rest per committed batch. */
-  private readonly pendingReceipts = { alarms: new Map<string, PendingReceipt>(), bulk: new Map<string, PendingReceipt>() };
+  private pendingReceipts = { alarms: new Map<string, PendingReceipt>(), bulk: new Map<string, PendingReceipt>() };
   private receiptFlushScheduled = false;
   /** This receiver's row in the receivers table, refreshed while it runs (a second one with its identity is refused). */
   private heartbeat: NodeJS.Timeout | null = null;
   private readonly receivers: ReceiverRegistry;
+  private checkpointer: Checkpointer | null = null;
+  private retentionTimer: NodeJS.Timeout | null = null;
   /** stop() has begun: nothing more is published (the bus re-sends, and is answered by the next receiver). */
   private stopping = false;
+  /** stop() has begun: the bulk queue is drained, nothing new is taken into it. */
+  private draining = false;
   /** When the message being handled came off the socket (for the alarm-latency bench's breakdown). */
   private arrivedMonoMs = 0;
   /** The topic of the message being handled (for a handler's refusal). */
@@ -118,8 +124,12 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
         this.arrivedMonoMs = arrived;
         this.handle(topic, payload);
       },
-      committed: () => this.flushReceipts('bulk'),
-      failed: () => this.pendingReceipts.bulk.clear(),
+      takeReceipts: () => {
+        const taken = this.pendingReceipts.bulk;
+        this.pendingReceipts.bulk = new Map();
+        return taken;
+      },
+      sendReceipts: (receipts) => this.sendReceipts(receipts, 'bulk'),
     });
     this.files = new FileReceiver({
       db: this.store.db,
@@ -153,6 +163,7 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
   start(): void {
     // Two receivers with one identity would take each other's sessions over for ever: the second is refused here.
     this.receivers.claim(this.identity);
+    this.checkpointer = new Checkpointer(this.store.db, this.log);
     this.heartbeat = setInterval(() => this.receivers.beat(this.identity), RECEIVER_BEAT_MS);
     this.heartbeat.unref();
     const session = new MqttSession(this.config.mqtt, { username: DISPATCH_USER }, this.log);
@@ -195,12 +206,23 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     alarms.on('message', (topic, payload) => this.onMessage(topic, payload));
     this.ingest.attach(session.client);
     session.on('message', (topic, payload) => {
-      if (!parseFileTopic(topic)) this.ingest.push(topic, payload);
+      if (!parseFileTopic(topic) && !this.draining) this.ingest.push(topic, payload);
     });
     // Subscribes to the file topics on each connect and takes their messages itself.
     this.files.attach(session, this.config.sharedGroup);
     this.commandTimer = setInterval(() => this.sendPending(), COMMAND_POLL_MS);
     this.commandTimer.unref();
+    const retention = new Retention(this.store.db, this.config.retention, this.log);
+    let retaining: Promise<unknown> | null = null;
+    const retain = () => {
+      retaining ??= retention
+        .run()
+        .catch((err: Error) => this.log.error({ event: 'retention.failed', err: err.message }, 'retention pass failed; nothing is lost, the next pass tries again'))
+        .finally(() => (retaining = null));
+    };
+    retain();
+    this.retentionTimer = setInterval(retain, this.config.retention.everyS * 1000);
+    this.retentionTimer.unref();
     const expire = () =>
       void this.files.expireUnfinished().catch((err: Error) => this.log.error({ event: 'file.expire-failed', err: err.message }, 'could not forget unfinished files'));
     expire();
@@ -224,14 +246,20 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
   }
 
   async stop(): Promise<void> {
-    this.stopping = true;
+    // What is queued is committed and receipted first; what arrives from now on is not taken (its bus sends it again).
+    this.draining = true;
     if (this.commandTimer) clearInterval(this.commandTimer);
     if (this.expireTimer) clearInterval(this.expireTimer);
+    if (this.retentionTimer) clearInterval(this.retentionTimer);
     if (this.heartbeat) clearInterval(this.heartbeat);
     await this.ingest.idle();
+    this.stopping = true;
+    this.log.info({ event: 'dispatch.bulk-stats', ...this.ingest.stats }, `bulk ingest: ${this.ingest.stats.messages} messages in ${this.ingest.stats.batches} batches, at most ${this.ingest.stats.maxQueued} queued`);
+    this.ingest.close();
     await this.files.idle();
     await Promise.all([this.session?.stop(), this.alarmSession?.stop()]);
     this.refusals.flush();
+    await this.checkpointer?.stop();
     if (this.store.db.open) this.receivers.release(this.identity);
     this.store.close();
   }
@@ -392,14 +420,14 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     this.receiptFlushScheduled = true;
     setImmediate(() => {
       this.receiptFlushScheduled = false;
-      this.flushReceipts('alarms');
+      const taken = this.pendingReceipts.alarms;
+      this.pendingReceipts.alarms = new Map();
+      this.sendReceipts(taken, 'alarms');
     });
   }
 
-  private flushReceipts(connection: 'alarms' | 'bulk'): void {
-    const batches = [...this.pendingReceipts[connection].values()];
-    this.pendingReceipts[connection].clear();
-    for (const b of batches) {
+  private sendReceipts(pending: Map<string, PendingReceipt>, connection: 'alarms' | 'bulk'): void {
+    for (const b of pending.values()) {
       const lanes = Object.fromEntries(b.lanes) as ReceiptMessage['lanes'];
       for (let i = 0; i === 0 || i < b.ids.length; i += 1000) {
         const ids = b.ids.slice(i, i + 1000);

@@ -121,3 +121,40 @@ INSERT INTO diags_v9 SELECT id, fleet, vehicle, at, event, lane, count, bytes, r
 DROP TABLE diags;
 ALTER TABLE diags_v9 RENAME TO diags;
 `;
+
+/**
+ * Thirteenth step: the track stored as the bus sends it, one row per message
+ * (its points as a JSON array), not one per point: a receiver took ~300 µs a
+ * track message writing 15 rows of ~400 bytes with two indexes each, the
+ * bulk of its work in a reconnect storm. `positions` stays, as a view with
+ * one row per point, for whatever reads points.
+ */
+export const TRACK_BATCHES_SCHEMA = `
+CREATE TABLE track_batches (
+  fleet TEXT NOT NULL,
+  vehicle TEXT NOT NULL,
+  message_id TEXT NOT NULL,
+  lane TEXT,
+  seq INTEGER,
+  alarm_id TEXT,
+  first_at TEXT NOT NULL,
+  last_at TEXT NOT NULL,
+  count INTEGER NOT NULL,
+  points TEXT NOT NULL,
+  received_at TEXT NOT NULL,
+  PRIMARY KEY (fleet, vehicle, message_id)
+);
+INSERT INTO track_batches (fleet, vehicle, message_id, lane, seq, alarm_id, first_at, last_at, count, points, received_at)
+  SELECT fleet, vehicle, message_id, lane, seq, alarm_id, min(at), max(at), count(*),
+         json_group_array(json_object('at', at, 'timeSource', time_source, 'fix', json(fix))), min(received_at)
+  FROM (SELECT * FROM positions ORDER BY fleet, vehicle, message_id, CAST(substr(id, instr(id, '/') + 1) AS INTEGER))
+  GROUP BY fleet, vehicle, message_id;
+DROP TABLE positions;
+CREATE INDEX track_batches_vehicle ON track_batches (fleet, vehicle, last_at);
+CREATE INDEX track_batches_alarm ON track_batches (fleet, vehicle, alarm_id) WHERE alarm_id IS NOT NULL;
+CREATE VIEW positions AS
+  SELECT t.message_id || '/' || j.key AS id, t.message_id, t.lane, t.seq, t.fleet, t.vehicle,
+         json_extract(j.value, '$.at') AS at, json_extract(j.value, '$.timeSource') AS time_source,
+         t.alarm_id, json_extract(j.value, '$.fix') AS fix, t.received_at
+  FROM track_batches t, json_each(t.points) j;
+`;

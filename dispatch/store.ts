@@ -4,12 +4,13 @@
 // alarm may arrive many times and must take effect once.
 
 import { randomBytes } from 'node:crypto';
-import { type Db, migrate, openDatabase } from '../common/sqlite.ts';
+import { type Db, joinTx, migrate, openDatabase } from '../common/sqlite.ts';
 import { DISPATCH_FILES_SCHEMA } from './files.ts';
 import { SIGNATURES_SCHEMA } from './signatures.ts';
-import { META_SCHEMA, PENDING_SCHEMA, PERSONAL_COMMANDS_SCHEMA, REPEATS_SCHEMA, VEHICLE_KEYS_SCHEMA } from './store-schema.ts';
+import { META_SCHEMA, PENDING_SCHEMA, PERSONAL_COMMANDS_SCHEMA, REPEATS_SCHEMA, TRACK_BATCHES_SCHEMA, VEHICLE_KEYS_SCHEMA } from './store-schema.ts';
 import { VEHICLES_SCHEMA, VehicleBook } from './vehicles.ts';
 import { RECEIVERS_SCHEMA } from './receivers.ts';
+import { RETENTION_SCHEMA } from './retention.ts';
 import { DISPATCH_FOOTAGE_CAMERAS_SCHEMA, DISPATCH_FOOTAGE_SCHEMA, FootageBook } from './footage.ts';
 import type Database from 'better-sqlite3';
 import type { AlarmKind, AlarmMessage, DiagMessage, Envelope, Fix, PositionMessage, RepeatMessage, TimeSource, TrackPoint } from '../protocol/messages.ts';
@@ -165,7 +166,7 @@ export class DispatchStore {
   /** `mustExist`: for the commands that work on what a receiver stored: a missing file is an error, never a new empty database. */
   constructor(path: string, opts: { mustExist?: boolean } = {}) {
     this.db = openDatabase(path, { mustExist: opts.mustExist === true });
-    migrate(this.db, [SCHEMA + LANE_SCHEMA, DISPATCH_FILES_SCHEMA, DISPATCH_FOOTAGE_SCHEMA, DISPATCH_FOOTAGE_CAMERAS_SCHEMA, REPEATS_SCHEMA, META_SCHEMA, PENDING_SCHEMA, SIGNATURES_SCHEMA, VEHICLE_KEYS_SCHEMA, PERSONAL_COMMANDS_SCHEMA, VEHICLES_SCHEMA, RECEIVERS_SCHEMA]);
+    migrate(this.db, [SCHEMA + LANE_SCHEMA, DISPATCH_FILES_SCHEMA, DISPATCH_FOOTAGE_SCHEMA, DISPATCH_FOOTAGE_CAMERAS_SCHEMA, REPEATS_SCHEMA, META_SCHEMA, PENDING_SCHEMA, SIGNATURES_SCHEMA, VEHICLE_KEYS_SCHEMA, PERSONAL_COMMANDS_SCHEMA, VEHICLES_SCHEMA, RECEIVERS_SCHEMA, TRACK_BATCHES_SCHEMA, RETENTION_SCHEMA]);
     this.footage = new FootageBook(this.db);
     this.vehicles = new VehicleBook(this.db);
   }
@@ -178,7 +179,7 @@ export class DispatchStore {
    * store it) is applied each time; `apply` must be idempotent for it.
    */
   accept(ref: VehicleRef, env: Envelope, apply: () => void): { fresh: boolean; upTo: number } {
-    return this.db.transaction(() => {
+    return joinTx(this.db, 'FULL', () => {
       const key = [ref.fleet, ref.vehicle, env.epoch, env.lane] as const;
       const current = this.q.progress.get(...key)?.upto ?? 0;
       if (env.seq === 0) {
@@ -205,7 +206,7 @@ export class DispatchStore {
         this.q.forget.run(...key, upTo);
       }
       return { fresh, upTo };
-    })();
+    });
   }
 
   /** Store a diagnostics record from a bus (idempotent). */
@@ -308,19 +309,24 @@ export class DispatchStore {
       .run({ id: alarmId, fleet: ref.fleet, vehicle: ref.vehicle });
   }
 
-  /** Store every point of a track message in one transaction; returns how many were new. */
+  /** Store a track message (its points in one row, dispatch/store-schema.ts); returns how many points were new. */
   addPosition(p: PositionMessage & Partial<Envelope>, receivedAt = new Date().toISOString()): number {
-    const insert = this.db.prepare(
-      'INSERT OR IGNORE INTO positions (id, message_id, lane, seq, fleet, vehicle, at, time_source, alarm_id, fix, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-    );
-    return this.db.transaction(() => {
-      let added = 0;
-      p.points.forEach((pt, i) => {
-        added += insert.run(`${p.id}/${i}`, p.id, p.lane ?? null, p.seq || null, p.fleet, p.vehicle, pt.at, pt.timeSource, p.alarmId, JSON.stringify(pt.fix), receivedAt).changes;
-      });
-      return added;
-    })();
+    const insert = (this.insertPosition ??= this.db.prepare(
+      `INSERT OR IGNORE INTO track_batches (fleet, vehicle, message_id, lane, seq, alarm_id, first_at, last_at, count, points, received_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ));
+    let first = p.points[0]!.at;
+    let last = first;
+    for (const pt of p.points) {
+      if (pt.at < first) first = pt.at;
+      if (pt.at > last) last = pt.at;
+    }
+    const points = JSON.stringify(p.points.map((pt) => ({ at: pt.at, timeSource: pt.timeSource, fix: pt.fix })));
+    const fresh = insert.run(p.fleet, p.vehicle, p.id, p.lane ?? null, p.seq || null, p.alarmId, first, last, p.points.length, points, receivedAt).changes > 0;
+    return fresh ? p.points.length : 0;
   }
+
+  private insertPosition: Database.Statement | undefined;
 
   /** Has this dispatch ever heard from the vehicle (a status, an alarm, a position or a file)? */
   knowsVehicle(ref: VehicleRef): boolean {
@@ -382,9 +388,9 @@ export class DispatchStore {
   markAckSeen(ids: readonly string[], ref: VehicleRef, at = new Date().toISOString()): number {
     const stmt = this.db.prepare('UPDATE alarms SET ack_seen_at = ? WHERE id = ? AND fleet = ? AND vehicle = ? AND ack_at IS NOT NULL AND ack_seen_at IS NULL');
     let n = 0;
-    this.db.transaction(() => {
+    joinTx(this.db, 'FULL', () => {
       for (const id of ids) n += stmt.run(at, id, ref.fleet, ref.vehicle).changes;
-    })();
+    });
     return n;
   }
 
@@ -396,9 +402,9 @@ export class DispatchStore {
   reopenAcks(ref: VehicleRef, ids: readonly string[]): string[] {
     const stmt = this.db.prepare('UPDATE alarms SET ack_seen_at = NULL WHERE id = ? AND fleet = ? AND vehicle = ? AND ack_at IS NOT NULL AND ack_seen_at IS NOT NULL');
     const out: string[] = [];
-    this.db.transaction(() => {
+    joinTx(this.db, 'FULL', () => {
       for (const id of ids) if (stmt.run(id, ref.fleet, ref.vehicle).changes > 0) out.push(id);
-    })();
+    });
     return out;
   }
 

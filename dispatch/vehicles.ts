@@ -8,7 +8,7 @@
 // the broker published its will, offline since then), and the last position
 // is read from the track at listing time.
 
-import type { Db } from '../common/sqlite.ts';
+import { type Db, joinTx, writeTx } from '../common/sqlite.ts';
 import { type Health, HealthSchema } from '../protocol/health.ts';
 import type { Fix, StatusMessage } from '../protocol/messages.ts';
 import type { VehicleRef } from '../protocol/topics.ts';
@@ -68,8 +68,8 @@ WITH known AS (SELECT fleet, vehicle FROM vehicle_status UNION SELECT fleet, veh
 SELECT k.fleet, k.vehicle,
   EXISTS (SELECT 1 FROM registered_vehicles r WHERE r.fleet = k.fleet AND r.vehicle = k.vehicle) AS registered,
   s.state, s.since, s.agent, s.faults, s.health,
-  (SELECT p.fix FROM positions p WHERE p.fleet = k.fleet AND p.vehicle = k.vehicle ORDER BY p.at DESC LIMIT 1) AS fix,
-  (SELECT p.at FROM positions p WHERE p.fleet = k.fleet AND p.vehicle = k.vehicle ORDER BY p.at DESC LIMIT 1) AS fix_at,
+  (SELECT json_extract(t.points, '$[#-1].fix') FROM track_batches t WHERE t.fleet = k.fleet AND t.vehicle = k.vehicle ORDER BY t.last_at DESC LIMIT 1) AS fix,
+  (SELECT t.last_at FROM track_batches t WHERE t.fleet = k.fleet AND t.vehicle = k.vehicle ORDER BY t.last_at DESC LIMIT 1) AS fix_at,
   (SELECT count(*) FROM alarms a WHERE a.fleet = k.fleet AND a.vehicle = k.vehicle AND a.kind = 'emergency' AND a.ack_at IS NULL) AS emergencies,
   (SELECT count(*) FROM alarms a WHERE a.fleet = k.fleet AND a.vehicle = k.vehicle AND a.kind = 'incident' AND a.ack_at IS NULL) AS incidents
 FROM known k LEFT JOIN vehicle_status s ON s.fleet = k.fleet AND s.vehicle = k.vehicle
@@ -100,7 +100,9 @@ export class VehicleBook {
    */
   setStatus(ref: VehicleRef, s: StatusMessage, receivedAt = new Date().toISOString()): void {
     const since = s.state === 'online' ? s.at : receivedAt;
-    this.db
+    // A status is no evidence: without an fsync of its own (inside the bulk batch, it commits with it).
+    joinTx(this.db, 'NORMAL', () =>
+      this.db
       .prepare(
         `INSERT INTO vehicle_status (fleet, vehicle, state, at, agent, updated_at, health, faults, since) VALUES (@fleet, @vehicle, @state, @at, @agent, @now, @health, @faults, @since)
          ON CONFLICT (fleet, vehicle) DO UPDATE SET
@@ -119,7 +121,8 @@ export class VehicleBook {
         health: s.health ? JSON.stringify(s.health) : null,
         faults: JSON.stringify(s.health?.faults ?? []),
         since,
-      });
+      }),
+    );
   }
 
   /** Every vehicle with a status, sorted (the footage command's hint). */
@@ -129,7 +132,7 @@ export class VehicleBook {
 
   /** The fleet's registered buses are exactly these (the identities file, read at the receiver's start). */
   register(refs: readonly VehicleRef[], at = new Date().toISOString()): { added: number; removed: number } {
-    return this.db.transaction(() => {
+    return writeTx(this.db, 'FULL', () => {
       const keep = new Set(refs.map((r) => `${r.fleet}/${r.vehicle}`));
       let removed = 0;
       for (const r of this.db.prepare<[], VehicleRef>('SELECT fleet, vehicle FROM registered_vehicles').all()) {
@@ -139,7 +142,7 @@ export class VehicleBook {
       let added = 0;
       for (const r of refs) added += insert.run(r.fleet, r.vehicle, at).changes;
       return { added, removed };
-    })();
+    });
   }
 
   /** The vehicle table, most urgent first (rank), filtered as `busguard dispatch vehicles` asks. */

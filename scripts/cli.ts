@@ -127,6 +127,28 @@ dispatch
     listVehicles(opts.config, opts);
   });
 dispatch
+  .command('retention')
+  .description('delete what is past its keep time now (the receiver does it every retention.everyS); an open or held alarm\'s evidence and track are kept')
+  .requiredOption('-c, --config <file>', 'dispatch config file (JSON)')
+  .option('--dry-run', 'say what would be deleted, delete nothing')
+  .option('--json', 'one JSON object per kind')
+  .action(async (opts: { config: string; dryRun?: boolean; json?: boolean }) => {
+    const { retentionCommand } = await import('../dispatch/main.ts');
+    await retentionCommand(opts.config, opts);
+  });
+dispatch
+  .command('hold')
+  .description('legal hold: keep an alarm\'s evidence and track from retention (a case, a court order); --release ends it')
+  .argument('<id>', 'alarm id, a unique prefix of it, or FLEET/VEHICLE/ID')
+  .requiredOption('-c, --config <file>', 'dispatch config file (JSON)')
+  .option('--reason <text>', 'why it is held (required to hold)')
+  .option('--by <name>', 'who holds it', process.env.USER ?? 'dispatcher')
+  .option('--release', 'end the hold')
+  .action(async (id: string, opts: { config: string; reason?: string; by: string; release?: boolean }) => {
+    const { holdCommand } = await import('../dispatch/main.ts');
+    holdCommand(opts.config, id, opts);
+  });
+dispatch
   .command('ack')
   .description('acknowledge an alarm or incident; the bus\'s LED shows it')
   .argument('<id>', 'alarm id, or a unique prefix of it (at least 4 characters)')

@@ -9,6 +9,7 @@ const BENCHES: Record<string, () => Promise<Record<string, unknown>>> = {
   drain: async () => (await import('./drain.ts')).run(),
   footprint: async () => (await import('./footprint.ts')).run(),
   evidence: async () => (await import('./evidence.ts')).run(),
+  fleet: async () => (await import('./fleet.ts')).run(),
 };
 
 const name = process.argv[2];

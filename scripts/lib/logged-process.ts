@@ -149,8 +149,8 @@ export function alive(pid: number): boolean {
   }
 }
 
-export function busguard(args: string[], env: Record<string, string> = {}): LoggedProcess {
-  const child = spawn(process.execPath, [BUSGUARD, ...args], {
+export function busguard(args: string[], env: Record<string, string> = {}, nodeArgs: string[] = []): LoggedProcess {
+  const child = spawn(process.execPath, [...nodeArgs, BUSGUARD, ...args], {
     cwd: REPO,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -114,7 +114,7 @@ export class Mosquitto {
     return this.child?.pid;
   }
 
-  static async start(dir: string, opts: { port?: number; tls?: TestPki; identities?: string[] } = {}): Promise<Mosquitto> {
+  static async start(dir: string, opts: { port?: number; tls?: TestPki; identities?: string[]; passwords?: Record<string, string> } = {}): Promise<Mosquitto> {
     // A free port is free when asked, not when Mosquitto binds it: another test may take it between. New ports, then.
     for (let attempt = 1; ; attempt++) {
       try {
@@ -125,14 +125,14 @@ export class Mosquitto {
     }
   }
 
-  private static async startOnce(dir: string, opts: { port?: number; tls?: TestPki; identities?: string[] }): Promise<Mosquitto> {
+  private static async startOnce(dir: string, opts: { port?: number; tls?: TestPki; identities?: string[]; passwords?: Record<string, string> }): Promise<Mosquitto> {
     const { dynamicSecurityConfig } = await import('../../protocol/acl.ts');
     const port = opts.port ?? (await freePort());
     const tlsPort = opts.tls ? await freePort() : null;
     const dynsec = join(dir, 'dynamic-security.json');
     const identities = [
-      ...Object.entries(USERS).map(([id, password]) => ({ id, password })),
-      ...[...new Set([...(opts.identities ?? []), ...Object.keys(opts.tls?.clients ?? {})])].filter((id) => USERS[id] === undefined).map((id) => ({ id })),
+      ...Object.entries({ ...USERS, ...opts.passwords }).map(([id, password]) => ({ id, password })),
+      ...[...new Set([...(opts.identities ?? []), ...Object.keys(opts.tls?.clients ?? {})])].filter((id) => USERS[id] === undefined && opts.passwords?.[id] === undefined).map((id) => ({ id })),
     ];
     writeFileSync(dynsec, JSON.stringify(dynamicSecurityConfig(identities), null, 1));
     let conf = readFileSync(SHIPPED_CONF, 'utf8')

@@ -86,6 +86,32 @@ describe('uplink drain', () => {
       await sub.endAsync();
     }
   });
+
+  it('unreceipted, an alarm goes again every resendMs; the track backs off (×2 each time, at most ×16), so a fleet that dispatch cannot keep up with does not multiply its load', async () => {
+    const outbox = new Outbox(db, OutboxConfigSchema.parse({}));
+    for (const lane of ['alarm', 'track'] as const) {
+      const kind = lane === 'alarm' ? 'alarm' : 'position';
+      outbox.write(lane, () => outbox.append(laneItem(ref, kind, lane as never, { id: `${lane}-backoff`, lane })));
+    }
+    const sent = { alarm: 0, track: 0 };
+    const sub = await mqtt.connectAsync(url, { clientId: 'monitor/test', username: 'monitor/test', password: users['monitor/test'] });
+    sub.on('message', (topic, payload) => {
+      const m = JSON.parse(payload.toString()) as { id?: string; lane?: 'alarm' | 'track' };
+      if (m.id?.endsWith('-backoff') && m.lane) sent[m.lane]++;
+    });
+    await sub.subscribeAsync('busguard/v1/+/+/up/+', { qos: 1 });
+    const uplink = new Uplink({ ref, mqtt: MqttConnectionSchema.parse({ url, protocolVersion: 4, password: users['city/bus-1'] }), outbox, resendMs: 200, agent: 'test', log: pino({ level: 'silent' }), trust: testTrust(ref) });
+    uplink.start();
+    try {
+      // Sends of the track at 0, 0.2, 0.6, 1.4, 3.0 s (5 in 3.2 s); the alarm every 0.2 s (16).
+      await until(() => sent.alarm >= 12, 20_000, 'the alarm re-sent a dozen times');
+      expect(sent.track).toBeGreaterThanOrEqual(2);
+      expect(sent.track).toBeLessThanOrEqual(Math.ceil(sent.alarm / 2));
+    } finally {
+      await uplink.stop();
+      await sub.endAsync();
+    }
+  });
 });
 
 describe('uplink: eviction records', () => {
