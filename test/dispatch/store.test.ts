@@ -3,6 +3,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import type { DispatchStore } from '../../dispatch/store.ts';
 import type { Fix, PositionMessage } from '../../protocol/messages.ts';
 import { FreshStore, anAlarm as alarm } from '../helpers/messages.ts';
+import { currentDurability, writeTx } from '../../common/sqlite.ts';
 
 describe('dispatch store (real SQLite file)', () => {
   const fresh = new FreshStore('dstore-');
@@ -131,6 +132,35 @@ describe('dispatch lane progress (cumulative receipts)', () => {
     ).toThrow('disk');
     let applied = false;
     expect(store.accept(ref, env(1), () => (applied = true)).fresh).toBe(true);
+    expect(applied).toBe(true);
+  });
+
+  it('an alarm commits with fsync whatever the write before it left the connection at (a refusal count, a signature verdict: NORMAL)', () => {
+    writeTx(store.db, 'NORMAL', () => store.db.prepare('SELECT 1').get());
+    expect(currentDurability(store.db)).toBe('NORMAL');
+    let during: string | null = null;
+    store.accept(ref, env(1), () => {
+      during = currentDurability(store.db);
+      store.addAlarm(alarm());
+    });
+    expect(during).toBe('FULL');
+  });
+
+  it('inside a bulk batch (NORMAL, made durable by the batch), a message that fails is undone alone', () => {
+    writeTx(store.db, 'NORMAL', () => {
+      store.accept(ref, env(1), () => store.addAlarm(alarm()));
+      expect(() =>
+        store.accept(ref, env(2), () => {
+          store.addAlarm(alarm());
+          throw new Error('bad message');
+        }),
+      ).toThrow('bad message');
+      store.accept(ref, env(3), () => store.addAlarm(alarm()));
+    });
+    // The first and third are stored; the second's alarm and its seq are not (its re-send is applied).
+    expect(store.all('emergency')).toHaveLength(2);
+    let applied = false;
+    expect(store.accept(ref, env(2), () => (applied = true)).fresh).toBe(true);
     expect(applied).toBe(true);
   });
 });
