@@ -91,7 +91,8 @@ describe('uplink drain', () => {
     const outbox = new Outbox(db, OutboxConfigSchema.parse({}));
     for (const lane of ['alarm', 'track'] as const) {
       const kind = lane === 'alarm' ? 'alarm' : 'position';
-      outbox.write(lane, () => outbox.append(laneItem(ref, kind, lane as never, { id: `${lane}-backoff`, lane })));
+      const msg = { id: `${lane}-backoff`, lane };
+      outbox.write(lane, () => outbox.append(laneItem(ref, kind, lane as never, msg)));
     }
     const sent = { alarm: 0, track: 0 };
     const sub = await mqtt.connectAsync(url, { clientId: 'monitor/test', username: 'monitor/test', password: users['monitor/test'] });
