@@ -103,25 +103,25 @@ export class VehicleBook {
     // A status is no evidence: without an fsync of its own (inside the bulk batch, it commits with it).
     joinTx(this.db, 'NORMAL', () =>
       this.db
-      .prepare(
-        `INSERT INTO vehicle_status (fleet, vehicle, state, at, agent, updated_at, health, faults, since) VALUES (@fleet, @vehicle, @state, @at, @agent, @now, @health, @faults, @since)
-         ON CONFLICT (fleet, vehicle) DO UPDATE SET
-           since = CASE WHEN vehicle_status.state = excluded.state AND vehicle_status.at = excluded.at THEN vehicle_status.since ELSE excluded.since END,
-           state = excluded.state, at = excluded.at, agent = excluded.agent, updated_at = excluded.updated_at,
-           health = coalesce(excluded.health, vehicle_status.health),
-           faults = CASE WHEN excluded.health IS NULL THEN vehicle_status.faults ELSE excluded.faults END`,
-      )
-      .run({
-        fleet: ref.fleet,
-        vehicle: ref.vehicle,
-        state: s.state,
-        at: s.at,
-        agent: s.agent,
-        now: receivedAt,
-        health: s.health ? JSON.stringify(s.health) : null,
-        faults: JSON.stringify(s.health?.faults ?? []),
-        since,
-      }),
+        .prepare(
+          `INSERT INTO vehicle_status (fleet, vehicle, state, at, agent, updated_at, health, faults, since) VALUES (@fleet, @vehicle, @state, @at, @agent, @now, @health, @faults, @since)
+           ON CONFLICT (fleet, vehicle) DO UPDATE SET
+             since = CASE WHEN vehicle_status.state = excluded.state AND vehicle_status.at = excluded.at THEN vehicle_status.since ELSE excluded.since END,
+             state = excluded.state, at = excluded.at, agent = excluded.agent, updated_at = excluded.updated_at,
+             health = coalesce(excluded.health, vehicle_status.health),
+             faults = CASE WHEN excluded.health IS NULL THEN vehicle_status.faults ELSE excluded.faults END`,
+        )
+        .run({
+          fleet: ref.fleet,
+          vehicle: ref.vehicle,
+          state: s.state,
+          at: s.at,
+          agent: s.agent,
+          now: receivedAt,
+          health: s.health ? JSON.stringify(s.health) : null,
+          faults: JSON.stringify(s.health?.faults ?? []),
+          since,
+        }),
     );
   }
 

@@ -70,8 +70,8 @@ function messageLike(valid: Record<string, unknown>): fc.Arbitrary<Buffer> {
 const fix = { valid: true, lat: 34.26, lon: 108.94, altM: 400, speedMps: 8, trackDeg: 90, time: '2026-11-22T09:59:59.000Z', ageS: 0.4, stale: false, sats: 9, hdop: 0.9 };
 const envelope = (lane: string) => ({ lane, epoch: '00000000000000ab', seq: 7, floor: 1 });
 
-/** A valid-looking message of each uplink kind, from bus-1. */
-function uplinkTemplate(kind: (typeof UPLINK_KINDS)[number]): Record<string, unknown> {
+/** A valid-looking message of each uplink kind, from bus-1 (also the tests' valid examples). */
+export function uplinkTemplate(kind: (typeof UPLINK_KINDS)[number]): Record<string, unknown> {
   const base = { v: 1, id: randomUUID(), fleet: 'city', vehicle: 'bus-1' };
   switch (kind) {
     case 'alarm':

@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { AlarmMessageSchema, ReceiptMessageSchema, StatusMessageSchema, decode, encode } from '../../protocol/messages.ts';
 import { anAlarm } from '../helpers/messages.ts';
+import { uplinkTemplate } from '../../scripts/fuzz-targets.ts';
+import type { Health } from '../../protocol/health.ts';
 
 const alarm = anAlarm({
   raisedAt: '2026-11-22T10:00:00.000Z',
@@ -56,17 +58,9 @@ describe('message decoding', () => {
   });
 
   it('checks the health in a status: a malformed one refuses the status whole, with the field that is wrong', () => {
-    const health = {
-        at: '2026-11-22T10:00:00.000Z',
-        uptimeS: 120,
-        gnss: { state: 'fix', satellites: 9, lastFixAgeS: 0.5 },
-        devices: [{ name: 'front', kind: 'camera', state: 'fault', detail: 'no answer within 1000 ms' }],
-        disk: { freeBytes: 1e9, totalBytes: 3.2e10, mediaBytes: 0, mediaQuotaBytes: 1073741824, outboxBytes: 2048, outboxQuotaBytes: 268435456 },
-        outbox: { track: { depth: 3, oldestAgeS: 40 } },
-        clockOffsetMs: -12,
-        faults: ['camera:front'],
-      };
-    const status = { v: 1, state: 'online', at: '2026-11-22T10:00:00.000Z', agent: 'busguard-agent/0.1.0', health };
+    // The fuzzer's valid status, with a camera fault in its health.
+    const status = uplinkTemplate('status') as { health: Health } & Record<string, unknown>;
+    const health = status.health;
     const ok = decode(StatusMessageSchema, encode(status));
     expect(ok.ok && ok.value.health?.faults).toEqual(['camera:front']);
     // Without health (agents before it, and every will): still a status.
